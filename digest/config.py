@@ -1,0 +1,343 @@
+"""Typed configuration: digest.toml + environment (+ .env, secrets dir), validated at load time.
+
+Precedence, highest first: environment (`DIGEST_` prefix, nested with `__`, e.g.
+`DIGEST_SMTP__HOST`), a `.env` file in the working directory, a secrets directory
+(`DIGEST_SECRETS_DIR`, one file per variable), then the TOML file, then built-in defaults.
+
+Secrets (`DIGEST_SMTP__PASSWORD`, `DIGEST_SECRET`) are `SecretStr` and may not be written in the
+TOML file at all: a config file gets committed, copied and pasted into issues.
+
+Relative paths in the file are relative to the file's own folder, so `digest run --config
+/etc/digest/digest.toml` from cron behaves the same whatever the working directory is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import tomllib
+import zoneinfo
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+from digest.errors import ConfigError
+from digest.tomlfile import describe_validation_error, read_toml
+
+HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StateConfig(_Section):
+    path: Path = Path("state/digest.sqlite3")
+
+
+SourceKind = Literal["hf_daily", "arxiv_rss", "feed"]
+
+
+class SourceConfig(_Section):
+    name: str = ""  # defaults to the kind
+    kind: SourceKind
+    url: str
+    # arXiv: `replace`/`replace-cross` items are new versions of old papers; true treats a
+    # replacement of a paper never seen before as new.
+    include_replacements: bool = False
+    # hf_daily: how many days back to fetch (the run date and the day before by default, since
+    # the list for a day fills up during that day).
+    days: int = Field(default=2, ge=1, le=14)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
+        return value
+
+    @model_validator(mode="after")
+    def _default_name(self) -> SourceConfig:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
+        return self
+
+
+class FetchConfig(_Section):
+    timeout: float = Field(default=30.0, gt=0)  # seconds, connect and read
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: float = Field(default=1.0, ge=0)  # first retry delay in seconds, doubled each time
+    max_bytes: int = Field(default=50_000_000, gt=0)  # size cap per response body
+
+
+class SubscribersConfig(_Section):
+    path: Path = Path("subscribers.toml")
+
+
+class SmtpConfig(_Section):
+    host: str | None = None
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None  # only from DIGEST_SMTP__PASSWORD
+    from_: str = Field(default="Paper Digest <digest@localhost>", alias="from")
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rate: float = Field(default=0, ge=0)  # messages per second over all connections, 0 = no limit
+    timeout: float = Field(default=60.0, gt=0)
+    allow_insecure: bool = False  # permit security = "none" to a host that is not loopback
+    verify: bool = True  # verify the server certificate
+    ca_file: Path | None = None  # extra CA bundle (a private CA, a self-signed test server)
+
+    @model_validator(mode="after")
+    def _insecure_only_on_loopback(self) -> SmtpConfig:
+        if self.host and self.security == "none" and not self.allow_insecure and not is_loopback(self.host):
+            raise ValueError(
+                f'security = "none" sends mail and password in clear text to {self.host}; '
+                'use "starttls" or "tls", or set allow_insecure = true'
+            )
+        return self
+
+
+class DeliveryConfig(_Section):
+    # None: "smtp" when [smtp] host is set, else "outbox".
+    transport: Literal["smtp", "outbox"] | None = None
+    outbox: Path = Path("outbox")
+    max_attempts: int = Field(default=4, ge=1, le=20)  # per message, for 4xx and dropped connections
+    retry_backoff: float = Field(default=2.0, ge=0)  # seconds before the first retry, doubled each time
+    max_connection_failures: int = Field(default=3, ge=1)  # in a row, then the run stops sending
+    subject: str = "{count} new papers for you · {date}"  # {count}, {date}, {name}
+    list_id: str = "Paper Digest <digest.localhost>"
+
+
+class OutputConfig(_Section):
+    dir: Path = Path("public")
+    base_url: str | None = None  # where `dir` is served, for absolute links in feeds and emails
+    feed_days: int = Field(default=14, ge=1, le=366)
+    atom: bool = True  # also write feed.atom next to feed.xml
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path/")
+        return value.rstrip("/") + "/"
+
+
+class TemplatesConfig(_Section):
+    dir: Path | None = None  # templates here override the shipped ones of the same name
+
+
+class ScheduleConfig(_Section):
+    cron: str = "0 7 * * 1-5"
+    timezone: str = "UTC"
+    misfire_grace_hours: float = Field(default=6, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone; write e.g. \"Europe/Berlin\"") from None
+        return value
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# The TOML file of the Settings being loaded; pydantic-settings builds sources from the class, so
+# the path travels in a context variable rather than a global.
+_toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})
+
+
+class _TomlDataSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get())
+
+
+class Settings(BaseSettings):
+    """Everything digest.toml and the environment can say."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    state: StateConfig = StateConfig()
+    sources: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(name="hf", kind="hf_daily", url=HF_DAILY_URL)]
+    )
+    fetch: FetchConfig = FetchConfig()
+    subscribers: SubscribersConfig = SubscribersConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    output: OutputConfig = OutputConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    secret: SecretStr | None = None  # DIGEST_SECRET: signs unsubscribe and private-feed links
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        if not sources:
+            raise ValueError("no sources: add a [[sources]] table or remove the empty list")
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate source name {', '.join(dupes)}: give each [[sources]] a unique name")
+        return sources
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secrets_dir = os.environ.get("DIGEST_SECRETS_DIR")
+        secret_source = (
+            SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir) if secrets_dir else file_secret_settings
+        )
+        return (init_settings, env_settings, dotenv_settings, secret_source, _TomlDataSource(settings_cls))
+
+    # -- derived --------------------------------------------------------------------------------
+    @property
+    def transport(self) -> Literal["smtp", "outbox"]:
+        if self.delivery.transport:
+            return self.delivery.transport
+        return "smtp" if self.smtp.host else "outbox"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state.path.parent
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+# Keys that may only come from the environment, as (section, key).
+_SECRET_KEYS = {("smtp", "password"): "DIGEST_SMTP__PASSWORD", ("", "secret"): "DIGEST_SECRET"}
+
+
+def config_path_from(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """`--config PATH`, else `DIGEST_CONFIG`, else `./digest.toml` if it exists, else None."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("DIGEST_CONFIG")
+    if env:
+        return Path(env)
+    default = Path("digest.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration; every problem is reported at once in a ConfigError."""
+    config_path = config_path_from(path)
+    data: dict[str, Any] = {}
+    text = ""
+    label = "environment"
+    if config_path is not None:
+        label = str(config_path)
+        if not config_path.is_file():
+            raise ConfigError(f"{config_path}: no such config file; check --config or DIGEST_CONFIG")
+        data, text = read_toml(config_path)
+        problems = []
+        for (section, key), env_name in _SECRET_KEYS.items():
+            holder = data.get(section, {}) if section else data
+            if isinstance(holder, dict) and key in holder:
+                problems.append(
+                    f"{config_path}: [{section or 'top level'}] {key}: secrets are not read from the file; "
+                    f"remove it and set {env_name} in the environment"
+                )
+        if problems:
+            raise ConfigError(problems[0], problems)
+    token = _toml_data.set(data)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc, label, text)
+        raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} problems in {label}", problems) from None
+    finally:
+        _toml_data.reset(token)
+    if config_path is not None:
+        settings = _resolve_paths(settings, config_path.resolve().parent)
+    return settings
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    return settings.model_copy(
+        update={
+            "state": settings.state.model_copy(update={"path": fix(settings.state.path)}),
+            "subscribers": settings.subscribers.model_copy(update={"path": fix(settings.subscribers.path)}),
+            "delivery": settings.delivery.model_copy(update={"outbox": fix(settings.delivery.outbox)}),
+            "output": settings.output.model_copy(update={"dir": fix(settings.output.dir)}),
+            "templates": settings.templates.model_copy(
+                update={"dir": fix(settings.templates.dir) if settings.templates.dir else None}
+            ),
+            "smtp": settings.smtp.model_copy(
+                update={"ca_file": fix(settings.smtp.ca_file) if settings.smtp.ca_file else None}
+            ),
+        }
+    )
+
+
+def signing_key(settings: Settings, *, notice: Any = None) -> bytes:
+    """The key for unsubscribe tokens and private-feed paths.
+
+    DIGEST_SECRET when set; otherwise a random key generated once and kept in the state directory
+    (mode 0600), so a first run just works and links stay stable across runs.
+    """
+    if settings.secret is not None:
+        return settings.secret.get_secret_value().encode()
+    key_file = settings.state_dir / "secret.key"
+    if key_file.is_file():
+        return key_file.read_text().strip().encode()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    tmp = key_file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    os.replace(tmp, key_file)
+    if notice is not None:
+        notice(f"no DIGEST_SECRET set: generated one and kept it in {key_file}")
+    return key.encode()

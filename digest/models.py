@@ -1,0 +1,229 @@
+"""The typed data model every stage shares.
+
+Stages never pass raw feedparser dicts or JSON around: sources produce `Paper`s, the store keeps
+them, the diff sorts them into new and updated, the matcher turns a `Subscriber`'s profile and the
+new papers into `Match`es, and a `Digest` (one subscriber, one day) is what the renderer and the
+transport see. Everything is frozen; datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+REPLACEMENT_TYPES = frozenset({"replace", "replace-cross"})
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """One paper as a listing describes it.
+
+    `id` is the bare arXiv id without version ("2411.17700", "hep-ph/9912567") for arXiv papers,
+    otherwise the feed's guid or link. The same paper from several sources is one `Paper`
+    (see `merge`).
+    """
+
+    id: str
+    title: str
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    version: int | None = None
+    url: str | None = None  # the abstract page
+    pdf_url: str | None = None
+    published: dt.datetime | None = None  # when the paper itself was published (UTC)
+    sources: tuple[str, ...] = ()  # names of the configured sources that listed it
+    # What particular sources add:
+    announce_type: str | None = None  # arXiv RSS: new, cross, replace, replace-cross
+    is_replacement: bool = False  # a new version of an old paper, never "new" (see diff)
+    upvotes: int | None = None  # Hugging Face
+    comments: int | None = None  # Hugging Face
+    ai_summary: str | None = None  # Hugging Face
+    ai_keywords: tuple[str, ...] = ()  # Hugging Face
+    github_url: str | None = None
+    project_url: str | None = None
+    doi: str | None = None
+    journal_ref: str | None = None
+
+    def merge(self, other: Paper) -> Paper:
+        """The same paper as seen by two sources: keep what either knows.
+
+        Scalars prefer this paper's value and fall back to the other's; tuples are unioned in
+        order; counters take the maximum; it is a replacement only if both say so.
+        """
+        if other.id != self.id:
+            raise ValueError(f"cannot merge {self.id} with {other.id}")
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "is_replacement":
+                changes[f.name] = mine and theirs
+            elif f.name in ("upvotes", "comments", "version"):
+                known = [v for v in (mine, theirs) if v is not None]
+                changes[f.name] = max(known) if known else None
+            elif isinstance(mine, tuple):
+                changes[f.name] = tuple(dict.fromkeys((*mine, *theirs)))
+            elif mine in (None, ""):
+                changes[f.name] = theirs
+        return dataclasses.replace(self, **changes)
+
+    # -- serialisation for the snapshot store -------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == () or value is False or value == "":
+                continue
+            if isinstance(value, dt.datetime):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Paper:
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name == "published" and value is not None:
+                value = dt.datetime.fromisoformat(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Paper:
+        return cls.from_dict(json.loads(text))
+
+
+def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
+    """Collapse duplicates by id (first occurrence keeps its place), merging what each knows."""
+    by_id: dict[str, Paper] = {}
+    for paper in papers:
+        seen = by_id.get(paper.id)
+        by_id[paper.id] = paper if seen is None else seen.merge(paper)
+    return list(by_id.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What one source listed for one run date."""
+
+    source: str
+    papers: tuple[Paper, ...]
+    fetched_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DiffResult:
+    """The outcome of comparing today's listing with everything seen before."""
+
+    new: tuple[Paper, ...]
+    updates: tuple[Paper, ...]  # seen before, listed again (a new version or an arXiv replacement)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One reader's profile from subscribers.toml (validated by `digest.profiles`)."""
+
+    email: str
+    name: str = ""
+    keywords: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    query: str | None = None
+    all: bool = False  # every new paper, no filtering
+    max_papers: int = 20
+    min_upvotes: int = 0
+    sources: tuple[str, ...] = ()  # empty = every configured source
+    feed: bool = False
+    empty: Literal["skip", "send"] = "skip"
+
+    @property
+    def display(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+Field = Literal["title", "abstract", "keywords", "author", "category"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One matched term: which profile term, in which field, where (character offsets)."""
+
+    term: str
+    field: Field
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A paper a subscriber gets, with its score and the explanation of why."""
+
+    paper: Paper
+    score: float
+    hits: tuple[Hit, ...] = ()
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(h.term for h in self.hits))
+
+    def why(self) -> str:
+        """'matched "prompt tuning" in the title, "LLM" in the abstract'."""
+        by_term: dict[str, list[str]] = {}
+        for hit in self.hits:
+            fields = by_term.setdefault(hit.term, [])
+            if hit.field not in fields:
+                fields.append(hit.field)
+        if not by_term:
+            return "all new papers"
+        parts = [f'"{term}" in the {" and ".join(fields)}' for term, fields in by_term.items()]
+        return "matched " + ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What one subscriber gets for one run date: the best matches and how many more there were."""
+
+    subscriber: Subscriber
+    date: dt.date
+    matches: tuple[Match, ...]
+    total_matched: int = field(default=-1)
+
+    def __post_init__(self) -> None:
+        if self.total_matched < 0:
+            object.__setattr__(self, "total_matched", len(self.matches))
+
+    @property
+    def more(self) -> int:
+        """How many matched papers `max_papers` (or the size budget) left out."""
+        return max(0, self.total_matched - len(self.matches))
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """The content of one digest email; transports turn it into a message."""
+
+    subject: str
+    html: str
+    text: str
+    preheader: str = ""
+    shown: int = 0  # papers actually in the email (the size budget may show fewer than matched)
+
+
+def utcnow() -> dt.datetime:
+    """The one place that reads the wall clock; stages get `now=` passed in."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,117 @@
+"""Helpers for reading TOML files and pointing at lines in them. No business logic.
+
+tomllib gives no positions for values, so `locate` finds the line of a key by scanning the text:
+the n-th `[[table]]` header, then the first `key =` below it. Good enough to point a user at the
+right line; when it cannot tell, the message simply has no line number.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from digest.errors import ConfigError
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\"]+)\s*\]\]?")
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse a TOML file; a syntax error becomes a ConfigError naming file and line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already ends with "(at line N, column M)"
+        message = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        if m:
+            message = message[: m.start()].strip()
+            raise ConfigError(f"{path}:{m.group(1)}: invalid TOML: {message} (column {m.group(2)})") from None
+        raise ConfigError(f"{path}: invalid TOML: {message}") from None
+
+
+def locate(text: str, loc: Sequence[str | int]) -> int | None:
+    """1-based line of the key at `loc` (("smtp", "port") or ("subscribers", 2, "keywords"))."""
+    if not text:
+        return None
+    lines = text.splitlines()
+    start, end = 0, len(lines)
+    parts = list(loc)
+    key: str | None = None
+    if parts and isinstance(parts[-1], str):
+        key = parts.pop()
+    table = ".".join(str(p) for p in parts if isinstance(p, str))
+    index = next((p for p in parts if isinstance(p, int)), None)
+    if table:
+        headers = [i for i, line in enumerate(lines) if (m := _HEADER.match(line)) and m.group(1) == table]
+        if index is not None:
+            if index >= len(headers):
+                return None
+            headers = headers[index : index + 1]
+        if not headers:
+            # a top-level key of that name (e.g. `secret = ...`), or nothing to point at
+            return _find_key(lines, table, 0, len(lines))
+        start = headers[0]
+        end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+        if key is None:
+            return start + 1
+    elif key is not None:
+        # a whole section (("smtp",)) points at its header; a top-level key at its line
+        for i, line in enumerate(lines):
+            if (m := _HEADER.match(line)) and m.group(1) == key:
+                return i + 1
+        end = next((i for i, line in enumerate(lines) if _HEADER.match(line)), len(lines))
+    if key is None:
+        return None
+    return _find_key(lines, key, start, end) or (start + 1 if table else None)
+
+
+def _find_key(lines: list[str], key: str, start: int, end: int) -> int | None:
+    pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+    for i in range(start, end):
+        if pattern.match(lines[i]):
+            return i + 1
+    return None
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """('subscribers', 2, 'keywords') -> 'subscribers[2].keywords'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def describe_validation_error(exc: ValidationError, label: str, text: str) -> list[str]:
+    """One line per problem: 'file:line: key: message'."""
+    problems = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        # pydantic puts the literal/union member name in the loc; keep only real keys
+        loc = [p for p in loc if p not in ("literal", "str", "int", "float", "bool", "list")]
+        line = locate(text, loc)
+        where = f"{label}:{line}" if line else label
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key; check the spelling against the configuration reference (docs/reference.md)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        elif err["type"] == "literal_error":
+            message = f"{message} (got {err.get('input')!r})"
+        problems.append(f"{where}: {format_loc(loc) or 'file'}: {message}")
+    return problems
