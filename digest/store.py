@@ -326,11 +326,15 @@ class Store:
         return _delivery(row) if row else None
 
     def mark_pending(self, date: dt.date, email: str, paper_ids: Sequence[str], now: dt.datetime) -> None:
-        """Record that `email` is due a digest of `paper_ids` for `date` (kept if already recorded)."""
+        """Record that `email` is due a digest of `paper_ids` for `date`.
+
+        A row already past 'pending' is left alone; a pending one takes the new paper list (the
+        profile may have been edited between two runs of the same date)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO deliveries (date, email, status, papers, updated_at) VALUES (?, ?, 'pending', ?, ?) "
-                "ON CONFLICT(date, email) DO NOTHING",
+                "ON CONFLICT(date, email) DO UPDATE SET papers = excluded.papers, updated_at = excluded.updated_at "
+                "WHERE status = 'pending'",
                 (date.isoformat(), email, json.dumps(list(paper_ids)), _iso(now)),
             )
 

@@ -1,0 +1,317 @@
+"""The `digest` command line: a thin shell over `digest.pipeline` and friends.
+
+Every command turns a DigestError into one line on stderr (every line, for a ConfigError with
+several problems) and a non-zero exit; `-v` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from digest import __version__
+from digest.errors import ConfigError, DigestError
+
+app = typer.Typer(
+    help="A daily research-paper digest: fetch listings, find what is new, match reader profiles, email it.\n\n"
+    "Start with `digest demo`, then see docs/reference.md.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_verbose = {"on": False}
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml).", show_default=False),
+]
+SubscribersOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--subscribers", "-s", help="subscribers.toml (else [subscribers] path, else ./subscribers.toml).", show_default=False
+    ),
+]
+DateOpt = Annotated[
+    str | None,
+    typer.Option("--date", "-d", help="Run date YYYY-MM-DD (default: today in [schedule] timezone).", show_default=False),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"digest {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    _verbose["on"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _parse_date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--date {value!r}: not a date; write it as YYYY-MM-DD, e.g. 2026-11-21") from None
+
+
+def _fail(exc: DigestError) -> typer.Exit:
+    if _verbose["on"]:
+        traceback.print_exc()
+    problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+    for line in problems:
+        err.print(f"error: {line}", markup=False)
+    return typer.Exit(exc.exit_code)
+
+
+def _settings(config: Path | None) -> Any:
+    from digest.config import load_settings
+
+    return load_settings(config)
+
+
+def _progress() -> Any:
+    from digest.progress import LogProgress, RichProgress
+
+    return RichProgress(err) if err.is_terminal else LogProgress()
+
+
+@app.command()
+def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
+    """Fetch every source, store the day's snapshot and list the new papers.
+
+    Example: digest fetch --config digest.toml --date 2026-11-21
+    """
+    from digest.models import utcnow
+    from digest.pipeline import fetch_and_store, run_date
+    from digest.store import Store
+
+    try:
+        settings = _settings(config)
+        now = utcnow()
+        day = _parse_date(date) or run_date(settings, now)
+        with Store.open(settings.state.path) as store, store.lock():
+            with _progress() as progress:
+                result = fetch_and_store(settings, store, day, now, progress=progress)
+    except DigestError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"{len(result.new)} new papers on {day}", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("title")
+    table.add_column("source", no_wrap=True)
+    for paper in result.new:
+        table.add_row(paper.id, paper.title, ",".join(paper.sources))
+    out.print(table)
+    out.print(f"{len(result.updates)} updates (new versions of papers seen before)")
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    subscribers: SubscribersOpt = None,
+    date: DateOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and report; send and record nothing.")] = False,
+    retry_unknown: Annotated[
+        bool,
+        typer.Option("--retry-unknown", help="Also resend digests whose delivery is unknown (may duplicate)."),
+    ] = False,
+) -> None:
+    """The daily job: fetch, diff, match, render, send, publish feeds and archive.
+
+    Exit codes: 0 all served; 1 failed before sending (state unchanged); 3 another run is in
+    progress; 4 some recipients failed, are unknown or still pending (the rest were sent).
+
+    Example: digest run --config digest.toml --subscribers subscribers.toml
+    """
+    from digest import pipeline
+
+    try:
+        settings = _settings(config)
+        with _progress() as progress:
+            summary = pipeline.run(
+                settings,
+                subscribers_path=subscribers,
+                date=_parse_date(date),
+                dry_run=dry_run,
+                retry_unknown=retry_unknown,
+                progress=progress,
+                log=logging.getLogger("digest").warning,
+            )
+    except DigestError as exc:
+        raise _fail(exc) from None
+    _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title=f"digest {'dry run' if summary.dry_run else 'run'} for {summary.date}", title_justify="left")
+    table.add_column("what")
+    table.add_column("", justify="right")
+    rows = [
+        ("new papers", summary.new),
+        ("updates", summary.updates),
+        ("subscribers", summary.subscribers),
+        ("subscribers matched", summary.matched),
+        ("emails sent", summary.sent),
+        ("failed", len(summary.failed)),
+        ("unknown (not resent)", len(summary.unknown)),
+        ("pending (next run)", len(summary.pending)),
+        ("skipped", summary.skipped),
+        ("suppressed", len(summary.suppressed)),
+    ]
+    if summary.dry_run:
+        rows.append(("rendered (dry run)", summary.rendered))
+    for what, n in rows:
+        table.add_row(what, str(n))
+    for stage, seconds in summary.timings.items():
+        table.add_row(f"time: {stage}", f"{seconds:.2f}s")
+    out.print(table)
+    for line in summary.lines()[2:]:
+        if not line.startswith("time:"):
+            out.print(line, markup=False)
+    if summary.outputs:
+        out.print(f"feeds and archive: {summary.outputs[0].parent}", markup=False)
+
+
+@app.command()
+def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
+    """Validate digest.toml and subscribers.toml; list every problem, or summarise.
+
+    Example: digest check --subscribers subscribers.toml
+    """
+    from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
+    from digest.store import Store
+
+    try:
+        settings = _settings(config)
+        path = subscribers_path_from(subscribers, settings)
+        subs = load_subscribers(path, source_names=[s.name for s in settings.sources])
+    except DigestError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"{path}: OK", title_justify="left")
+    for col in ("subscribers", "terms", "sources", "feeds"):
+        table.add_column(col, justify="right")
+    terms = {t.lower() for s in subs for t in (*s.keywords, *s.exclude, *s.authors, *s.categories)}
+    table.add_row(str(len(subs)), str(len(terms)), ", ".join(s.name for s in settings.sources), str(sum(s.feed for s in subs)))
+    out.print(table)
+    if settings.state.path.exists():
+        with Store.open(settings.state.path) as store:
+            held = store.suppressions()
+        by_email = {s.email: s for s in subs}
+        for email, sup in held.items():
+            sub = by_email.get(email)
+            lifted = sub is not None and profile_fingerprint(sub) != sup.fingerprint
+            state = "lifted on the next run (profile edited)" if lifted else "edit the profile to try again"
+            out.print(f"suppressed: {email} since {sup.at}: {sup.reason} ({state})", markup=False)
+
+
+@app.command()
+def preview(
+    email: Annotated[str, typer.Argument(help="The subscriber's email, as in subscribers.toml.")],
+    config: ConfigOpt = None,
+    subscribers: SubscribersOpt = None,
+    date: DateOpt = None,
+    days: Annotated[int, typer.Option("--days", "-n", min=1, help="Show this many stored days up to --date.")] = 1,
+) -> None:
+    """Show what a subscriber would get, from stored snapshots, with the matched terms.
+
+    Example: digest preview ada@example.org --days 14
+    """
+    from digest.match import Matcher, build_digest
+    from digest.pipeline import new_on
+    from digest.profiles import load_subscribers, subscribers_path_from
+    from digest.store import Store
+
+    try:
+        settings = _settings(config)
+        subs = load_subscribers(
+            subscribers_path_from(subscribers, settings), source_names=[s.name for s in settings.sources]
+        )
+        sub = next((s for s in subs if s.email.lower() == email.lower()), None)
+        if sub is None:
+            raise ConfigError(f"no subscriber {email!r} in the subscribers file; check the address")
+        with Store.open(settings.state.path, create=False) as store:
+            dates = store.snapshot_dates(until=_parse_date(date), limit=days)
+            results = [(d, new_on(store, d)) for d in reversed(dates)]
+    except DigestError as exc:
+        raise _fail(exc) from None
+    if not dates:
+        out.print("no snapshots stored yet: run `digest fetch` first")
+        raise typer.Exit(1)
+    matcher = Matcher([sub])
+    total = 0
+    for day, result in results:
+        matches = matcher.match(result.new if result else []).get(sub.email, [])
+        digest = build_digest(sub, matches, day)
+        total += len(digest.matches)
+        more = f" (+{digest.more} more over max_papers)" if digest.more else ""
+        out.print(f"[bold]{day}[/bold]: {len(digest.matches)} of {len(result.new) if result else 0} new papers{more}")
+        for m in digest.matches:
+            out.print(f"  {m.paper.id}  {m.paper.title}", markup=False)
+            out.print(f"      {m.why()}", style="dim", markup=False)
+    if len(results) > 1:
+        out.print(f"{total} papers over {len(results)} days, {total / len(results):.1f} a day")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to put state, outbox and site.")] = Path(
+        "digest-demo"
+    ),
+) -> None:
+    """Run the whole pipeline offline on a bundled two-day sample (no network, config or secrets).
+
+    Example: digest demo --out /tmp/digest-demo
+    """
+    from digest.demo import run_demo
+
+    try:
+        for line in run_demo(out_dir):
+            out.print(line, markup=False)
+    except DigestError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def serve(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
+    """Run forever, doing the daily run on the [schedule] cron in [schedule] timezone.
+
+    Example: digest serve --config /etc/digest/digest.toml
+    """
+    from digest.schedule import serve as serve_forever
+
+    try:
+        settings = _settings(config)
+        code = serve_forever(settings, subscribers_path=subscribers)
+    except DigestError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app(prog_name="digest")

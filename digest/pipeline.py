@@ -1,0 +1,406 @@
+"""The daily run, stage by stage: fetch → snapshot → diff → match → render → send → publish.
+
+A thin orchestrator: each stage lives in its own module and this one only calls them in order,
+collects per-subscriber results and owns the order of the state changes that make a run safe to
+kill and re-run:
+
+1. everything that can be checked before touching the network is (config, profiles, templates);
+2. all sources are fetched and parsed before anything is stored, so a failed fetch stores nothing;
+3. the snapshot and its HTTP validators are stored in one transaction;
+4. each digest goes pending → sending → sent/failed/unknown in the ledger, one commit each, so a
+   re-run sends only what is still pending and nobody gets two copies;
+5. feeds and archive are written last, each file atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from digest.config import Settings, signing_key
+from digest.deliver.message import build_message
+from digest.deliver.outbox import OutboxTransport
+from digest.deliver.sender import Job, SendReport, send_all
+from digest.deliver.smtp import SmtpTransport
+from digest.diff import diff
+from digest.errors import DigestError
+from digest.match import Matcher, build_digest
+from digest.models import DiffResult, Digest, Match, Paper, Subscriber, merge_papers, utcnow
+from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
+from digest.progress import Progress, QuietProgress
+from digest.render.archive import Day, archive_url, private_feed_url, publish_site
+from digest.render.email import EmailRenderer, Links
+from digest.sources import fetch_listing
+from digest.sources.fetch import CachedResponse, Fetcher, FetchResult
+from digest.store import Store
+from digest.tokens import feed_token, unsubscribe_token
+
+# Exit codes of `digest run` (documented in docs/reference.md; alerting relies on them).
+EXIT_OK = 0
+EXIT_FAILED = 1  # the run failed before sending; the state is as it was
+EXIT_LOCKED = 3  # another run holds the lock; nothing was done
+EXIT_PARTIAL = 4  # some recipients failed, are unknown, or stay pending; the others were sent
+
+
+@dataclass
+class RunSummary:
+    date: dt.date
+    dry_run: bool = False
+    new: int = 0
+    updates: int = 0
+    subscribers: int = 0
+    matched: int = 0  # subscribers with at least one paper
+    sent: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    unknown: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    skipped: int = 0  # nothing matched (and empty = "skip"), or already sent for this date
+    suppressed: list[str] = field(default_factory=list)
+    rendered: int = 0  # dry run: digests rendered
+    stopped_reason: str | None = None
+    outputs: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if (self.failed or self.unknown or self.pending) else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "new": self.new,
+            "updates": self.updates,
+            "subscribers": self.subscribers,
+            "matched": self.matched,
+            "sent": self.sent,
+            "failed": len(self.failed),
+            "unknown": len(self.unknown),
+            "pending": len(self.pending),
+            "skipped": self.skipped,
+            "suppressed": len(self.suppressed),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def lines(self) -> list[str]:
+        """A plain summary for logs."""
+        out = [
+            f"digest {'dry run' if self.dry_run else 'run'} for {self.date}: {self.new} new papers, "
+            f"{self.updates} updates, {self.subscribers} subscribers, {self.matched} matched",
+            f"emails: {self.sent} sent, {len(self.failed)} failed, {len(self.unknown)} unknown, "
+            f"{len(self.pending)} pending, {self.skipped} skipped, {len(self.suppressed)} suppressed"
+            + (f", {self.rendered} rendered (not sent)" if self.dry_run else ""),
+        ]
+        out += [f"failed: {email}: {reply}" for email, reply in self.failed]
+        out += [f"unknown (maybe delivered, not resent): {email}: {reply}" for email, reply in self.unknown]
+        if self.stopped_reason:
+            out.append(f"stopped: {self.stopped_reason}")
+        if self.timings:
+            out.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
+        return out
+
+
+def run_date(settings: Settings, now: dt.datetime) -> dt.date:
+    """Today in the configured time zone: what `--date` defaults to."""
+    return now.astimezone(settings.schedule.tz).date()
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+
+    def __call__(self, stage: str) -> _Stage:
+        return _Stage(self.timings, stage)
+
+
+class _Stage:
+    def __init__(self, timings: dict[str, float], stage: str) -> None:
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.start
+
+
+# -- stage: fetch -------------------------------------------------------------------------------------
+def fetch_all(
+    settings: Settings,
+    cache: dict[str, CachedResponse],
+    date: dt.date,
+    now: dt.datetime,
+    *,
+    transport: Any = None,
+    progress: Progress | None = None,
+) -> tuple[list[Paper], list[FetchResult]]:
+    """Fetch and parse every source; any failure raises before anything is stored."""
+    papers: list[Paper] = []
+    responses: list[FetchResult] = []
+    progress = progress or QuietProgress()
+    advance = progress.stage("fetch", len(settings.sources))
+    with Fetcher(settings.fetch, cache, transport=transport) as fetcher:
+        for source in settings.sources:
+            listing, results = fetch_listing(source, fetcher, date, now=now)
+            papers.extend(listing.papers)
+            responses.extend(results)
+            advance(f"{source.name}: {len(listing.papers)} papers")
+    return merge_papers(papers), responses
+
+
+def new_on(store: Store, date: dt.date) -> DiffResult | None:
+    """The diff of a stored snapshot against everything before it (None: no snapshot that day)."""
+    papers = store.snapshot(date)
+    if papers is None:
+        return None
+    return diff(papers, store.seen_before(date, [p.id for p in papers]))
+
+
+def fetch_and_store(
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    now: dt.datetime,
+    *,
+    dry_run: bool = False,
+    transport: Any = None,
+    progress: Progress | None = None,
+) -> DiffResult:
+    """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`)."""
+    papers, responses = fetch_all(settings, store.http_cache(), date, now, transport=transport, progress=progress)
+    result = diff(papers, store.seen_before(date, [p.id for p in papers]))
+    if not dry_run:
+        store.record_snapshot(date, papers, responses, sources=[s.name for s in settings.sources], now=now)
+    return result
+
+
+# -- the daily run ------------------------------------------------------------------------------------
+def run(
+    settings: Settings,
+    *,
+    subscribers_path: Path | str | None = None,
+    date: dt.date | None = None,
+    dry_run: bool = False,
+    retry_unknown: bool = False,
+    now: dt.datetime | None = None,
+    stop: threading.Event | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    transport: Any = None,
+) -> RunSummary:
+    """The main job. Raises DigestError when it fails before sending (state unchanged)."""
+    now = now or utcnow()
+    date = date or run_date(settings, now)
+    progress = progress or QuietProgress()
+    summary = RunSummary(date=date, dry_run=dry_run)
+    timer = _Timer(summary.timings)
+    say = log or (lambda _msg: None)
+
+    # 1. everything that can fail without the network fails first
+    subscribers = load_subscribers(
+        subscribers_path_from(subscribers_path, settings), source_names=[s.name for s in settings.sources]
+    )
+    summary.subscribers = len(subscribers)
+    renderer = EmailRenderer(settings)
+
+    store = Store.open(settings.state.path)
+    with store, store.lock():
+        key = signing_key(settings, notice=say)
+        # 2–3. fetch, parse, diff; the snapshot is stored only when every source succeeded
+        with timer("fetch"):
+            result = fetch_and_store(settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress)
+        summary.new, summary.updates = len(result.new), len(result.updates)
+        if not dry_run:
+            store.start_run(date, now)
+
+        # 4. match
+        suppressions = store.suppressions()
+        active: list[Subscriber] = []
+        for sub in subscribers:
+            held = suppressions.get(sub.email)
+            if held is not None and held.fingerprint == profile_fingerprint(sub):
+                summary.suppressed.append(sub.email)
+                continue
+            if held is not None and not dry_run:
+                store.lift_suppression(sub.email)  # the profile was edited: try the address again
+            active.append(sub)
+        with timer("match"):
+            matches = Matcher(active).match(result.new)
+        digests = _digests(store, active, matches, date)
+        summary.matched = sum(1 for d in digests if d.matches)
+
+        # 5. render + send, lazily: one message is built just before it goes out
+        with timer("send" if not dry_run else "render"):
+            build = _Builder(renderer, settings, key, date, now)
+            jobs = list(_due(store, digests, build, summary, dry_run=dry_run, retry_unknown=retry_unknown))
+            if dry_run:
+                advance = progress.stage("render", len(jobs))
+                for job in jobs:
+                    job.build()
+                    summary.rendered += 1
+                    advance(job.subscriber.email)
+            elif jobs:
+                report = _send(settings, store, jobs, stop=stop, progress=progress, transport=transport)
+                summary.sent = len(report.sent)
+                summary.failed = report.failed
+                summary.unknown += report.unknown
+                summary.pending = report.pending
+                summary.stopped_reason = report.stopped_reason
+
+        # 6. publish feeds and archive
+        if not dry_run:
+            with timer("publish"):
+                summary.outputs = publish(settings, store, key, subscribers, date, now)
+            store.finish_run(date, "ok" if summary.exit_code == EXIT_OK else "partial", summary.as_dict(), utcnow())
+    return summary
+
+
+def _digests(
+    store: Store, subscribers: Sequence[Subscriber], matches: dict[str, list[Match]], date: dt.date
+) -> list[Digest]:
+    """Each reader's digest: matches minus papers already emailed to them, capped by max_papers."""
+    out = []
+    for sub in subscribers:
+        found = matches.get(sub.email, [])
+        already = store.sent_paper_ids(sub.email, [m.paper.id for m in found]) if found else set()
+        fresh = [m for m in found if m.paper.id not in already]
+        out.append(build_digest(sub, fresh, date))
+    return out
+
+
+def _due(
+    store: Store,
+    digests: Sequence[Digest],
+    build: _Builder,
+    summary: RunSummary,
+    *,
+    dry_run: bool,
+    retry_unknown: bool,
+) -> Iterator[Job]:
+    """The digests still to send for the run date, recorded as pending in the ledger.
+
+    A job holds a recipe, not a message: rendering happens when a sender takes the job, so a
+    run never holds every rendered email at once.
+    """
+    date, now = build.date, build.now
+    ledger = store.deliveries(date)
+    for digest in digests:
+        sub = digest.subscriber
+        row = ledger.get(sub.email)
+        if row is not None and row.status in ("sent", "failed"):
+            summary.skipped += 1
+            continue
+        if row is not None and row.status == "sending":
+            # a run died between handing the message over and hearing back: it may have arrived
+            if not dry_run:
+                store.mark_status(date, sub.email, "unknown", "the previous run stopped while sending", now)
+            row = store.delivery(date, sub.email) if not dry_run else row
+        if row is not None and row.status == "unknown" and not retry_unknown:
+            summary.unknown.append((sub.email, row.reply or "delivery unknown"))
+            continue
+        if not digest.matches and sub.empty != "send":
+            summary.skipped += 1
+            continue
+        if not dry_run:
+            store.mark_pending(date, sub.email, [m.paper.id for m in digest.matches], now)
+        yield Job(date=date, subscriber=sub, build=functools.partial(build, digest))
+
+
+@dataclass(frozen=True)
+class _Builder:
+    """Renders one digest into a ready-to-send message with this run's renderer, key and clock."""
+
+    renderer: EmailRenderer
+    settings: Settings
+    key: bytes
+    date: dt.date
+    now: dt.datetime
+
+    def __call__(self, digest: Digest) -> EmailMessage:
+        links = links_for(self.settings, self.key, digest.subscriber, self.date)
+        rendered = self.renderer.render(digest, links)
+        return build_message(rendered, digest.subscriber, self.settings, date=self.date, key=self.key, now=self.now)
+
+
+def links_for(settings: Settings, key: bytes, sub: Subscriber, date: dt.date) -> Links:
+    base = settings.output.base_url
+    token = unsubscribe_token(key, sub.email)
+    if base and base.startswith("https://"):
+        unsubscribe = f"{base}unsubscribe?token={token}"
+    else:
+        sender = parseaddr(settings.smtp.from_)[1]
+        unsubscribe = f"mailto:{sender}?subject={quote('unsubscribe ' + token)}"
+    feed = private_feed_url(settings, feed_token(key, sub.email)) if sub.feed else None
+    return Links(unsubscribe=unsubscribe, feed=feed, archive=archive_url(settings, date))
+
+
+def _send(
+    settings: Settings,
+    store: Store,
+    jobs: Sequence[Job],
+    *,
+    stop: threading.Event | None,
+    progress: Progress,
+    transport: Any = None,
+) -> SendReport:
+    if settings.transport == "smtp":
+        sink: Any = SmtpTransport(settings.smtp)
+        concurrency = settings.smtp.concurrency
+    else:
+        sink = OutboxTransport(settings.delivery.outbox)
+        concurrency = 1
+    advance = progress.stage("send", len(jobs))
+
+    async def go() -> SendReport:
+        stop_event = asyncio.Event()
+        if stop is not None:
+            loop = asyncio.get_running_loop()
+            threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(stop_event.set)), daemon=True).start()
+        async with sink:
+            return await send_all(
+                jobs,
+                sink,
+                store,
+                settings.delivery,
+                concurrency=concurrency,
+                clock=utcnow,
+                fingerprint=profile_fingerprint,
+                stop=stop_event,
+                on_progress=lambda email, outcome: advance(f"{email}: {outcome.status}"),
+            )
+
+    return asyncio.run(go())
+
+
+# -- stage: publish -----------------------------------------------------------------------------------
+def publish(
+    settings: Settings, store: Store, key: bytes, subscribers: Sequence[Subscriber], date: dt.date, now: dt.datetime
+) -> list[Path]:
+    """Feeds and archive from the stored history: the last feed_days snapshot days up to `date`."""
+    dates = store.snapshot_dates(until=date, limit=settings.output.feed_days)
+    days = []
+    by_id: dict[str, Paper] = {}
+    for d in dates:
+        result = new_on(store, d)
+        papers = result.new if result else ()
+        days.append(Day(date=d, papers=tuple(papers)))
+        for p in papers:
+            by_id.setdefault(p.id, p)
+    private = []
+    for sub in subscribers:
+        if not sub.feed:
+            continue
+        history = store.matched_history(sub.email, dates)
+        per_day = [
+            (d, [Match(paper=by_id[pid], score=0.0) for pid in ids if pid in by_id]) for d, ids in history.items()
+        ]
+        private.append((sub, feed_token(key, sub.email), per_day))
+    return publish_site(settings, days, private=private, now=now)
