@@ -1,0 +1,160 @@
+"""Configuration: file + environment, secrets, every problem reported with where it is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from digest.config import load_settings, signing_key
+from digest.errors import ConfigError
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray ./digest.toml or .env
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "digest.toml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_means_defaults_with_hugging_face() -> None:
+    settings = load_settings(None)
+    assert [(s.name, s.kind) for s in settings.sources] == [("hf", "hf_daily")]
+    assert settings.transport == "outbox"
+    assert settings.schedule.cron == "0 7 * * 1-5"
+
+
+def test_example_config_loads_and_paths_are_relative_to_the_file() -> None:
+    settings = load_settings(ROOT / "digest.example.toml")
+    assert [s.name for s in settings.sources] == ["hf", "arxiv"]
+    assert settings.state.path == ROOT / "state" / "digest.sqlite3"
+
+
+def test_config_found_by_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "elsewhere.toml"
+    other.write_text('[output]\nfeed_days = 3\n')
+    write(tmp_path, "[output]\nfeed_days = 5\n")
+    assert load_settings(None).output.feed_days == 5
+    monkeypatch.setenv("DIGEST_CONFIG", str(other))
+    assert load_settings(None).output.feed_days == 3
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[smtp]\nhost = "file.example.org"\nport = 25\n')
+    monkeypatch.setenv("DIGEST_SMTP__HOST", "env.example.org")
+    settings = load_settings(path)
+    assert settings.smtp.host == "env.example.org"
+    assert settings.smtp.port == 25
+    assert settings.transport == "smtp"
+
+
+def test_every_problem_at_once_with_file_line_key_and_fix(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """[state]
+path = "s.sqlite3"
+
+[[sources]]
+kind = "hf_daily"
+url = "https://huggingface.co/api/daily_papers"
+
+[[sources]]
+kind = "rss"
+url = "ftp://example.org/feed"
+bogus = 1
+
+[smtpp]
+host = "x"
+""",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    problems = info.value.problems
+    text = "\n".join(problems)
+    assert f"{path}:9: sources[1].kind" in text and "hf_daily" in text  # names the allowed kinds
+    assert f"{path}:10: sources[1].url" in text and "https://" in text
+    assert f"{path}:11: sources[1].bogus: unknown key" in text
+    assert f"{path}:13: smtpp: unknown key" in text
+    assert len(problems) == 4
+
+
+def test_duplicate_source_names(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[sources]]\nkind = "feed"\nurl = "https://a.example/f"\n\n'
+        '[[sources]]\nkind = "feed"\nurl = "https://b.example/f"\n',
+    )
+    with pytest.raises(ConfigError, match="duplicate source name feed"):
+        load_settings(path)
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[state]\npath = "unterminated\n')
+    with pytest.raises(ConfigError, match=rf"{path}:2: invalid TOML"):
+        load_settings(path)
+
+
+def test_password_in_file_is_refused_and_not_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path, '[smtp]\nhost = "localhost"\npassword = "hunter2"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "DIGEST_SMTP__PASSWORD" in str(info.value)
+    assert "hunter2" not in "\n".join(info.value.problems)
+
+
+def test_secrets_from_environment_never_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_SMTP__PASSWORD", "hunter2")
+    monkeypatch.setenv("DIGEST_SECRET", "s3cret-key")
+    settings = load_settings(None)
+    assert settings.smtp.password is not None and settings.smtp.password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+    assert "s3cret-key" not in repr(settings)
+    assert signing_key(settings) == b"s3cret-key"
+
+
+def test_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "DIGEST_SECRET").write_text("from-a-file")
+    monkeypatch.setenv("DIGEST_SECRETS_DIR", str(secrets))
+    assert signing_key(load_settings(None)) == b"from-a-file"
+
+
+def test_generated_secret_is_kept_and_announced(tmp_path: Path) -> None:
+    path = write(tmp_path, '[state]\npath = "state/d.sqlite3"\n')
+    settings = load_settings(path)
+    notices: list[str] = []
+    first = signing_key(settings, notice=notices.append)
+    assert len(notices) == 1 and "DIGEST_SECRET" in notices[0]
+    assert signing_key(settings, notice=notices.append) == first
+    assert len(notices) == 1
+    assert (tmp_path / "state" / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_insecure_smtp_refused_off_loopback(tmp_path: Path) -> None:
+    path = write(tmp_path, '[smtp]\nhost = "mail.example.org"\nsecurity = "none"\n')
+    with pytest.raises(ConfigError, match="allow_insecure"):
+        load_settings(path)
+    write(tmp_path, '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n')
+    assert load_settings(path).smtp.security == "none"
+
+
+def test_bad_timezone(tmp_path: Path) -> None:
+    path = write(tmp_path, '[schedule]\ntimezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError, match=r"digest.toml:2: schedule.timezone: .*IANA"):
+        load_settings(path)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_settings(tmp_path / "nope.toml")
