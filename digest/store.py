@@ -77,7 +77,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE suppressions (
         email TEXT PRIMARY KEY,
         reason TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,      -- the profile as it was; editing the profile lifts it
+        fingerprint TEXT NOT NULL,      -- the profile as it was: editing the profile lifts it
         at TEXT NOT NULL
     );
     """,
@@ -155,7 +155,7 @@ class Store:
             )
         for number in range(current, len(MIGRATIONS)):
             with self.transaction():
-                # executescript would COMMIT on its own; run statement by statement instead
+                # executescript would COMMIT on its own, so run statement by statement (no ";" in comments)
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         self.conn.execute(statement)

@@ -1,0 +1,121 @@
+"""The state file: migrations, snapshots with their validators in one transaction, the lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from digest.errors import LockedError, StoreError
+from digest.models import Paper
+from digest.sources.fetch import FetchResult
+from digest.store import MIGRATIONS, Store
+
+NOW = dt.datetime(2026, 11, 21, 7, 0, tzinfo=dt.UTC)
+D1, D2, D3 = dt.date(2026, 11, 19), dt.date(2026, 11, 20), dt.date(2026, 11, 21)
+
+
+def paper(pid: str, version: int | None = 1, **kw: object) -> Paper:
+    return Paper(id=pid, title=f"Paper {pid}", version=version, sources=("arxiv",), **kw)  # type: ignore[arg-type]
+
+
+def result(url: str, etag: str | None = '"v1"', body: bytes = b"<rss/>") -> FetchResult:
+    return FetchResult(url=url, body=body, status=200, etag=etag, last_modified=None, not_modified=False)
+
+
+def test_fresh_state_is_migrated_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "d.sqlite3"
+    Store.open(path).close()
+    with Store.open(path) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_state_from_a_newer_digest_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer digest"):
+        Store.open(path)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a digest state database|cannot open"):
+        Store.open(path)
+
+
+def test_snapshot_round_trip_and_replacement(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.sqlite3") as store:
+        published = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+        p = paper("2411.00001", authors=("A. B.", "C. D."), published=published, upvotes=3)
+        store.record_snapshot(D1, [p, paper("2411.00002")], [result("https://x/feed")], sources=["arxiv"], now=NOW)
+        assert store.snapshot(D1) == [p, paper("2411.00002")]
+        store.record_snapshot(D1, [paper("2411.00003")], [], sources=["arxiv"], now=NOW)
+        assert [x.id for x in store.snapshot(D1) or []] == ["2411.00003"]
+        assert store.snapshot(D2) is None
+        assert store.http_cache()["https://x/feed"].etag == '"v1"'
+
+
+def test_seen_before_looks_only_at_earlier_dates(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.sqlite3") as store:
+        store.record_snapshot(D1, [paper("a", 1)], [], sources=["s"], now=NOW)
+        store.record_snapshot(D2, [paper("a", 2), paper("b", 1)], [], sources=["s"], now=NOW)
+        assert store.seen_before(D1, ["a", "b"]) == {}
+        seen = store.seen_before(D3, ["a", "b", "c"])
+        assert seen["a"].first_seen == D1 and seen["a"].version == 2
+        assert seen["b"].first_seen == D2 and "c" not in seen
+        assert set(store.seen_before(D2, ["a", "b"])) == {"a"}
+
+
+def test_failed_snapshot_write_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    with Store.open(path) as store:
+        store.record_snapshot(D1, [paper("a")], [result("https://x/feed")], sources=["s"], now=NOW)
+    before = path.read_bytes() if not Path(str(path) + "-wal").exists() else None
+    with Store.open(path) as store:
+        bad = FetchResult(url="https://x/feed", body=None, status=200, etag='"v2"', last_modified=None, not_modified=False)  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            store.record_snapshot(D1, [paper("b")], [bad], sources=["s"], now=NOW)
+        assert [p.id for p in store.snapshot(D1) or []] == ["a"]
+        assert store.http_cache()["https://x/feed"].etag == '"v1"'
+    if before is not None:
+        assert path.read_bytes() == before
+
+
+def test_second_lock_fails_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    with Store.open(path) as one, Store.open(path) as two, one.lock():
+        with pytest.raises(LockedError, match="another digest run is in progress"):
+            with two.lock():
+                pass
+    with Store.open(path) as three, three.lock():
+        pass  # released
+
+
+def test_ledger_sent_records_papers_atomically(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.sqlite3") as store:
+        store.mark_pending(D1, "ada@example.org", ["a", "b"], NOW)
+        store.mark_pending(D1, "ada@example.org", ["a", "b", "c"], NOW)  # still pending: takes the new list
+        store.mark_sending(D1, "ada@example.org", "<m1@example.org>", NOW)
+        row = store.delivery(D1, "ada@example.org")
+        assert row is not None and row.status == "sending" and row.attempts == 1 and row.papers == ("a", "b", "c")
+        store.mark_sent(D1, "ada@example.org", "250 ok", NOW)
+        assert store.sent_paper_ids("ada@example.org") == {"a", "b", "c"}
+        assert store.sent_paper_ids("ada@example.org", ["a", "z"]) == {"a"}
+        store.mark_pending(D1, "ada@example.org", ["x"], NOW)  # already sent: untouched
+        row = store.delivery(D1, "ada@example.org")
+        assert row is not None and row.status == "sent" and row.papers == ("a", "b", "c")
+        assert store.matched_history("ada@example.org", [D1, D2]) == {D1: ("a", "b", "c")}
+
+
+def test_suppressions(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.sqlite3") as store:
+        store.suppress("bob@example.org", "550 no such user", "fp1", NOW)
+        assert store.suppressions()["bob@example.org"].fingerprint == "fp1"
+        store.lift_suppression("bob@example.org")
+        assert store.suppressions() == {}
