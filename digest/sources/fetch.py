@@ -1,0 +1,248 @@
+"""Fetch bytes over HTTP: timeouts, retries with backoff, conditional GET, a size cap.
+
+The fetcher knows nothing about listings: it returns bytes and validators, and reads (never
+writes) the cache of earlier validators the store hands it. The store saves the new validators in
+the same transaction as the snapshot, so a failed run leaves the cache as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from digest import USER_AGENT
+from digest.config import FetchConfig
+from digest.errors import FetchError
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER = 300.0  # seconds; a server asking for longer is waited on this long, then retried
+ERROR_BODY_BYTES = 64 * 1024  # how much of an error response is kept for the message
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """What the store keeps per URL for conditional GET."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body: bytes
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str  # the full URL fetched, including query string (this is the cache key)
+    body: bytes
+    status: int  # 200, or 304 when the cached body was reused
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool  # True when a 304 reused the cached body
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with an error status; `body` holds the start of what it said."""
+
+    def __init__(self, url: str, message: str, *, status: int, body: bytes = b"") -> None:
+        self.status = status
+        self.body = body
+        super().__init__(url, message)
+
+
+class Fetcher:
+    """A small synchronous HTTP client for listings. Use as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        config: FetchConfig,
+        cache: Mapping[str, CachedResponse] | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.cache: Mapping[str, CachedResponse] = cache if cache is not None else {}
+        self._sleep = sleep
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(config.timeout),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=True,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -----------------------------------------------------------------------------------------------
+    def get(self, url: str, params: Mapping[str, str] | None = None) -> FetchResult:
+        """GET `url` (with `params` added to its query); raises FetchError naming the URL."""
+        try:
+            full = str(httpx.URL(url).copy_merge_params(dict(params))) if params else str(httpx.URL(url))
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise FetchError(url, f"not a valid URL ({exc}); check [[sources]] url") from None
+        cached = self.cache.get(full)
+        headers: dict[str, str] = {}
+        if cached is not None:
+            if cached.etag:
+                headers["If-None-Match"] = cached.etag
+            if cached.last_modified:
+                headers["If-Modified-Since"] = cached.last_modified
+
+        attempts = self.config.retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                result, retry_after, problem = self._once(full, headers, cached)
+            except httpx.TimeoutException:
+                result, retry_after = None, None
+                problem = (
+                    f"timed out after {self.config.timeout:g} s; the server is slow or unreachable, "
+                    "try again later or raise [fetch] timeout"
+                )
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                raise FetchError(full, f"not a fetchable URL ({exc}); check [[sources]] url") from None
+            except httpx.TooManyRedirects:
+                raise FetchError(full, "too many redirects; check [[sources]] url") from None
+            except httpx.TransportError as exc:
+                result, retry_after = None, None
+                problem = f"network error ({type(exc).__name__}: {exc or 'no detail'}); check the network"
+            if result is not None:
+                return result
+            if last:
+                if attempts > 1:
+                    problem = f"{problem} (gave up after {attempts} attempts)"
+                raise FetchError(full, problem)
+            delay = self._delay(attempt, retry_after)
+            log.warning("fetching %s: %s; retrying in %.1f s", full, problem, delay)
+            self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -----------------------------------------------------------------------------------------------
+    def _once(
+        self, url: str, headers: Mapping[str, str], cached: CachedResponse | None
+    ) -> tuple[FetchResult | None, float | None, str]:
+        """One request: a result, or (None, Retry-After seconds, problem) for a retryable failure.
+
+        Non-retryable failures raise at once.
+        """
+        with self._client.stream("GET", url, headers=headers) as resp:
+            status = resp.status_code
+            etag = resp.headers.get("ETag")
+            last_modified = resp.headers.get("Last-Modified")
+            if status == 304:
+                if cached is None:
+                    raise FetchError(url, "server answered 304 Not Modified to a plain GET; try again later")
+                return (
+                    FetchResult(
+                        url=url,
+                        body=cached.body,
+                        status=304,
+                        etag=etag or cached.etag,
+                        last_modified=last_modified or cached.last_modified,
+                        not_modified=True,
+                    ),
+                    None,
+                    "",
+                )
+            if status == 429 or 500 <= status < 600:
+                problem = f"HTTP {status} {resp.reason_phrase}; the server is busy or down, try again later"
+                return None, _retry_after(resp), problem
+            if status >= 300:
+                snippet = _read_capped(resp, ERROR_BODY_BYTES, truncate=True) or b""
+                message = _status_message(status, resp.reason_phrase, snippet)
+                raise HTTPStatusError(url, message, status=status, body=snippet)
+            body = self._read_body(url, resp)
+            return FetchResult(url, body, status, etag, last_modified, False), None, ""
+
+    def _read_body(self, url: str, resp: httpx.Response) -> bytes:
+        cap = self.config.max_bytes
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.strip().isdigit() and int(declared) > cap:
+            raise FetchError(url, _too_big(int(declared), cap))
+        body = _read_capped(resp, cap)
+        if body is None:
+            raise FetchError(url, _too_big(None, cap))
+        return body
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        base = self.config.backoff * (2**attempt)
+        # Jitter spreads out clients that failed together so they do not retry in step.
+        return base + random.uniform(0, base / 2)
+
+
+def _read_capped(resp: httpx.Response, cap: int, *, truncate: bool = False) -> bytes | None:
+    """Read at most `cap` decoded bytes while streaming; None when there was more (unless `truncate`)."""
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in resp.iter_bytes():
+        total += len(chunk)
+        if total > cap:
+            if truncate:
+                chunks.append(chunk[: cap - (total - len(chunk))])
+                break
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_big(declared: int | None, cap: int) -> str:
+    size = f"{declared:,} bytes" if declared is not None else "more than that"
+    return (
+        f"response is {size}, over the [fetch] max_bytes cap of {cap:,}; raise max_bytes if that is expected"
+    )
+
+
+def _status_message(status: int, reason: str, body: bytes) -> str:
+    hint = {
+        401: "the source needs credentials digest does not have",
+        403: "the server refuses digest; check [[sources]] url",
+        404: "no such page; check [[sources]] url",
+        410: "the page is gone; check [[sources]] url",
+    }.get(status, "check [[sources]] url" if status < 500 else "try again later")
+    text = " ".join(body[:2000].decode("utf-8", "replace").split())
+    detail = f" ({text[:200]})" if text and not text.lstrip().startswith("<") else ""
+    return f"HTTP {status} {reason}{detail}; {hint}"
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    """Seconds the server asks us to wait (Retry-After: seconds or an HTTP date), or None."""
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    # Measure against the server's own clock when it sent one, so clock skew does not matter.
+    now = None
+    if resp.headers.get("Date"):
+        try:
+            now = email.utils.parsedate_to_datetime(resp.headers["Date"])
+        except (TypeError, ValueError, IndexError):
+            now = None
+    if now is None or now.tzinfo is None:
+        now = dt.datetime.now(dt.UTC)
+    return max(0.0, (when - now).total_seconds())

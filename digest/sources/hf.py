@@ -1,0 +1,120 @@
+"""Parse Hugging Face Daily Papers (`/api/daily_papers`): a JSON array of {paper: {...}, numComments}.
+
+`paper.id` is a bare arXiv id; `upvotes` sits on `paper`, `numComments` on the outer item. Titles and
+summaries may carry hard line wraps. HF has no categories.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from digest.errors import ParseError
+from digest.models import Paper, merge_papers
+from digest.sources.feed import arxiv_urls
+from digest.sources.text import arxiv_id_from, collapse_ws, join_wraps
+
+log = logging.getLogger(__name__)
+
+
+def parse_hf_daily(body: bytes, source: str) -> list[Paper]:
+    """One page of `/api/daily_papers` as papers; `[]` is a normal empty day."""
+    return merge_papers(parse_hf_page(body, source))
+
+
+def parse_hf_page(body: bytes, source: str) -> list[Paper]:
+    """Every item of the page as a paper, in order and not merged (the pager counts them)."""
+    items = _load(body, source)
+    return [_paper(item, i, source) for i, item in enumerate(items)]
+
+
+def _load(body: bytes, source: str) -> list[Any]:
+    if body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        raise ParseError(source, "expected JSON from the API, got HTML or XML; check [[sources]] url")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ParseError(source, f"the response is not valid JSON ({exc}); check [[sources]] url") from None
+    if isinstance(data, dict):
+        said = data.get("error") or data.get("message")
+        detail = f" (it says: {collapse_ws(str(said))[:200]})" if said else ""
+        raise ParseError(source, f"expected a list of papers, got a JSON object{detail}; check the url")
+    if not isinstance(data, list):
+        kind = type(data).__name__
+        raise ParseError(source, f"expected a list of papers, got a JSON {kind}; check [[sources]] url")
+    return data
+
+
+def _paper(item: Any, index: int, source: str) -> Paper:
+    paper = item.get("paper") if isinstance(item, dict) else None
+    paper_id = paper.get("id") if isinstance(paper, dict) else None
+    if not isinstance(paper, dict) or not isinstance(paper_id, str) or not paper_id.strip():
+        raise ParseError(source, f"item {index} is not a paper (no paper.id); is this the Daily Papers API?")
+    title = _text(paper.get("title")) or _text(item.get("title"))
+    if not title:
+        raise ParseError(source, f"item {index} (paper {paper_id.strip()}) has no title")
+    found = arxiv_id_from(paper_id)
+    if found is not None:
+        bare, version = found
+        url, pdf_url = arxiv_urls(bare)
+    else:
+        bare, version, url, pdf_url = collapse_ws(paper_id), None, None, None
+    authors = tuple(
+        dict.fromkeys(
+            collapse_ws(a["name"])
+            for a in paper.get("authors") or ()
+            if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()
+        )
+    )
+    keywords = paper.get("ai_keywords")
+    return Paper(
+        id=bare,
+        title=title,
+        abstract=_text(paper.get("summary")) or _text(item.get("summary")),
+        authors=authors,
+        version=version,
+        url=url,
+        pdf_url=pdf_url,
+        published=_datetime(paper.get("publishedAt")),
+        sources=(source,),
+        upvotes=_count(paper.get("upvotes")),
+        comments=_count(item.get("numComments")),
+        ai_summary=_text(paper.get("ai_summary")) or None,
+        ai_keywords=tuple(dict.fromkeys(collapse_ws(k) for k in keywords if isinstance(k, str) and k.strip()))
+        if isinstance(keywords, list)
+        else (),
+        github_url=_http_url(paper.get("githubRepo")),
+        project_url=_http_url(paper.get("projectPage")),
+    )
+
+
+def _text(value: Any) -> str:
+    return join_wraps(value) if isinstance(value, str) else ""
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _http_url(value: Any) -> str | None:
+    """Only http(s) links travel on into emails and feeds (no `javascript:`)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc and " " not in value else None
+
+
+def _datetime(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
