@@ -1,0 +1,86 @@
+"""The outbox transport: each message becomes one .eml file in a directory, nothing is mailed.
+
+For a first run without an SMTP server, for previews, and for handing the mail to another
+program. Files are written atomically (a temporary file in the same directory, fsync, rename), so
+a reader never sees half a message and a crash leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import tempfile
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from digest.deliver import ConnectionFailure, Outcome
+from digest.deliver.message import POLICY
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]+")
+
+
+def eml_name(message: EmailMessage) -> str:
+    """`<date>_<message id>.eml`, reduced to characters that are safe in any file system."""
+    day = "undated"
+    if message["Date"]:
+        with contextlib.suppress(TypeError, ValueError):
+            day = parsedate_to_datetime(str(message["Date"])).date().isoformat()
+    message_id = str(message["Message-ID"] or "").strip().strip("<>")
+    stem = _UNSAFE_NAME.sub("_", f"{day}_{message_id}").strip("._")[:200] or "message"
+    return f"{stem}.eml"
+
+
+class OutboxTransport:
+    """Write messages into `directory` (created when missing)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    async def __aenter__(self) -> Self:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConnectionFailure(str(self.directory), f"cannot create the outbox: {exc}") from None
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def send(self, message: EmailMessage, worker: int) -> Outcome:
+        path = self.directory / eml_name(message)
+        data = message.as_bytes(policy=POLICY)
+        try:
+            await asyncio.to_thread(_write_atomic, path, data)
+        except OSError as exc:
+            # A full or read-only disk fails every message alike: report it as the destination
+            # being unreachable, so the run stops and leaves the rest pending.
+            raise ConnectionFailure(str(self.directory), f"cannot write {path.name}: {exc}") from None
+        return Outcome("sent", f"250 written to {path}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # The rename itself is durable only once the directory is synced.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

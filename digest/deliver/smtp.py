@@ -1,0 +1,309 @@
+"""The SMTP transport: a pool of aiosmtplib connections, one per worker, kept open and reused.
+
+Security is never opportunistic. "starttls" (the default) *requires* the upgrade: a server that
+does not offer STARTTLS is refused before anything (mail or password) is sent. "tls" is implicit
+TLS (port 465); "none" is clear text, which the configuration only allows to loopback hosts unless
+`allow_insecure` is set. Certificates are verified unless `verify = false`.
+
+aiosmtplib's `send_message` runs MAIL, RCPT and DATA in one call, so when the connection drops it
+cannot say whether the message went out. Here the phases are separate: a failure before the
+message content was written is safe to retry; once the content is on the wire and no reply comes
+back, the outcome is "unknown", and the message is never resent blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Self
+
+import aiosmtplib
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+from digest.config import SmtpConfig
+from digest.deliver import ConnectionFailure, Outcome
+from digest.deliver.message import POLICY
+
+log = logging.getLogger(__name__)
+
+# What a connection that is gone looks like, depending on where it went.
+_LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError)
+
+
+def tls_context(config: SmtpConfig) -> ssl.SSLContext:
+    """The client context: the system CAs plus `ca_file` (the config calls it an *extra* bundle),
+    hostname checked; no verification at all only when `verify = false`."""
+    context = ssl.create_default_context()
+    if config.ca_file is not None:
+        context.load_verify_locations(cafile=str(config.ca_file))
+    if not config.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class RateLimiter:
+    """At most `rate` acquisitions per second over every worker, evenly spaced; 0 = no limit."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = asyncio.get_running_loop().time()
+        at = max(now, self._next)
+        self._next = at + self.interval  # reserved before sleeping, so workers queue up fairly
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One pooled connection; the lock keeps two workers off it if there are more workers than slots."""
+
+    client: aiosmtplib.SMTP | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sent: int = 0  # messages sent on the current connection
+
+    def drop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+
+
+class SmtpTransport:
+    """Send over SMTP with `config.concurrency` reused connections (see the module docstring)."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        if not config.host:
+            raise ConnectionFailure(
+                "[smtp]", 'no host configured; set [smtp] host or [delivery] transport = "outbox"'
+            )
+        self.config = config
+        self.server = f"{config.host}:{config.port}"
+        self._tls = tls_context(config) if config.security != "none" else None
+        self._slots = [_Slot() for _ in range(config.concurrency)]
+        self._limiter = RateLimiter(config.rate)
+        self.connections_opened = 0
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """QUIT every open connection (politely, briefly) and close it."""
+
+        async def quit(slot: _Slot) -> None:
+            if slot.client is not None and slot.client.is_connected:
+                try:
+                    await slot.client.quit(timeout=min(5.0, self.config.timeout))
+                except (aiosmtplib.SMTPException, *_LOST):
+                    pass
+            slot.drop()
+
+        await asyncio.gather(*(quit(s) for s in self._slots))
+
+    # -- sending ---------------------------------------------------------------------------------
+    async def send(self, message: EmailMessage, worker: int) -> Outcome:
+        sender, recipients = _envelope(message)
+        if not sender or not recipients:
+            return Outcome("failed", "the message has no From or no To address")
+        slot = self._slots[worker % len(self._slots)]
+        async with slot.lock:
+            await self._limiter.wait()
+            return await self._send(slot, message, sender, recipients)
+
+    async def _send(self, slot: _Slot, message: EmailMessage, sender: str, recipients: list[str]) -> Outcome:
+        utf8 = not (sender + "".join(recipients)).isascii()
+        payload = message.as_bytes(policy=POLICY.clone(utf8=utf8))
+        encoding = "utf-8" if utf8 else "ascii"
+        for force_new in (False, True):
+            client, fresh = await self._connected(slot, force_new=force_new)
+            if utf8 and not client.supports_extension("smtputf8"):
+                return Outcome("failed", "the address is not ASCII and the server does not support SMTPUTF8")
+            options = ["SMTPUTF8"] if utf8 else []
+            if client.supports_extension("size"):
+                options.append(f"SIZE={len(payload)}")
+            try:
+                await client.mail(sender, options=options, encoding=encoding)
+            except _LOST as exc:
+                slot.drop()
+                if fresh:
+                    return Outcome("retry", f"connection lost before the message was sent ({_text(exc)})")
+                continue  # a pooled connection the server had closed: reconnect once, nothing was sent
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code == 421 and not fresh:
+                    slot.drop()  # "too many messages on this connection": a new one is fine
+                    continue
+                return await self._refused(slot, exc)
+            break
+        else:  # pragma: no cover - the second pass is on a fresh connection, which returns or breaks
+            raise AssertionError("unreachable")
+
+        try:
+            for rcpt in recipients:
+                await client.rcpt(rcpt, encoding=encoding)
+            response = await client.execute_command(b"DATA")
+        except _LOST as exc:
+            slot.drop()
+            return Outcome("retry", f"connection lost before the message was sent ({_text(exc)})")
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            return await self._refused(slot, exc, recipient=True)
+        except aiosmtplib.SMTPResponseException as exc:
+            return await self._refused(slot, exc)
+        if response.code != 354:
+            return await self._refused(slot, aiosmtplib.SMTPDataError(response.code, response.message))
+
+        # From here on the content may have reached the server: a lost connection is "unknown".
+        content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(payload)) + b".\r\n"
+        protocol = client.protocol
+        try:
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost")
+            protocol.write(content)
+            response = await protocol.read_response(timeout=self.config.timeout)
+        except _LOST as exc:
+            slot.drop()
+            why = f"connection lost after the message was sent, before the server replied ({_text(exc)})"
+            return Outcome("unknown", why)
+        except aiosmtplib.SMTPResponseException as exc:  # a malformed reply: who knows what it meant
+            slot.drop()
+            return Outcome("unknown", _reply(exc.code, exc.message))
+        reply = _reply(response.code, response.message)
+        if 200 <= response.code < 300:
+            slot.sent += 1
+            return Outcome("sent", reply)
+        if response.code == 421:
+            slot.drop()
+        return Outcome("retry" if 400 <= response.code < 500 else "failed", reply)
+
+    async def _refused(
+        self, slot: _Slot, exc: aiosmtplib.SMTPResponseException, *, recipient: bool = False
+    ) -> Outcome:
+        """A 4xx/5xx before the content: classify it and reset the envelope for the next message."""
+        reply = _reply(exc.code, exc.message)
+        client = slot.client
+        if client is not None and client.is_connected and exc.code != 421:
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, *_LOST):
+                slot.drop()  # a connection we cannot reset is not worth reusing
+        else:
+            slot.drop()
+        if 400 <= exc.code < 500:
+            return Outcome("retry", reply)
+        return Outcome("failed", reply, suppress=recipient and 500 <= exc.code < 600)
+
+    # -- connecting ------------------------------------------------------------------------------
+    async def _connected(self, slot: _Slot, *, force_new: bool) -> tuple[aiosmtplib.SMTP, bool]:
+        """The slot's connection (reused when still open), and whether it is new."""
+        if not force_new and slot.client is not None and slot.client.is_connected:
+            return slot.client, False
+        slot.drop()
+        slot.client = await self._connect()
+        slot.sent = 0
+        return slot.client, True
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        cfg = self.config
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            timeout=cfg.timeout,
+            use_tls=cfg.security == "tls",
+            start_tls=False,  # never aiosmtplib's opportunistic upgrade: done, and required, below
+            tls_context=self._tls,
+        )
+        try:
+            await client.connect()
+            if cfg.security == "starttls":
+                await client.ehlo()
+                if not client.supports_extension("starttls"):
+                    raise ConnectionFailure(
+                        self.server,
+                        'the server does not offer STARTTLS, which security = "starttls" requires '
+                        "(nothing was sent); "
+                        'if the server speaks TLS from the start (usually port 465) set security = "tls", '
+                        'or for a local test server security = "none"',
+                        permanent=True,
+                    )
+                await client.starttls()
+            if cfg.username:
+                password = cfg.password.get_secret_value() if cfg.password is not None else ""
+                await client.login(cfg.username, password)
+        except ConnectionFailure:
+            client.close()
+            raise
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise ConnectionFailure(
+                self.server,
+                f"login as {cfg.username!r} refused ({_reply(exc.code, exc.message)}); "
+                "check [smtp] username and DIGEST_SMTP__PASSWORD",
+                permanent=exc.code >= 500,
+            ) from None
+        except (aiosmtplib.SMTPException, *_LOST) as exc:
+            client.close()
+            raise self._failure(exc) from None
+        self.connections_opened += 1
+        log.debug("connected to %s (%s)", self.server, self.config.security)
+        return client
+
+    def _failure(self, exc: BaseException) -> ConnectionFailure:
+        text = _text(exc)
+        if _is_cert_error(exc):
+            return ConnectionFailure(
+                self.server,
+                f"the TLS certificate does not verify ({text}); for a private CA set [smtp] ca_file, "
+                "or (tests only) verify = false",
+                permanent=True,
+            )
+        if isinstance(exc, ssl.SSLError) or isinstance(exc.__cause__, ssl.SSLError):
+            hint = ' (is it implicit TLS? then security = "tls"; STARTTLS on 587 is security = "starttls")'
+            return ConnectionFailure(self.server, f"TLS failed: {text}{hint}", permanent=True)
+        if isinstance(exc, aiosmtplib.SMTPException) and "AUTH" in text:
+            fix = "remove [smtp] username or enable AUTH on the server"
+            return ConnectionFailure(self.server, f"{text}; {fix}", permanent=True)
+        return ConnectionFailure(self.server, f"cannot connect: {text}")
+
+
+def _is_cert_error(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
+    sender = ""
+    from_header = message["From"]
+    if from_header is not None and getattr(from_header, "addresses", None):
+        sender = from_header.addresses[0].addr_spec
+    recipients: list[str] = []
+    for name in ("To", "Cc"):
+        header = message[name]
+        if header is not None:
+            recipients += [a.addr_spec for a in getattr(header, "addresses", ())]
+    return sender, recipients
+
+
+def _reply(code: int, message: str) -> str:
+    return f"{code} {' '.join(message.split())}".strip()
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _reply(exc.code, exc.message)
+    return str(exc) or type(exc).__name__
