@@ -44,6 +44,8 @@ def fetch_listing(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if isinstance(date, dt.datetime):  # a datetime is a date too, but its isoformat() has a time
+        date = date.date()
     if source.kind == "hf_daily":
         papers, results = _fetch_hf(source, fetcher, date)
     elif source.kind == "arxiv_rss":

@@ -101,8 +101,8 @@ def entry_datetime(entry: Any, *keys: str) -> dt.datetime | None:
 
 def entry_authors(entry: Any) -> tuple[str, ...]:
     """Author names: one `dc:creator` string is split, separate Atom `<author>`s are taken as they are."""
-    names = [a.get("name") for a in entry.get("authors") or () if isinstance(a, dict)]
-    names = [n for n in names if isinstance(n, str) and n.strip()]
+    raw = [a.get("name") for a in entry.get("authors") or () if isinstance(a, dict)]
+    names: list[str] = [n for n in raw if isinstance(n, str) and n.strip()]
     if not names and isinstance(entry.get("author"), str):
         names = [entry["author"]]
     # A single string is dc:creator's "A (Lab, Place), B and C"; legacy arXiv wraps names in <a>.
@@ -126,6 +126,15 @@ def _links(entry: Any) -> Iterable[str]:
     for link in entry.get("links") or ():
         if isinstance(link, dict) and isinstance(link.get("href"), str):
             yield link["href"]
+
+
+def _arxiv_id(entry: Any) -> tuple[str, int | None] | None:
+    """The first arXiv id among link, guid/id and links, with a version from any that has one."""
+    found = [hit for hit in map(arxiv_id_from, _links(entry)) if hit]
+    if not found:
+        return None
+    paper_id = found[0][0]
+    return paper_id, next((v for i, v in found if i == paper_id and v is not None), None)
 
 
 def _pdf_link(entry: Any) -> str | None:
@@ -156,7 +165,9 @@ def parse_feed(body: bytes, source: str) -> list[Paper]:
     for entry in parsed.entries:
         title = entry_text(entry, "title")
         abstract = entry_text(entry, "summary")
-        found = next((hit for hit in map(arxiv_id_from, _links(entry)) if hit), None)
+        found = _arxiv_id(entry)
+        url: str | None
+        pdf_url: str | None
         announce_type = collapse_ws(entry.get("arxiv_announce_type") or "").lower() or None
         if found is not None:
             paper_id, version = found

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -75,6 +77,7 @@ class Fetcher:
             timeout=httpx.Timeout(config.timeout),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=True,
+            verify=_ssl_context(),
             transport=transport,
         )
 
@@ -95,7 +98,7 @@ class Fetcher:
         try:
             full = str(httpx.URL(url).copy_merge_params(dict(params))) if params else str(httpx.URL(url))
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
-            raise FetchError(url, f"not a valid URL ({exc}); check [[sources]] url") from None
+            raise FetchError(url, f"not a valid URL ({_one_line(exc)}); check [[sources]] url") from None
         cached = self.cache.get(full)
         headers: dict[str, str] = {}
         if cached is not None:
@@ -116,12 +119,16 @@ class Fetcher:
                     "try again later or raise [fetch] timeout"
                 )
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise FetchError(full, f"not a fetchable URL ({exc}); check [[sources]] url") from None
+                raise FetchError(
+                    full, f"not a fetchable URL ({_one_line(exc)}); check [[sources]] url"
+                ) from None
             except httpx.TooManyRedirects:
                 raise FetchError(full, "too many redirects; check [[sources]] url") from None
             except httpx.TransportError as exc:
                 result, retry_after = None, None
-                problem = f"network error ({type(exc).__name__}: {exc or 'no detail'}); check the network"
+                problem = f"network error ({_one_line(exc)}); check the network"
+            except httpx.HTTPError as exc:  # e.g. a body that does not decompress: retrying will not help
+                raise FetchError(full, f"unreadable response ({_one_line(exc)}); try again later") from None
             if result is not None:
                 return result
             if last:
@@ -186,6 +193,18 @@ class Fetcher:
         base = self.config.backoff * (2**attempt)
         # Jitter spreads out clients that failed together so they do not retry in step.
         return base + random.uniform(0, base / 2)
+
+
+def _one_line(exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default context (certifi, or SSL_CERT_FILE/DIR), built once: loading the CA bundle
+    takes a noticeable fraction of a second, and a context is safe to share between clients."""
+    return httpx.create_ssl_context()
 
 
 def _read_capped(resp: httpx.Response, cap: int, *, truncate: bool = False) -> bytes | None:

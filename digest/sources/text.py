@@ -235,4 +235,3 @@ def arxiv_id_from(text: str | None) -> tuple[str, int | None] | None:
         head, _, sub = archive.partition(".")
         ident = f"{head.lower()}{'.' + sub.upper() if sub else ''}/{number}"
     return ident, int(m["v"]) if m["v"] else None
-
