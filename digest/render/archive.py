@@ -1,0 +1,186 @@
+"""The web archive and the publisher: writes the feeds and one page per day under `[output] dir`.
+
+Layout (all paths relative to the output dir)::
+
+    index.html                 the latest day
+    archive/YYYY-MM-DD.html    one page per day
+    feed.xml, feed.atom        every new paper of the last `feed_days` days
+    feeds/<token>.xml          a reader's private feed (their matched papers)
+
+Every file is written atomically (a temporary file in the same folder, fsync, rename), so a crash
+never leaves a half-written page or feed behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from digest.config import Settings
+from digest.errors import RenderError
+from digest.models import Match, Subscriber
+from digest.render.feeds import (
+    Day,
+    FeedMeta,
+    items,
+    private_feed_path,
+    private_feed_url,
+    private_meta,
+    public_entries,
+    render_atom,
+    render_rss,
+    window,
+)
+from digest.render.templating import load, long_date, make_env, paper_view, plural, render, short_date
+
+__all__ = ["Day", "archive_url", "private_feed_path", "private_feed_url", "publish_site", "render_day"]
+
+DAY_TEMPLATE = "day.html.j2"
+SITE_TITLE = "Paper Digest"
+
+PrivateFeed = tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]]]
+
+
+def archive_path(date: dt.date) -> str:
+    """A day's page, relative to the output dir."""
+    return f"archive/{date.isoformat()}.html"
+
+
+def archive_url(settings: Settings, date: dt.date) -> str | None:
+    """The address of a day's archive page; None without `[output] base_url`."""
+    base = settings.output.base_url
+    return f"{base}{archive_path(date)}" if base else None
+
+
+def publish_site(
+    settings: Settings,
+    days: Sequence[Day],
+    *,
+    private: Sequence[PrivateFeed] = (),
+    now: dt.datetime,
+) -> list[Path]:
+    """Write the public feeds, the archive pages and the private feeds; return the paths written.
+
+    `days` may come in any order. The feeds keep the last `feed_days` days counted back from the
+    newest day given; there is a page for every day given.
+    """
+    out = settings.output.dir
+    base = settings.output.base_url
+    env = make_env(settings.templates.dir)
+    days = sorted(days, key=lambda d: d.date)
+    files: dict[Path, str] = {}
+
+    oldest = window((d.date for d in days), settings.output.feed_days)
+    public = items(public_entries(days), oldest=oldest)
+    description = "New papers, every day."
+    rss = FeedMeta(SITE_TITLE, description, base, f"{base}feed.xml" if base else None,
+                   f"{base}feed.atom" if base and settings.output.atom else None,
+                   f"{base}feed.xml" if base else "urn:digest:feed:public", now)  # fmt: skip
+    files[out / "feed.xml"] = render_rss(env, rss, public)
+    if settings.output.atom:
+        atom = FeedMeta(SITE_TITLE, description, base, f"{base}feed.atom" if base else None, None,
+                        f"{base}feed.atom" if base else "urn:digest:feed:public", now)  # fmt: skip
+        files[out / "feed.atom"] = render_atom(env, atom, public)
+
+    template = load(env, DAY_TEMPLATE)
+    for i, day in enumerate(days):
+        prev_day = days[i - 1].date if i > 0 else None
+        next_day = days[i + 1].date if i + 1 < len(days) else None
+        context = _day_context(settings, day, prev_day, next_day, days, root="../", now=now)
+        files[out / archive_path(day.date)] = render(template, context)
+    if days:
+        latest = days[-1]
+        prev_day = days[-2].date if len(days) > 1 else None
+        context = _day_context(settings, latest, prev_day, None, days, root="", now=now)
+        files[out / "index.html"] = render(template, context)
+
+    for subscriber, token, entries in private:
+        dates = [d for d, _ in entries] + [d.date for d in days]
+        feed_items = items(entries, oldest=window(dates, settings.output.feed_days))
+        files[private_feed_path(settings, token)] = render_rss(
+            env, private_meta(settings, subscriber, token, now), feed_items
+        )
+    if private:
+        # Some servers list a folder without an index page; the private feeds must not be listed.
+        files[out / "feeds" / "index.html"] = "<!doctype html><title>Private feeds</title>\n"
+
+    for path, content in files.items():
+        try:
+            write_atomic(path, content)
+        except OSError as exc:
+            raise RenderError(
+                f"writing {path}: {exc.strerror or exc}; check [output] dir and its permissions"
+            ) from None
+    return list(files)
+
+
+def render_day(settings: Settings, day: Day, *, now: dt.datetime) -> str:
+    """One day's page on its own (for a preview)."""
+    env = make_env(settings.templates.dir)
+    context = _day_context(settings, day, None, None, [day], root="../", now=now)
+    return render(load(env, DAY_TEMPLATE), context)
+
+
+def _day_context(
+    settings: Settings,
+    day: Day,
+    prev_day: dt.date | None,
+    next_day: dt.date | None,
+    days: Sequence[Day],
+    *,
+    root: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    def page(date: dt.date) -> str:
+        return root + archive_path(date)
+
+    return {
+        "site_title": SITE_TITLE,
+        "title": f"{SITE_TITLE} · {short_date(day.date)}",
+        "date": day.date,
+        "date_long": long_date(day.date),
+        "count": len(day.papers),
+        "count_text": plural(len(day.papers), "new paper"),
+        "papers": [paper_view(p) for p in day.papers],
+        "prev": {"url": page(prev_day), "label": short_date(prev_day)} if prev_day else None,
+        "next": {"url": page(next_day), "label": short_date(next_day)} if next_day else None,
+        "recent": [
+            {"url": page(d.date), "label": short_date(d.date), "count": len(d.papers), "current": d is day}
+            for d in reversed(days[-30:])
+        ],
+        "rss_url": root + "feed.xml",
+        "atom_url": root + "feed.atom" if settings.output.atom else None,
+        "home_url": root + "index.html",
+        "canonical": archive_url(settings, day.date),
+        "generated": now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def write_atomic(path: Path, content: str) -> None:
+    """Write `content` to `path` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # served by a web server; mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,173 @@
+"""RSS 2.0 and Atom feeds of the new papers, public and per reader: pure functions returning XML.
+
+The XML comes from Jinja templates with autoescaping (`feed.xml.j2`, `feed.atom.j2`), so a user
+can reshape a feed like any other template; control characters XML forbids never reach it (see
+`templating.clean`). Every paper keeps one guid, its id, whichever day and run renders it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from markupsafe import escape
+
+from digest.config import Settings
+from digest.models import Match, Paper, Subscriber
+from digest.render.templating import PaperView, clean, load, long_date, paper_view, render, rfc822
+
+RSS_TEMPLATE = "feed.xml.j2"
+ATOM_TEMPLATE = "feed.atom.j2"
+
+
+@dataclass(frozen=True)
+class Day:
+    """The new papers of one digest date."""
+
+    date: dt.date
+    papers: tuple[Paper, ...]
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    paper: PaperView
+    guid: str  # the paper's id: the same in every run
+    atom_id: str  # the same as an IRI, for Atom
+    date: dt.date
+    published: str  # RFC 822, for RSS
+    updated: str  # RFC 3339, for Atom
+    description: str  # HTML, escaped into the XML by the template
+    abstract: str
+
+
+@dataclass(frozen=True)
+class FeedMeta:
+    title: str
+    description: str
+    link: str | None  # the web page the feed belongs to
+    self_url: str | None  # where the feed itself is served (atom:link rel="self")
+    alternate_url: str | None  # the Atom feed for the RSS one and vice versa
+    id: str
+    updated: dt.datetime
+
+
+def private_feed_path(settings: Settings, token: str) -> Path:
+    """Where a reader's private feed is written: `<output dir>/feeds/<token>.xml`."""
+    return settings.output.dir / "feeds" / f"{token}.xml"
+
+
+def private_feed_url(settings: Settings, token: str) -> str | None:
+    """The address of a reader's private feed; None without `[output] base_url`."""
+    base = settings.output.base_url
+    return f"{base}feeds/{token}.xml" if base else None
+
+
+def window(dates: Iterable[dt.date], feed_days: int) -> dt.date | None:
+    """The oldest date a feed keeps: `feed_days` days back from the newest date it has."""
+    dates = list(dates)
+    return max(dates) - dt.timedelta(days=feed_days - 1) if dates else None
+
+
+def items(entries: Iterable[tuple[dt.date, Sequence[Match]]], *, oldest: dt.date | None) -> list[FeedItem]:
+    """Feed items newest day first, each paper once (on the newest day that listed it)."""
+    out: list[FeedItem] = []
+    seen: set[str] = set()
+    for date, matches in sorted(entries, key=lambda e: e[0], reverse=True):
+        if oldest is not None and date < oldest:
+            continue
+        moment = dt.datetime.combine(date, dt.time(0, 0), tzinfo=dt.UTC)
+        for match in matches:
+            if match.paper.id in seen:
+                continue
+            seen.add(match.paper.id)
+            view = paper_view(match.paper, match.hits)
+            out.append(
+                FeedItem(
+                    paper=view,
+                    guid=clean(match.paper.id).strip(),
+                    atom_id=_atom_id(clean(match.paper.id).strip()),
+                    date=date,
+                    published=rfc822(moment),
+                    updated=moment.isoformat().replace("+00:00", "Z"),
+                    description=_description(view, clean(match.paper.abstract)),
+                    abstract=clean(match.paper.abstract),
+                )
+            )
+    return out
+
+
+def render_rss(env: jinja2.Environment, meta: FeedMeta, feed_items: Sequence[FeedItem]) -> str:
+    return render(load(env, RSS_TEMPLATE), _context(meta, feed_items))
+
+
+def render_atom(env: jinja2.Environment, meta: FeedMeta, feed_items: Sequence[FeedItem]) -> str:
+    return render(load(env, ATOM_TEMPLATE), _context(meta, feed_items))
+
+
+def public_entries(days: Sequence[Day]) -> list[tuple[dt.date, Sequence[Match]]]:
+    """A day's new papers as entries; Match without hits, since no profile is involved."""
+    return [(day.date, [Match(p, 0.0) for p in day.papers]) for day in days]
+
+
+def private_meta(settings: Settings, subscriber: Subscriber, token: str, now: dt.datetime) -> FeedMeta:
+    who = clean(subscriber.name).strip() or "you"
+    url = private_feed_url(settings, token)
+    return FeedMeta(
+        title=f"Paper Digest for {who}",
+        description="New papers that matched your reading profile.",
+        link=settings.output.base_url,
+        self_url=url,
+        alternate_url=None,
+        id=url or f"urn:digest:feed:{token}",
+        updated=now,
+    )
+
+
+def _context(meta: FeedMeta, feed_items: Sequence[FeedItem]) -> dict[str, Any]:
+    return {
+        "feed": meta,
+        "items": feed_items,
+        "build_date": rfc822(meta.updated),
+        "updated": meta.updated.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _atom_id(paper_id: str) -> str:
+    if "://" in paper_id:
+        return paper_id
+    return "urn:digest:paper:" + quote(paper_id, safe="/.-_:")
+
+
+def _description(view: PaperView, abstract: str) -> str:
+    # HTML as a plain str: the XML template escapes it once, which is what RSS readers expect.
+    parts = []
+    if view.authors:
+        parts.append(f"<p><em>{view.authors_html}</em></p>")
+    if view.why_html:
+        parts.append(f"<p>Why: matched {view.why_html}</p>")
+    if view.is_summary:
+        parts.append(f"<p><strong>AI summary:</strong> {view.snippet_html}</p>")
+    if abstract.strip():
+        parts.append(f"<p>{escape(abstract.strip())}</p>")
+    links = [
+        f'<a href="{escape(url)}">{label}</a>'
+        for label, url in (
+            ("Abstract", view.url),
+            ("PDF", view.pdf_url),
+            ("Code", view.github_url),
+            ("Project page", view.project_url),
+        )
+        if url
+    ]
+    if links:
+        parts.append("<p>" + " · ".join(links) + "</p>")
+    return "".join(parts)
+
+
+def day_title(date: dt.date) -> str:
+    return long_date(date)

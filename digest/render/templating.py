@@ -1,0 +1,413 @@
+"""Template plumbing for the renderers: the Jinja environment, where templates are found, and the
+small text helpers every renderer shares (cleaning hostile text, snippets, highlighting, dates).
+
+No business logic lives here: what goes into an email or a feed is decided in `email.py`,
+`feeds.py` and `archive.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from digest.errors import RenderError
+from digest.models import Hit, Paper
+
+# -- where the templates are --------------------------------------------------------------------
+
+_PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"  # inside an installed wheel
+_SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"  # a source checkout
+
+
+def shipped_templates_dir() -> Path:
+    """The templates that ship with digest: `digest/templates` in a wheel, else `templates/`."""
+    return _PACKAGE_TEMPLATES if _PACKAGE_TEMPLATES.is_dir() else _SOURCE_TEMPLATES
+
+
+def _autoescape(name: str | None) -> bool:
+    # Everything is HTML or XML except the plain-text email part.
+    return not (name or "").endswith((".txt.j2", ".txt"))
+
+
+def make_env(user_dir: Path | None = None) -> jinja2.Environment:
+    """A Jinja environment where templates in `user_dir` override the shipped ones by name."""
+    loaders: list[jinja2.BaseLoader] = []
+    if user_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(str(user_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(shipped_templates_dir())))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+    )
+    env.filters["wrap"] = wrap
+    env.filters["clean"] = clean
+    return env
+
+
+def _finalize(value: Any) -> Any:
+    # The last line of defence: no control character reaches any output, whatever a template
+    # prints. Markup stays Markup so it is not escaped twice.
+    if isinstance(value, str):
+        if not _OUTPUT_CONTROL_RE.search(value):  # the common case, and fast
+            return value
+        if isinstance(value, Markup):
+            return Markup(_OUTPUT_CONTROL_RE.sub(" ", value))
+        return _OUTPUT_CONTROL_RE.sub(" ", value)
+    if value is None:
+        return ""
+    return value
+
+
+def template_error(exc: BaseException, fallback_name: str) -> RenderError:
+    """One line: template name, line, message."""
+    name = getattr(exc, "filename", None) or getattr(exc, "name", None) or fallback_name
+    lineno = getattr(exc, "lineno", None)
+    if lineno is None:
+        lineno, frame_file = _template_line_from_traceback(exc)
+        name = frame_file or name
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    where = f"{name}, line {lineno}" if lineno else str(name)
+    return RenderError(f"template {where}: {message.splitlines()[0] if message else ''}")
+
+
+def _template_line_from_traceback(exc: BaseException) -> tuple[int | None, str | None]:
+    # Jinja rewrites tracebacks so that frames of a template point at the template file and line.
+    tb = exc.__traceback__
+    found: tuple[int | None, str | None] = (None, None)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2") or "<template>" in filename:
+            found = (tb.tb_lineno, filename)
+        tb = tb.tb_next
+    return found
+
+
+def load(env: jinja2.Environment, name: str) -> jinja2.Template:
+    """Load and compile a template, turning any failure into a one-line RenderError."""
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateNotFound:
+        raise RenderError(
+            f"template {name}: not found in the templates directory or the shipped templates"
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise template_error(exc, name) from None
+
+
+def render(template: jinja2.Template, context: dict[str, Any]) -> str:
+    try:
+        return template.render(context)
+    except Exception as exc:  # a template can raise anything; report it as a RenderError
+        raise template_error(exc, template.name or "<template>") from None
+
+
+# -- hostile text -------------------------------------------------------------------------------
+
+# C0 controls, DEL, C1 controls, the XML non-characters and lone surrogates: each becomes one
+# space, so that match offsets into the original text stay valid. What templates print keeps its
+# newlines and tabs (the text part is laid out with them).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+_OUTPUT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean(text: str | None) -> str:
+    """Control characters (CR, LF, NUL, ...) become spaces; offsets are preserved."""
+    if not text:
+        return ""
+    return _CONTROL_RE.sub(" ", text)
+
+
+def one_line(text: str | None) -> str:
+    """Clean and collapse whitespace: for titles, subjects and anything shown on one line."""
+    return _SPACES.sub(" ", clean(text)).strip()
+
+
+@lru_cache(maxsize=8192)  # the same titles and snippets go to many readers
+def wrap(text: str, width: int = 76, indent: str = "", first: str | None = None) -> str:
+    """Wrap plain text for the text part; `indent` on every line, `first` on the first.
+
+    Greedy, like textwrap.fill(break_long_words=False, break_on_hyphens=False), which is several
+    times slower and this runs for every paragraph of every email.
+    """
+    lines: list[str] = []
+    line = indent if first is None else first
+    empty = True
+    for word in one_line(text).split(" "):
+        if not word:
+            continue
+        if not empty and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line, empty = indent + word, False
+        else:
+            line, empty = (line + word, False) if empty else (line + " " + word, False)
+    if not empty:
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# -- snippets and highlighting --------------------------------------------------------------------
+
+SNIPPET_CHARS = 300
+
+
+def cut(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """`text` cut to at most about `limit` characters at a word boundary, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    space = text.rfind(" ", 0, limit)
+    end = space if space > limit * 0.6 else limit
+    return text[:end].rstrip(" ,;:.-(") + "…"
+
+
+_MARK_OPEN = Markup('<mark style="background-color:#fff1a8;color:#1f2328;padding:0 1px">')
+_MARK_CLOSE = Markup("</mark>")
+
+
+def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
+    """Where each term occurs in `text`, case-insensitively, starting at a word boundary."""
+    spans = []
+    for term in terms:
+        words = term.split()
+        if not words:
+            continue
+        pattern = r"\s+".join(re.escape(w) for w in words)
+        if words[0][0].isalnum():
+            pattern = r"(?<![\w])" + pattern
+        for m in re.finditer(pattern, text, re.IGNORECASE):
+            spans.append(m.span())
+    return spans
+
+
+def highlight(text: str, spans: Iterable[tuple[int, int]], *, mark_open: Markup = _MARK_OPEN) -> Markup:
+    """`text` escaped, with the (possibly overlapping) spans wrapped in <mark>."""
+    merged: list[list[int]] = []
+    for start, end in sorted((max(0, s), min(len(text), e)) for s, e in spans):
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    if not merged:
+        return escape(text)
+    out: list[str] = []
+    pos = 0
+    for start, end in merged:
+        out.append(escape(text[pos:start]))
+        out.append(mark_open + escape(text[start:end]) + _MARK_CLOSE)
+        pos = end
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+# -- small formatting helpers ---------------------------------------------------------------------
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS_LONG = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_WEEKDAYS_SHORT = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def short_date(date: dt.date) -> str:
+    """'21 Nov 2026', independent of the locale."""
+    return f"{date.day} {_MONTHS[date.month - 1]} {date.year}"
+
+
+def long_date(date: dt.date) -> str:
+    """'Saturday, 21 November 2026'."""
+    return f"{_WEEKDAYS[date.weekday()]}, {date.day} {_MONTHS_LONG[date.month - 1]} {date.year}"
+
+
+def rfc822(moment: dt.datetime) -> str:
+    """RFC 822 date for RSS, in English whatever the locale."""
+    moment = moment.astimezone(dt.UTC)
+    return (
+        f"{_WEEKDAYS_SHORT[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]} "
+        f"{moment.year} {moment:%H:%M:%S} +0000"
+    )
+
+
+def shorten_authors(
+    authors: Sequence[str], *, keep: int = 3, limit: int = 5, must_show: Sequence[str] = ()
+) -> str:
+    """'A, B and C'; more than `limit` authors become the first `keep` + 'et al.'.
+
+    Authors a reader follows (`must_show`, matched case-insensitively as substrings) stay visible:
+    'A, B, C, … Matched et al.'.
+    """
+    names = [a for a in authors if a and not a.isspace()]
+    if len(names) > limit:
+        wanted = [t.lower() for t in must_show]
+        extra = [one_line(n) for n in names[keep:] if any(w in n.lower() for w in wanted)]
+        head = ", ".join(one_line(n) for n in names[:keep])
+        return head + (", … " + ", ".join(extra) if extra else "") + " et al."
+    names = [one_line(n) for n in names]
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# -- what a template sees of a paper --------------------------------------------------------------
+
+_TEXT_FIELDS = ("title", "abstract", "keywords")
+_STRONG = Markup('<strong style="color:#1f2328">')
+
+
+@dataclass(frozen=True, slots=True)
+class PaperView:
+    """A paper ready for a template: cleaned text, escaped-and-highlighted HTML, links."""
+
+    id: str
+    title: str  # one line
+    title_html: Markup  # with the matched terms marked
+    url: str | None
+    pdf_url: str | None
+    github_url: str | None
+    project_url: str | None
+    authors: str  # shortened: 'A, B, C et al.'
+    authors_html: Markup
+    sources: tuple[str, ...]
+    categories: tuple[str, ...]
+    matched_categories: frozenset[str]
+    upvotes: int | None
+    comments: int | None
+    snippet: str  # one line, cut at a word
+    snippet_html: Markup
+    is_summary: bool  # the snippet is the Hugging Face AI summary, not the abstract
+    why: str  # plain: 'matched "LLM" in the title'
+    why_html: Markup  # '<strong>LLM</strong> in the title'
+    published: dt.datetime | None
+
+
+SOURCE_NAMES = {"hf": "Hugging Face", "hf_daily": "Hugging Face", "arxiv": "arXiv", "arxiv_rss": "arXiv"}
+
+
+def paper_view(paper: Paper, hits: Sequence[Hit] = ()) -> PaperView:
+    """The view of `paper` for a reader whose profile matched it with `hits`."""
+    if not hits:
+        return _base_view(paper)
+    return _matched_view(paper, tuple(hits))
+
+
+@lru_cache(maxsize=16384)  # readers with the same interests get the same hits on the same paper
+def _matched_view(paper: Paper, hits: tuple[Hit, ...]) -> PaperView:
+    base = _base_view(paper)
+    terms = tuple(dict.fromkeys(h.term for h in hits if h.field in _TEXT_FIELDS))
+    # `clean` keeps every character in place, so the matcher's offsets stay valid in what we show;
+    # re-finding the terms covers what offsets cannot (the AI summary, a cut snippet).
+    title = clean(paper.title)
+    title_spans = [
+        (h.start, h.end) for h in hits if h.field == "title" and 0 <= h.start < h.end <= len(title)
+    ]
+    source = clean(paper.ai_summary or paper.abstract)
+    shown = cut(source)
+    spans = term_spans(shown, terms)
+    if not paper.ai_summary:
+        kept = len(shown) if shown == source else len(shown) - 1  # without the ellipsis
+        spans += [(h.start, h.end) for h in hits if h.field == "abstract" and 0 <= h.start < h.end <= kept]
+    author_terms = [h.term for h in hits if h.field == "author"]
+    authors = shorten_authors(paper.authors, must_show=author_terms)
+    matched_categories = {h.term.lower() for h in hits if h.field == "category"}
+    return replace(
+        base,
+        title_html=highlight(title, title_spans + term_spans(title, terms)),
+        snippet_html=highlight(shown, spans),
+        authors=authors,
+        authors_html=highlight(authors, term_spans(authors, author_terms)),
+        matched_categories=frozenset(c for c in base.categories if c.lower() in matched_categories),
+        why=why_text(hits),
+        why_html=why_html(hits),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _base_view(paper: Paper) -> PaperView:
+    # The part of a view that does not depend on the reader: computed once per paper per run,
+    # however many digests the paper is in.
+    title = clean(paper.title)
+    shown = cut(clean(paper.ai_summary or paper.abstract))
+    authors = shorten_authors(paper.authors)
+    return PaperView(
+        id=paper.id,
+        title=one_line(title),
+        title_html=escape(title),
+        url=_url(paper.url),
+        pdf_url=_url(paper.pdf_url),
+        github_url=_url(paper.github_url),
+        project_url=_url(paper.project_url),
+        authors=authors,
+        authors_html=escape(authors),
+        sources=tuple(SOURCE_NAMES.get(s, one_line(s)) for s in dict.fromkeys(paper.sources)),
+        categories=tuple(one_line(c) for c in paper.categories[:4]),
+        matched_categories=frozenset(),
+        upvotes=paper.upvotes,
+        comments=paper.comments,
+        snippet=one_line(shown),
+        snippet_html=escape(shown),
+        is_summary=bool(paper.ai_summary),
+        why="",
+        why_html=Markup(""),
+        published=paper.published,
+    )
+
+
+def _url(url: str | None) -> str | None:
+    # Only web links: a feed cannot smuggle javascript: or data: URLs into an href.
+    if not url:
+        return None
+    url = one_line(url)
+    return url if url.lower().startswith(("https://", "http://")) else None
+
+
+def why_text(hits: Sequence[Hit]) -> str:
+    """'matched "prompt tuning" in the title, "LLM" in the abstract' (empty without hits)."""
+    by_term = _fields_by_term(hits)
+    if not by_term:
+        return ""
+    return "matched " + ", ".join(
+        f'"{term}" in the {" and ".join(fields)}' for term, fields in by_term.items()
+    )
+
+
+def _fields_by_term(hits: Sequence[Hit]) -> dict[str, list[str]]:
+    by_term: dict[str, list[str]] = {}
+    for hit in hits:
+        fields = by_term.setdefault(one_line(hit.term), [])
+        name = _FIELD_NAMES.get(hit.field, hit.field)
+        if name not in fields:
+            fields.append(name)
+    return by_term
+
+
+def why_html(hits: Sequence[Hit]) -> Markup:
+    """'<strong>prompt tuning</strong> in the title, <strong>LLM</strong> in the abstract'."""
+    by_term = _fields_by_term(hits)
+    parts = [
+        _STRONG + escape(term) + Markup("</strong> in the ") + escape(" and ".join(fields))
+        for term, fields in by_term.items()
+    ]
+    return Markup(", ").join(parts)
+
+
+_FIELD_NAMES = {"keywords": "keywords", "author": "authors", "category": "categories"}
