@@ -9,11 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
+from pytest_httpserver import HTTPServer
 
 from digest.config import ScheduleConfig
 from digest.errors import ConfigError
@@ -24,12 +26,12 @@ UTC = dt.UTC
 WEEKDAYS = ScheduleConfig(cron="0 7 * * 1-5", timezone="Europe/Berlin")
 
 
-def berlin(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
+def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=BERLIN)
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def days(times: list[dt.datetime]) -> list[str]:
@@ -300,7 +302,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _wait_for(predicate, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -336,8 +338,8 @@ def _in_seconds(seconds: int) -> str:
 
 @pytest.mark.slow
 def test_serve_runs_once_on_schedule_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, httpserver, data_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, httpserver: HTTPServer, data_dir: Path
+) -> None:
     _pipeline_or_skip()
     from digest.store import Store
 
@@ -370,7 +372,7 @@ def test_serve_runs_once_on_schedule_and_stops_cleanly_on_sigterm(
 
 
 @pytest.mark.slow
-def test_serve_stopped_mid_run_loses_nothing(tmp_path: Path, httpserver, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_serve_stopped_mid_run_loses_nothing(tmp_path: Path, httpserver: HTTPServer, data_dir: Path) -> None:
     """SIGTERM while the run is fetching: the process still exits 0, and the restarted service
     catches up on whatever was left, so the subscriber ends up with exactly one digest."""
     _pipeline_or_skip()
