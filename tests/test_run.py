@@ -1,0 +1,255 @@
+"""End to end through the CLI: a local HTTP server serving real captured listings, a real SMTP
+server (aiosmtpd), a real SQLite state, `digest run` in a subprocess."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import feedparser
+import pytest
+from pytest_httpserver import HTTPServer
+from smtp_servers import AcceptAll, smtp_server
+
+from conftest import ARXIV_TRIMMED, HF_DAY
+from digest.store import Store
+
+ROOT = Path(__file__).parent.parent
+DATE = "2026-06-12"
+
+PROFILES = """
+[[subscribers]]
+email = "ada@example.org"
+name = "Ada Lovelace"
+keywords = ["LLM", "language model"]
+
+[[subscribers]]
+email = "grace@example.org"
+name = "Grace Hopper"
+all = true
+feed = true
+
+[[subscribers]]
+email = "nobody@example.org"
+keywords = ["xyzzy-nothing-matches"]
+"""
+
+
+def serve_listings(httpserver: HTTPServer, *, arxiv_status: int = 200) -> None:
+    httpserver.expect_request("/api/daily_papers", query_string={"date": DATE, "limit": "100", "p": "0"}).respond_with_data(
+        HF_DAY.read_bytes(), content_type="application/json"
+    )
+    httpserver.expect_request("/api/daily_papers").respond_with_data("[]", content_type="application/json")
+    body = ARXIV_TRIMMED.read_bytes() if arxiv_status == 200 else b"<html><body>Service Unavailable</body></html>"
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(body, status=arxiv_status, content_type="application/rss+xml")
+
+
+def write_config(tmp_path: Path, httpserver: HTTPServer, smtp_port: int | None, *, concurrency: int = 2) -> Path:
+    smtp = (
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\nconcurrency = {concurrency}\n'
+        'from = "Paper Digest <digest@example.org>"\n'
+        if smtp_port
+        else ""
+    )
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f"""
+[state]
+path = "state/digest.sqlite3"
+
+[[sources]]
+name = "hf"
+kind = "hf_daily"
+url = "{httpserver.url_for('/api/daily_papers')}"
+
+[[sources]]
+name = "arxiv"
+kind = "arxiv_rss"
+url = "{httpserver.url_for('/rss/cs.CL')}"
+
+[fetch]
+retries = 0
+
+[output]
+dir = "public"
+base_url = "https://papers.example.org/digest/"
+
+[delivery]
+retry_backoff = 0.01
+
+{smtp}
+"""
+    )
+    (tmp_path / "subscribers.toml").write_text(PROFILES)
+    return config
+
+
+def digest(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    environ["DIGEST_SECRET"] = "test-secret"
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def state_bytes(tmp_path: Path) -> dict[str, str]:
+    """A fingerprint of every file of the state (database, WAL, key)."""
+    state = tmp_path / "state"
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(state.iterdir())
+        if p.is_file() and not p.name.endswith(".lock") and not p.name.endswith("-shm")
+    }
+
+
+def test_run_end_to_end_then_rerun_sends_nothing_twice(tmp_path: Path, httpserver: HTTPServer) -> None:
+    serve_listings(httpserver)
+    with smtp_server(AcceptAll()) as (_host, port, handler):
+        config = write_config(tmp_path, httpserver, port)
+        first = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr + first.stdout
+        assert handler.wait_for(2)
+        assert sorted(handler.recipients()) == ["ada@example.org", "grace@example.org"]  # nobody: no match, skipped
+        for message in handler.messages():
+            assert message["Message-ID"] and message["List-Unsubscribe"]
+            assert message.get_content_type() == "multipart/alternative"
+            assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+        grace = next(m for m in handler.messages() if "grace@" in str(m["To"]))
+        assert "new papers for you" in str(grace["Subject"])
+
+        again = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert len(handler.recipients()) == 2, "a re-run of the same date must not send again"
+
+    feed = feedparser.parse((tmp_path / "public" / "feed.xml").read_bytes())
+    assert feed.bozo == 0 and len(feed.entries) > 30
+    private = list((tmp_path / "public" / "feeds").glob("*.xml"))
+    assert len(private) == 1 and "grace" not in private[0].name  # unguessable, not the address
+    assert "new papers" in first.stdout
+
+
+def test_failed_fetch_leaves_state_byte_for_byte(tmp_path: Path, httpserver: HTTPServer) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    assert digest("fetch", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path).returncode == 0
+    before = state_bytes(tmp_path)
+
+    httpserver.clear()
+    serve_listings(httpserver, arxiv_status=500)
+    failed = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert failed.returncode == 1
+    error_lines = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "/rss/cs.CL" in error_lines[0] and "500" in error_lines[0]
+    assert "Traceback" not in failed.stderr
+    assert state_bytes(tmp_path) == before
+    assert not (tmp_path / "outbox").exists()
+
+    httpserver.clear()
+    serve_listings(httpserver)
+    ok = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_dry_run_sends_and_records_nothing(tmp_path: Path, httpserver: HTTPServer) -> None:
+    serve_listings(httpserver)
+    with smtp_server(AcceptAll()) as (_host, port, handler):
+        config = write_config(tmp_path, httpserver, port)
+        digest("fetch", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path)
+        before = state_bytes(tmp_path)
+        dry = digest("run", "--config", str(config), "--date", DATE, "--dry-run", cwd=tmp_path)
+        assert dry.returncode == 0, dry.stderr
+        assert "rendered" in dry.stdout
+        assert handler.recipients() == []
+        assert state_bytes(tmp_path) == before
+
+
+def test_second_run_exits_at_once_while_the_first_holds_the_lock(tmp_path: Path, httpserver: HTTPServer) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    with Store.open(tmp_path / "state" / "digest.sqlite3") as store, store.lock():
+        second = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert second.returncode == 3
+    assert "another digest run is in progress" in second.stderr
+    assert not (tmp_path / "outbox").exists()
+
+
+class KillAfter(AcceptAll):
+    """Accepts messages; after the n-th, kills the client process before it can record the send."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.pid: int | None = None
+
+    def keep(self, envelope, session) -> None:  # type: ignore[no-untyped-def]
+        super().keep(envelope, session)
+        if len(self.received) == self.n and self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def test_killed_mid_send_then_rerun_everyone_gets_exactly_one(tmp_path: Path, httpserver: HTTPServer) -> None:
+    serve_listings(httpserver)
+    emails = [f"reader{i}@example.org" for i in range(8)]
+    handler = KillAfter(3)
+    with smtp_server(handler) as (_host, port, _):
+        config = write_config(tmp_path, httpserver, port, concurrency=1)
+        (tmp_path / "subscribers.toml").write_text(
+            "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_SECRET": "s"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        handler.pid = proc.pid
+        proc.wait(timeout=120)
+        assert proc.returncode == -signal.SIGKILL
+        assert len(handler.recipients()) == 3
+
+        rerun = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        # the digest in flight when the process died is 'unknown': reported, not resent blindly
+        assert rerun.returncode == 4, rerun.stderr + rerun.stdout
+        assert "unknown" in rerun.stdout
+        counts = Counter(handler.recipients())
+        assert counts == Counter(emails), f"every reader exactly once, got {counts}"
+
+
+def test_demo_runs_offline_and_writes_emails_and_site(tmp_path: Path) -> None:
+    result = digest("demo", "--out", str(tmp_path / "demo"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    emails = list((tmp_path / "demo" / "outbox").glob("*.eml"))
+    assert emails, result.stdout
+    message = email.message_from_bytes(emails[0].read_bytes(), policy=email.policy.default)
+    assert message.get_body(("html",)) is not None and message.get_body(("plain",)) is not None
+    feed = feedparser.parse((tmp_path / "demo" / "public" / "feed.xml").read_bytes())
+    assert feed.bozo == 0 and feed.entries
+    assert (tmp_path / "demo" / "public" / "index.html").is_file()
+    assert "day 2" in result.stdout and "digest.example.toml" in result.stdout
+
+
+def test_bad_profile_is_one_clear_line_per_problem(tmp_path: Path, httpserver: HTTPServer) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "subscribers.toml").write_text('[[subscribers]]\nemail = "not-an-email"\nkeyowrds = ["x"]\n')
+    result = digest("check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any("keyowrds" in line and "subscribers.toml:3" in line for line in lines), result.stderr
+    assert any("email" in line for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_version_and_help() -> None:
+    version = digest("--version", cwd=ROOT)
+    assert version.returncode == 0 and version.stdout.startswith("digest ")
+    helped = digest("run", "--help", cwd=ROOT)
+    assert helped.returncode == 0 and "Example: digest run" in helped.stdout
