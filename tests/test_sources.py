@@ -387,7 +387,7 @@ def test_hf_line_wraps_and_unsafe_links() -> None:
                     "projectPage": "https://example.org/p",
                     "ai_keywords": "not a list",
                     "publishedAt": "yesterday",
-                    "authors": [{"name": " Ada\n Lovelace "}, {"nom": "x"}, "y"],
+                    "authors": [{"name": " Ada\n Lovelace "}, {"nom": "x"}, "y", {"name": 5}],
                 },
             }
         ]
@@ -398,6 +398,10 @@ def test_hf_line_wraps_and_unsafe_links() -> None:
     assert paper.upvotes is None and paper.comments is None
     assert paper.github_url is None and paper.project_url == "https://example.org/p"
     assert paper.ai_keywords == () and paper.published is None
+
+    odd = b'[{"paper": {"id": "2501.00002", "title": "t", "authors": 5, "ai_keywords": ["", " a ", 3]}}]'
+    (odd_paper,) = parse_hf_daily(odd, "hf")
+    assert odd_paper.authors == () and odd_paper.ai_keywords == ("a",)
     assert paper.authors == ("Ada Lovelace",)
 
 

@@ -65,11 +65,10 @@ def _paper(item: Any, index: int, source: str) -> Paper:
     authors = tuple(
         dict.fromkeys(
             collapse_ws(a["name"])
-            for a in paper.get("authors") or ()
-            if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()
+            for a in _list(paper.get("authors"))
+            if isinstance(a, dict) and _str(a.get("name"))
         )
     )
-    keywords = paper.get("ai_keywords")
     return Paper(
         id=bare,
         title=title,
@@ -83,9 +82,7 @@ def _paper(item: Any, index: int, source: str) -> Paper:
         upvotes=_count(paper.get("upvotes")),
         comments=_count(item.get("numComments")),
         ai_summary=_text(paper.get("ai_summary")) or None,
-        ai_keywords=tuple(dict.fromkeys(collapse_ws(k) for k in keywords if isinstance(k, str) and k.strip()))
-        if isinstance(keywords, list)
-        else (),
+        ai_keywords=tuple(dict.fromkeys(collapse_ws(k) for k in _list(paper.get("ai_keywords")) if _str(k))),
         github_url=_http_url(paper.get("githubRepo")),
         project_url=_http_url(paper.get("projectPage")),
     )
@@ -93,6 +90,15 @@ def _paper(item: Any, index: int, source: str) -> Paper:
 
 def _text(value: Any) -> str:
     return join_wraps(value) if isinstance(value, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> bool:
+    """A string with something in it."""
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _count(value: Any) -> int | None:
