@@ -58,6 +58,7 @@ class AcceptAll:
         self.received: list[Received] = []
         self.ehlos: list[tuple[str, int]] = []  # the peer of every EHLO (STARTTLS makes a second)
         self.data_commands = 0  # every message that reached the handler, accepted or not
+        self.logins: list[str] = []  # the user of every AUTH tried (with `auth=`)
 
     # -- what tests read --------------------------------------------------------------------------
     @property
@@ -205,19 +206,21 @@ def free_port() -> int:
 
 
 class Authenticator:
-    """Accepts exactly one user and password; keeps the logins tried."""
+    """Accepts exactly one user and password; records the logins tried in `logins`."""
 
-    def __init__(self, user: str, password: str) -> None:
+    def __init__(self, user: str, password: str, logins: list[str]) -> None:
         self.user = user.encode()
         self.password = password.encode()
-        self.logins: list[bytes] = []
+        self.logins = logins
 
     def __call__(
         self, server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
         login, password = getattr(data, "login", b""), getattr(data, "password", b"")
-        self.logins.append(login)
-        return AuthResult(success=login == self.user and password == self.password)
+        self.logins.append(login.decode(errors="replace"))
+        ok = login == self.user and password == self.password
+        # handled=False: aiosmtpd then answers "535 5.7.8 Authentication credentials invalid" itself
+        return AuthResult(success=ok, handled=False, auth_data=data)
 
 
 @contextlib.contextmanager
@@ -240,7 +243,7 @@ def smtp_server(
     if tls_context is not None:
         kwargs.update(tls_context=tls_context, require_starttls=require_starttls)
     if auth is not None:
-        kwargs.update(authenticator=Authenticator(*auth), auth_require_tls=False)
+        kwargs.update(authenticator=Authenticator(*auth, handler.logins), auth_require_tls=False)
     controller = Controller(handler, hostname=HOST, port=free_port(), ssl_context=implicit_tls, **kwargs)
     controller.start()
     try:

@@ -61,14 +61,14 @@ def build_message(
     `date` is the run date (no header needs it today; it keeps every per-day call alike), `key`
     signs the unsubscribe token, `now` is the Date header.
     """
-    _from_addr(settings)  # fail early, with the fix, on an unusable [smtp] from
+    sender = _sender(settings)
     try:
         to = Address(display_name=sanitize_header(subscriber.name), addr_spec=subscriber.email.strip())
     except (ValueError, IndexError, email.errors.HeaderParseError) as exc:
         raise SendError(subscriber.email, f"not a usable email address ({exc})", permanent=True) from None
 
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = sanitize_header(settings.smtp.from_)
+    msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = sanitize_header(rendered.subject)
     msg["Date"] = format_datetime(now if now.tzinfo else now.replace(tzinfo=dt.UTC))
@@ -95,14 +95,22 @@ def build_message(
     return msg
 
 
+def _sender(settings: Settings) -> Address:
+    """[smtp] from as one address (an Address quotes the name, whatever characters it has)."""
+    name, addr = parseaddr(sanitize_header(settings.smtp.from_))
+    try:
+        if "@" in addr:
+            return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError, email.errors.HeaderParseError):
+        pass
+    raise ConfigError(
+        f"[smtp] from = {settings.smtp.from_!r} is not an email address; "
+        'write it as from = "Paper Digest <digest@example.org>"'
+    )
+
+
 def _from_addr(settings: Settings) -> str:
-    addr = parseaddr(sanitize_header(settings.smtp.from_))[1]
-    if "@" not in addr:
-        raise ConfigError(
-            f"[smtp] from = {settings.smtp.from_!r} is not an email address; "
-            'write it as from = "Paper Digest <digest@example.org>"'
-        )
-    return addr
+    return _sender(settings).addr_spec
 
 
 class _Prefolded(str):
@@ -115,6 +123,7 @@ class _Prefolded(str):
     """
 
     name: str
+    _items: list[str]
 
     def __new__(cls, name: str, items: list[str]) -> _Prefolded:
         # Items are ASCII and free of whitespace by construction; enforce it anyway.

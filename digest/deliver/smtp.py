@@ -269,12 +269,18 @@ class SmtpTransport:
                 permanent=True,
             )
         if isinstance(exc, ssl.SSLError) or isinstance(exc.__cause__, ssl.SSLError):
-            hint = ' (is it implicit TLS? then security = "tls"; STARTTLS on 587 is security = "starttls")'
-            return ConnectionFailure(self.server, f"TLS failed: {text}{hint}", permanent=True)
+            return ConnectionFailure(self.server, f"TLS failed: {text}{self._port_hint()}", permanent=True)
+        if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError) and "ready message" in text:
+            return ConnectionFailure(self.server, f"cannot connect: {text}{self._port_hint()}")
         if isinstance(exc, aiosmtplib.SMTPException) and "AUTH" in text:
             fix = "remove [smtp] username or enable AUTH on the server"
             return ConnectionFailure(self.server, f"{text}; {fix}", permanent=True)
         return ConnectionFailure(self.server, f"cannot connect: {text}")
+
+    def _port_hint(self) -> str:
+        if self.config.security == "tls":
+            return '; if the server expects STARTTLS (usually port 587) set security = "starttls"'
+        return '; if the server speaks TLS from the first byte (usually port 465) set security = "tls"'
 
 
 def _is_cert_error(exc: BaseException | None) -> bool:

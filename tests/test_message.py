@@ -1,0 +1,203 @@
+"""build_message: the headers exactly, the part order, the unsubscribe links, and that no value from
+outside (a reader's name, a paper title in the subject, the config) can ever add a header."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from digest.config import Settings
+from digest.deliver.message import build_message, message_domain, sanitize_header
+from digest.errors import ConfigError, SendError
+from digest.models import RenderedEmail, Subscriber
+from digest.tokens import verify_unsubscribe
+
+KEY = b"test-key"
+NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)
+DATE = NOW.date()
+RENDERED = RenderedEmail(
+    subject="3 new papers for you · 2024-11-28",
+    html="<html><body><p>Hello <b>Ada</b></p></body></html>",
+    text="Hello Ada\n\n1. A paper\n",
+)
+ADA = Subscriber(email="ada@example.org", name="Ada Lovelace")
+
+EXPECTED_HEADERS = {
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "mime-version",
+    "content-type",
+}
+
+
+def make_settings(base_url: str | None = "https://papers.example.org/digest/", **smtp: object) -> Settings:
+    return Settings(
+        smtp={"from": "Paper Digest <digest@papers.example.org>", **smtp},
+        output={"base_url": base_url},
+        delivery={"list_id": "Paper Digest <digest.papers.example.org>"},
+    )
+
+
+def roundtrip(msg: EmailMessage) -> EmailMessage:
+    """What a receiving server sees: the bytes on the wire, parsed again."""
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+SETTINGS = make_settings()
+
+
+def header_names(msg: EmailMessage) -> list[str]:
+    return sorted(name.lower() for name, _ in msg.items())
+
+
+def build(
+    subscriber: Subscriber = ADA, rendered: RenderedEmail = RENDERED, *, settings: Settings = SETTINGS
+) -> EmailMessage:
+    return build_message(rendered, subscriber, settings, date=DATE, key=KEY, now=NOW)
+
+
+def test_headers_exactly():
+    msg = roundtrip(build())
+    assert header_names(msg) == sorted(EXPECTED_HEADERS)  # each exactly once
+    assert msg["From"] == "Paper Digest <digest@papers.example.org>"
+    assert msg["To"].addresses[0].display_name == "Ada Lovelace"
+    assert msg["To"].addresses[0].addr_spec == "ada@example.org"
+    assert msg["Subject"] == "3 new papers for you · 2024-11-28"
+    assert msg["Date"] == format_datetime(NOW)
+    assert msg["List-Id"] == "Paper Digest <digest.papers.example.org>"
+    assert msg["Message-ID"].endswith("@papers.example.org>")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_text_part_first_html_last():
+    msg = roundtrip(build())
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert parts[0].get_content().replace("\r\n", "\n") == RENDERED.text  # CRLF on the wire
+    assert parts[1].get_content().strip() == RENDERED.html
+    assert msg.get_body(preferencelist=("html",)) is parts[1]
+
+
+def test_unsubscribe_links_carry_a_valid_token():
+    msg = roundtrip(build())
+    value = str(msg["List-Unsubscribe"])
+    assert "=?" not in value  # never RFC 2047 encoded: clients would not see the URL
+    mailto, https = (item.strip().strip("<>") for item in value.split(","))
+    assert mailto.startswith("mailto:digest@papers.example.org?subject=unsubscribe%20")
+    assert https.startswith("https://papers.example.org/digest/unsubscribe?token=")
+    token = https.split("token=", 1)[1]
+    assert mailto.endswith("%20" + token)
+    assert verify_unsubscribe(KEY, token) == "ada@example.org"
+
+
+def test_long_addresses_keep_the_links_whole_on_the_wire():
+    long = Subscriber(email="a.very.long.local.part.for.testing.folding@department.university.example.edu")
+    raw = build(long).as_bytes().decode()
+    header = raw.split("List-Unsubscribe:", 1)[1].split("\r\nList-Unsubscribe-Post", 1)[0]
+    lines = header.split("\r\n")
+    assert len(lines) == 2 and lines[1].startswith(" <https://")  # folded between the items only
+    assert all(len(line) < 998 for line in raw.split("\r\n"))
+
+
+@pytest.mark.parametrize("base_url", [None, "http://papers.example.org/"])
+def test_no_one_click_without_an_https_link(base_url):
+    msg = roundtrip(build(settings=make_settings(base_url)))
+    assert "List-Unsubscribe-Post" not in msg
+    assert str(msg["List-Unsubscribe"]).startswith("<mailto:digest@papers.example.org?subject=unsubscribe%20")
+    assert "http" not in str(msg["List-Unsubscribe"])
+
+
+def test_message_ids_unique_and_on_the_sender_domain():
+    ids = {str(build()["Message-ID"]) for _ in range(200)}
+    assert len(ids) == 200
+    assert message_domain(make_settings()) == "papers.example.org"
+
+
+def test_message_domain_is_ascii_for_an_idn_sender():
+    assert message_domain(make_settings(**{"from": "Digest <d@bücher.example>"})) == "xn--bcher-kva.example"
+
+
+def test_unicode_name_and_subject_survive():
+    zoe = Subscriber(email="zoe@example.org", name='Zoë "the" O\'Brien, PhD')
+    rendered = RenderedEmail(subject="Ünïcödé — 5 papers on 量子", html="<p>x</p>", text="x")
+    msg = roundtrip(build(zoe, rendered))
+    assert msg["To"].addresses[0].display_name == 'Zoë "the" O\'Brien, PhD'
+    assert msg["To"].addresses[0].addr_spec == "zoe@example.org"
+    assert msg["Subject"] == "Ünïcödé — 5 papers on 量子"
+
+
+HOSTILE = [
+    "Eve\r\nBcc: victim@example.org",
+    "Eve\nBcc: victim@example.org",
+    "Eve\rBcc: victim@example.org",
+    "Eve\r\n\r\n<html>injected body</html>",
+    "Eve\x00\x0b\x0c\x1b\x7f\x85Bcc: victim@example.org",
+    "Eve\u2028Bcc: victim@example.org\u2029X-Evil: 1",
+    "\r\nSubject: free money",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_values_cannot_inject_headers(hostile):
+    sub = Subscriber(email="eve@example.org", name=hostile)
+    rendered = RenderedEmail(subject=f"Paper: {hostile}", html="<p>x</p>", text="x")
+    s = Settings(
+        smtp={"from": f"Digest {hostile.translate({ord(c): ' ' for c in '@<>'})} <digest@example.org>"},
+        delivery={"list_id": f"List {hostile} <digest.example.org>"},
+        output={"base_url": "https://papers.example.org/"},
+    )
+    msg = roundtrip(build_message(rendered, sub, s, date=DATE, key=KEY, now=NOW))
+    assert header_names(msg) == sorted(EXPECTED_HEADERS)
+    assert msg["To"].addresses[0].addr_spec == "eve@example.org"
+    assert len(msg["To"].addresses) == 1
+    assert msg["Subject"] == sanitize_header(f"Paper: {hostile}")
+    assert msg["From"].addresses[0].addr_spec == "digest@example.org"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    for value in msg.values():
+        assert "\n" not in str(value) and "\r" not in str(value)
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(
+    name=st.text(st.characters(exclude_categories=("Cs",)), max_size=60),
+    subject=st.text(st.characters(exclude_categories=("Cs",)), max_size=120),
+)
+def test_any_name_or_subject_gives_exactly_the_expected_headers(name, subject):
+    rendered = RenderedEmail(subject=subject, html="<p>x</p>", text="x")
+    msg = roundtrip(build(Subscriber(email="ada@example.org", name=name), rendered))
+    assert header_names(msg) == sorted(EXPECTED_HEADERS)
+    assert [a.addr_spec for a in msg["To"].addresses] == ["ada@example.org"]
+    assert msg["Subject"] == sanitize_header(subject)
+
+
+def test_sanitize_header():
+    assert sanitize_header(" a\r\n\tb\x00c\u2028d  e ") == "a b c d e"
+
+
+def test_a_bad_from_is_a_config_error_with_the_fix():
+    with pytest.raises(ConfigError, match=r'from = "Paper Digest <digest@example.org>"'):
+        build(settings=make_settings(**{"from": "not an address"}))
+
+
+def test_a_bad_recipient_is_a_permanent_send_error():
+    with pytest.raises(SendError) as info:
+        build(Subscriber(email="no-at-sign"))
+    assert info.value.permanent
+    assert info.value.recipient == "no-at-sign"
