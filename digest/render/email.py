@@ -191,7 +191,8 @@ def _restore(html: str, tags: list[str]) -> str:
 
 def _compile_mjml(mjml: str, name: str) -> str:
     try:
-        return mjml2html(mjml, disable_comments=True)
+        # fonts={}: no web-font imports; the stack of system fonts is enough and loads nothing.
+        return mjml2html(mjml, disable_comments=True, fonts={})
     except (ValueError, RuntimeError) as exc:  # MRML reports every problem as a ValueError
         raise RenderError(
             f"template {name}: MJML: {str(exc).splitlines()[0] if str(exc) else exc!r}"

@@ -15,13 +15,24 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from digest.config import Settings
 from digest.models import Match, Paper, Subscriber
-from digest.render.templating import PaperView, clean, load, long_date, paper_view, render, rfc822
+from digest.render.templating import (
+    PaperView,
+    clean,
+    highlight,
+    load,
+    long_date,
+    paper_view,
+    render,
+    rfc822,
+    term_spans,
+)
 
 RSS_TEMPLATE = "feed.xml.j2"
+_B, _B_END = Markup("<strong>"), Markup("</strong>")
 ATOM_TEMPLATE = "feed.atom.j2"
 
 
@@ -94,7 +105,7 @@ def items(entries: Iterable[tuple[dt.date, Sequence[Match]]], *, oldest: dt.date
                     date=date,
                     published=rfc822(moment),
                     updated=moment.isoformat().replace("+00:00", "Z"),
-                    description=_description(view, clean(match.paper.abstract)),
+                    description=_description(view, match),
                     abstract=clean(match.paper.abstract),
                 )
             )
@@ -143,7 +154,7 @@ def _atom_id(paper_id: str) -> str:
     return "urn:digest:paper:" + quote(paper_id, safe="/.-_:")
 
 
-def _description(view: PaperView, abstract: str) -> str:
+def _description(view: PaperView, match: Match) -> str:
     # HTML as a plain str: the XML template escapes it once, which is what RSS readers expect.
     parts = []
     if view.authors:
@@ -152,8 +163,13 @@ def _description(view: PaperView, abstract: str) -> str:
         parts.append(f"<p>Why: matched {view.why_html}</p>")
     if view.is_summary:
         parts.append(f"<p><strong>AI summary:</strong> {view.snippet_html}</p>")
+    abstract = clean(match.paper.abstract)
     if abstract.strip():
-        parts.append(f"<p>{escape(abstract.strip())}</p>")
+        terms = [h.term for h in match.hits if h.field in ("title", "abstract", "keywords")]
+        spans = [(h.start, h.end) for h in match.hits if h.field == "abstract"]
+        # <strong>, not <mark>: feed readers sanitise HTML, and <mark> rarely survives.
+        marked = highlight(abstract, spans + term_spans(abstract, terms), mark_open=_B, mark_close=_B_END)
+        parts.append(f"<p>{marked}</p>")
     links = [
         f'<a href="{escape(url)}">{label}</a>'
         for label, url in (

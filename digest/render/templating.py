@@ -192,7 +192,13 @@ def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
     return spans
 
 
-def highlight(text: str, spans: Iterable[tuple[int, int]], *, mark_open: Markup = _MARK_OPEN) -> Markup:
+def highlight(
+    text: str,
+    spans: Iterable[tuple[int, int]],
+    *,
+    mark_open: Markup = _MARK_OPEN,
+    mark_close: Markup = _MARK_CLOSE,
+) -> Markup:
     """`text` escaped, with the (possibly overlapping) spans wrapped in <mark>."""
     merged: list[list[int]] = []
     for start, end in sorted((max(0, s), min(len(text), e)) for s, e in spans):
@@ -208,7 +214,7 @@ def highlight(text: str, spans: Iterable[tuple[int, int]], *, mark_open: Markup 
     pos = 0
     for start, end in merged:
         out.append(escape(text[pos:start]))
-        out.append(mark_open + escape(text[start:end]) + _MARK_CLOSE)
+        out.append(mark_open + escape(text[start:end]) + mark_close)
         pos = end
     out.append(escape(text[pos:]))
     return Markup("").join(out)
