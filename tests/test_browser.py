@@ -2,8 +2,9 @@
 (375 px) or a desktop (800 px). Screenshots land in tests/artifacts/ for a person to look at.
 
 Measuring: headless Chromium keeps a window at least 500 px wide whatever --window-size says when
-it dumps the DOM, so the page is measured inside an iframe of the exact width (srcdoc, so the
-wrapper may read it), and the script writes scrollWidth/innerWidth into the title for --dump-dom.
+it dumps the DOM, so each page is measured inside an iframe of the exact width (srcdoc, so the
+wrapper may read it), all in one browser run, and a script writes every scrollWidth/innerWidth
+into the title for --dump-dom to report.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from test_feeds import NOW, day1, day2, site
 from test_render_email import arxiv_papers, golden_digest, links, match, settings
 
 from digest.models import Digest, Paper
-from digest.render.archive import publish_site
+from digest.render.archive import Day, publish_site
 from digest.render.email import EmailRenderer
 
 pytestmark = pytest.mark.browser
@@ -57,23 +58,39 @@ def run_chromium(tmp_path: Path, *args: str) -> str:
     return done.stdout
 
 
-def measure(tmp_path: Path, page: str, width: int) -> tuple[int, int]:
-    """(scrollWidth, innerWidth) of `page` laid out in a viewport `width` px wide."""
-    wrapper = f"""<!doctype html><html><head><title>pending</title></head>
-<body style="margin:0"><iframe id="f" style="width:{width}px;height:900px;border:0"
- srcdoc="{html.escape(page, quote=True)}"></iframe>
+def measure(
+    tmp_path: Path, pages: dict[str, str], widths: tuple[int, ...]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(scrollWidth, innerWidth) of each page laid out `width` px wide: one browser run for all."""
+    frames = "".join(
+        f'<iframe data-key="{name} {width}" style="width:{width}px;height:900px;border:0" '
+        f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
+        for name, page in pages.items()
+        for width in widths
+    )
+    wrapper = f"""<!doctype html><html><head><title>pending</title></head><body style="margin:0">{frames}
 <script>
-document.getElementById("f").addEventListener("load", function () {{
-  var w = this.contentWindow;
-  document.title = "measured " + w.document.documentElement.scrollWidth + " " + w.innerWidth;
+var frames = document.querySelectorAll("iframe"), results = [], left = frames.length;
+frames.forEach(function (f) {{
+  f.addEventListener("load", function () {{
+    var w = f.contentWindow;
+    results.push(f.dataset.key + " " + w.document.documentElement.scrollWidth + " " + w.innerWidth);
+    if (--left === 0) document.title = "measured|" + results.join("|");
+  }});
 }});
 </script></body></html>"""
-    path = tmp_path / f"measure-{width}.html"
+    path = tmp_path / "measure.html"
     path.write_text(wrapper, encoding="utf-8")
-    dom = run_chromium(tmp_path, "--window-size=1000,1000", "--virtual-time-budget=5000", "--dump-dom", path.as_uri())
-    found = re.search(r"<title>measured (\d+) (\d+)</title>", dom)
+    dom = run_chromium(
+        tmp_path, "--window-size=1000,1000", "--virtual-time-budget=10000", "--dump-dom", path.as_uri()
+    )
+    found = re.search(r"<title>measured\|([^<]*)</title>", dom)
     assert found, dom[:500]
-    return int(found.group(1)), int(found.group(2))
+    out = {}
+    for entry in found.group(1).split("|"):
+        name, width, scroll, inner = entry.split(" ")
+        out[(name, int(width))] = (int(scroll), int(inner))
+    return out
 
 
 def screenshot(tmp_path: Path, page: Path, name: str, width: int, height: int = 1400) -> Path:
@@ -99,37 +116,38 @@ LONG = Paper(
 )
 
 
-@pytest.mark.parametrize("width", WIDTHS)
-def test_email_fits_phone_and_desktop(tmp_path: Path, width: int) -> None:
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The email, the empty email and the archive's index.html, with long unbreakable text."""
+    tmp = tmp_path_factory.mktemp("pages")
+    renderer = EmailRenderer(settings())
     digest = golden_digest()
-    digest = Digest(digest.subscriber, digest.date, (match(LONG, "identifier"), *digest.matches), 20)
-    page = EmailRenderer(settings()).render(digest, links()).html
-    path = tmp_path / "email.html"
-    path.write_text(page, encoding="utf-8")
-    scroll, inner = measure(tmp_path, page, width)
+    full = Digest(digest.subscriber, digest.date, (match(LONG, "identifier"), *digest.matches), 20)
+    (tmp / "email.html").write_text(renderer.render(full, links()).html, encoding="utf-8")
+    empty = Digest(digest.subscriber, digest.date, ())
+    (tmp / "empty.html").write_text(renderer.render(empty, links()).html, encoding="utf-8")
+    s = site(tmp)
+    publish_site(s, [day1(), day2(), Day(dt.date(2026, 6, 13), (LONG, *arxiv_papers()[:3]))], now=NOW)
+    return {"email": tmp / "email.html", "empty": tmp / "empty.html", "index": s.output.dir / "index.html"}
+
+
+@pytest.fixture(scope="module")
+def widths(
+    pages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, int], tuple[int, int]]:
+    texts = {name: path.read_text(encoding="utf-8") for name, path in pages.items()}
+    return measure(tmp_path_factory.mktemp("measure"), texts, WIDTHS)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("page", ["email", "empty", "index"])
+def test_nothing_overflows(widths: dict[tuple[str, int], tuple[int, int]], page: str, width: int) -> None:
+    scroll, inner = widths[(page, width)]
     assert inner == width
-    assert scroll <= inner, f"the email is {scroll}px wide in a {inner}px viewport"
-    screenshot(tmp_path, path, "email", width)
-
-
-def test_empty_email_fits_a_phone(tmp_path: Path) -> None:
-    digest = golden_digest()
-    page = EmailRenderer(settings()).render(Digest(digest.subscriber, digest.date, ()), links()).html
-    scroll, inner = measure(tmp_path, page, 375)
-    assert scroll <= inner
+    assert scroll <= inner, f"{page} is {scroll}px wide in a {inner}px viewport"
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_archive_page_fits(tmp_path: Path, width: int) -> None:
-    s = site(tmp_path)
-    publish_site(s, [day1(), day2(), _day_with(LONG)], now=NOW)
-    index = s.output.dir / "index.html"
-    scroll, inner = measure(tmp_path, index.read_text(encoding="utf-8"), width)
-    assert scroll <= inner, f"index.html is {scroll}px wide in a {inner}px viewport"
-    screenshot(tmp_path, index, "index", width)
-
-
-def _day_with(paper: Paper):  # type: ignore[no-untyped-def]
-    from digest.render.archive import Day
-
-    return Day(dt.date(2026, 6, 13), (paper, *arxiv_papers()[:3]))
+@pytest.mark.parametrize("page", ["email", "index"])
+def test_screenshots_for_people(tmp_path: Path, pages: dict[str, Path], page: str, width: int) -> None:
+    screenshot(tmp_path, pages[page], page, width)

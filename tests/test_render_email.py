@@ -334,3 +334,10 @@ def test_largest_digest_fits_the_gmail_budget(renderer: EmailRenderer) -> None:
     assert f"{more} more papers matched" in out.html and f"{more} more papers matched" in out.text
     assert out.html.count("<mark") == 0
     assert out.text.count("Abstract: https://arxiv.org/abs/") == out.shown
+
+
+def test_without_a_base_url_the_more_line_is_plain_text(renderer: EmailRenderer) -> None:
+    out = renderer.render(golden_digest(), Links(unsubscribe="mailto:digest@example.org?subject=unsubscribe"))
+    assert "7 more papers matched." in out.html and "7 more papers matched." in out.text
+    assert "archive/" not in out.html
+    assert 'href="mailto:digest@example.org?subject=unsubscribe"' in out.html

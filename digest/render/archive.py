@@ -37,7 +37,7 @@ from digest.render.feeds import (
 )
 from digest.render.templating import load, long_date, make_env, paper_view, plural, render, short_date
 
-__all__ = ["Day", "archive_url", "private_feed_path", "private_feed_url", "publish_site", "render_day"]
+__all__ = ["Day", "archive_url", "private_feed_path", "private_feed_url", "publish_site"]
 
 DAY_TEMPLATE = "day.html.j2"
 SITE_TITLE = "Paper Digest"
@@ -116,13 +116,6 @@ def publish_site(
                 f"writing {path}: {exc.strerror or exc}; check [output] dir and its permissions"
             ) from None
     return list(files)
-
-
-def render_day(settings: Settings, day: Day, *, now: dt.datetime) -> str:
-    """One day's page on its own (for a preview)."""
-    env = make_env(settings.templates.dir)
-    context = _day_context(settings, day, None, None, [day], root="../", now=now)
-    return render(load(env, DAY_TEMPLATE), context)
 
 
 def _day_context(

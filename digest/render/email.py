@@ -155,7 +155,8 @@ class EmailRenderer:
         source, _, _ = self._env.loader.get_source(self._env, HTML_TEMPLATE)  # type: ignore[union-attr]
         protected, tags = _protect(source)
         html = _compile_mjml(protected, name)
-        restored = _restore(html, tags)
+        # The template's indentation survives MJML; drop it (a newline stays, so no word joins).
+        restored = _restore(_INDENT.sub("\n", html), tags)
         missing = [tag for tag in tags if tag.startswith("{%") and tag not in restored]
         if missing:
             raise RenderError(
@@ -171,6 +172,7 @@ class EmailRenderer:
 # Jinja tags: statements, expressions; comments are dropped before MJML sees them.
 _TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER = re.compile(r"JINJA_([0-9]+)_TAG")
+_INDENT = re.compile(r"\n[ \t]+")
 
 
 def _protect(source: str) -> tuple[str, list[str]]:

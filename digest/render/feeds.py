@@ -24,7 +24,6 @@ from digest.render.templating import (
     clean,
     highlight,
     load,
-    long_date,
     paper_view,
     render,
     rfc822,
@@ -183,7 +182,3 @@ def _description(view: PaperView, match: Match) -> str:
     if links:
         parts.append("<p>" + " · ".join(links) + "</p>")
     return "".join(parts)
-
-
-def day_title(date: dt.date) -> str:
-    return long_date(date)
