@@ -37,8 +37,12 @@ def _autoescape(name: str | None) -> bool:
     return not (name or "").endswith((".txt.j2", ".txt"))
 
 
-def make_env(user_dir: Path | None = None) -> jinja2.Environment:
-    """A Jinja environment where templates in `user_dir` override the shipped ones by name."""
+def make_env(user_dir: Path | None = None, *, scrub: bool = True) -> jinja2.Environment:
+    """A Jinja environment where templates in `user_dir` override the shipped ones by name.
+
+    `scrub` passes everything a template prints through `_finalize` (no control characters). The
+    email renderer turns it off for speed: what it gives its templates is already clean.
+    """
     loaders: list[jinja2.BaseLoader] = []
     if user_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(user_dir)))
@@ -50,7 +54,7 @@ def make_env(user_dir: Path | None = None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        finalize=_finalize,
+        finalize=_finalize if scrub else None,
     )
     env.filters["wrap"] = wrap
     env.filters["clean"] = clean
@@ -298,6 +302,7 @@ class PaperView:
     matched_categories: frozenset[str]
     upvotes: int | None
     comments: int | None
+    facts: tuple[str, ...]  # sources, categories, '▲ 12', '3 comments': the text part's badges
     snippet: str  # one line, cut at a word
     snippet_html: Markup
     is_summary: bool  # the snippet is the Hugging Face AI summary, not the abstract
@@ -354,6 +359,8 @@ def _base_view(paper: Paper) -> PaperView:
     title = clean(paper.title)
     shown = cut(clean(paper.ai_summary or paper.abstract))
     authors = shorten_authors(paper.authors)
+    sources = tuple(SOURCE_NAMES.get(s, one_line(s)) for s in dict.fromkeys(paper.sources))
+    categories = tuple(one_line(c) for c in paper.categories[:4])
     return PaperView(
         id=paper.id,
         title=one_line(title),
@@ -364,11 +371,12 @@ def _base_view(paper: Paper) -> PaperView:
         project_url=_url(paper.project_url),
         authors=authors,
         authors_html=escape(authors),
-        sources=tuple(SOURCE_NAMES.get(s, one_line(s)) for s in dict.fromkeys(paper.sources)),
-        categories=tuple(one_line(c) for c in paper.categories[:4]),
+        sources=sources,
+        categories=categories,
         matched_categories=frozenset(),
         upvotes=paper.upvotes,
         comments=paper.comments,
+        facts=(*sources, *categories, *_counts(paper)),
         snippet=one_line(shown),
         snippet_html=escape(shown),
         is_summary=bool(paper.ai_summary),
@@ -376,6 +384,15 @@ def _base_view(paper: Paper) -> PaperView:
         why_html=Markup(""),
         published=paper.published,
     )
+
+
+def _counts(paper: Paper) -> tuple[str, ...]:
+    out = []
+    if paper.upvotes is not None:
+        out.append(f"▲ {paper.upvotes}")
+    if paper.comments is not None:
+        out.append(plural(paper.comments, "comment"))
+    return tuple(out)
 
 
 def _url(url: str | None) -> str | None:
