@@ -218,16 +218,18 @@ def _utcnow() -> dt.datetime:
 
 def _ensure_logging() -> None:
     """Plain timestamped lines on stderr, unless the embedding program configured logging."""
-    if logging.getLogger().hasHandlers():
-        return
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-    )
-    # Our own lines say when a run starts, ends, is missed or skipped; APScheduler's repeat them.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    if not logging.getLogger().hasHandlers():
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(message)s",
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    # Our own lines say when a run starts, ends, is missed or skipped; APScheduler's lines
+    # ("Running job …", "Run time of job … was missed") repeat them. Kept when debugging (-v).
+    aps = logging.getLogger("apscheduler")
+    if aps.level == logging.NOTSET and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        aps.setLevel(logging.ERROR)
 
 
 def make_scheduler(
@@ -283,13 +285,21 @@ def serve(
         fire = trigger.get_next_fire_time(None, clock())
         return fire.isoformat() if fire is not None else "never"
 
+    # Each run gets its own stop event, set only if the service stops while that run is going:
+    # a run that has returned must never be poked again (the pipeline's send loop is closed).
+    running: set[threading.Event] = set()
+    guard = threading.Lock()
+
     def job() -> None:
-        if stop.is_set():
-            return
+        run_stop = threading.Event()
+        with guard:
+            if stop.is_set():
+                return
+            running.add(run_stop)
         log.info("run starting")
         try:
             summary = pipeline.run(
-                settings, subscribers_path=subscribers_path, now=clock(), stop=stop, log=log.info
+                settings, subscribers_path=subscribers_path, now=clock(), stop=run_stop, log=log.info
             )
         except DigestError as exc:
             log.error("run failed (exit %d): %s", exc.exit_code, exc)
@@ -301,6 +311,9 @@ def serve(
                 log.info("%s", line)
             level = logging.INFO if summary.exit_code == 0 else logging.WARNING
             log.log(level, "run for %s finished with exit code %d", summary.date, summary.exit_code)
+        finally:
+            with guard:
+                running.discard(run_stop)
         if not stop.is_set():
             log.info("next run at %s", next_fire())
 
@@ -326,10 +339,17 @@ def serve(
 
     restore = _install_signal_handlers(stop)
     try:
+        log.info(
+            "serving: %s; next run at %s",
+            trigger,
+            "once now, then " + next_fire() if first_run_at else next_fire(),
+        )
         scheduler.start()
-        log.info("serving: %s; next run at %s", trigger, "now" if first_run_at else next_fire())
         while not stop.wait(1):
             pass
+        with guard:
+            for run_stop in running:
+                run_stop.set()
         log.info("stopping: waiting for the run in progress, if any")
         scheduler.shutdown(wait=True)
     finally:

@@ -21,6 +21,7 @@ from digest.config import ScheduleConfig
 from digest.errors import ConfigError
 from digest.schedule import JOB_ID, make_scheduler, make_trigger, next_fire_times, should_catch_up
 
+ROOT = Path(__file__).parent.parent
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.UTC
 WEEKDAYS = ScheduleConfig(cron="0 7 * * 1-5", timezone="Europe/Berlin")
@@ -299,14 +300,22 @@ def _write_config(tmp_path: Path, url: str, cron: str) -> tuple[Path, Path]:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env["DIGEST_SECRET"] = "test-secret-not-for-production"
+    # the checkout under test, whether or not digest is installed in this environment
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+def _wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, process: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
+        if process.poll() is not None:
+            raise AssertionError(
+                f"digest serve exited {process.returncode} before {what}; the log:\n{log.read_text()}"
+            )
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}; the log:\n{log.read_text()}")
 
@@ -351,11 +360,12 @@ def test_serve_runs_once_on_schedule_and_stops_cleanly_on_sigterm(
 
     process = _serve(tmp_path, config, subscribers, log)
     try:
-        _wait_for(lambda: "finished with exit code" in log.read_text(), 60, "the scheduled run", log)
+        _wait_for(lambda: "finished with exit code" in log.read_text(), 60, "the scheduled run", process, log)
         _wait_for(
             lambda: "next run at" in log.read_text().split("finished with exit code", 1)[1],
             10,
             "the next run time",
+            process,
             log,
         )
     finally:
@@ -366,6 +376,7 @@ def test_serve_runs_once_on_schedule_and_stops_cleanly_on_sigterm(
     assert text.count("run starting") == 1, text
     assert "finished with exit code 0" in text, text
     assert "stopped" in text.splitlines()[-1], text
+    assert "Traceback" not in text, text
     with Store.open(tmp_path / "state" / "digest.sqlite3", create=False) as store:
         today = dt.datetime.now(UTC).date()
         assert store.run_status(today) == "ok"
@@ -393,7 +404,7 @@ def test_serve_stopped_mid_run_loses_nothing(tmp_path: Path, httpserver: HTTPSer
 
     process = _serve(tmp_path, config, subscribers, log)
     try:
-        assert fetching.wait(60), log.read_text()
+        _wait_for(fetching.is_set, 60, "the fetch", process, log)
     finally:
         _stop(process, log)
     first = log.read_text()
@@ -402,14 +413,70 @@ def test_serve_stopped_mid_run_loses_nothing(tmp_path: Path, httpserver: HTTPSer
     # Started again after the scheduled second: it catches up if anything is still due.
     process = _serve(tmp_path, config, subscribers, log)
     try:
-        _wait_for(lambda: "serving:" in log.read_text()[len(first) :], 60, "the restart", log)
+        _wait_for(lambda: "serving:" in log.read_text()[len(first) :], 60, "the restart", process, log)
         if "catching up" in log.read_text()[len(first) :]:
             _wait_for(
-                lambda: "next run at" in log.read_text()[len(first) :].split("serving:", 1)[1],
+                lambda: "finished with exit code" in log.read_text()[len(first) :],
                 60,
                 "the catch-up run",
+                process,
                 log,
             )
     finally:
         _stop(process, log)
     assert len(list(outbox.rglob("*.eml"))) == 1, log.read_text()
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_logged_and_the_schedule_goes_on(
+    tmp_path: Path, httpserver: HTTPServer, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In-process, with an injected clock: the first run meets a 500 and fails before sending,
+    the service carries on, the next run sends the digest, the ones after send nothing again."""
+    _pipeline_or_skip()
+    from werkzeug import Request, Response
+
+    from digest.config import load_settings
+    from digest.schedule import serve
+
+    body = (data_dir / "hf_daily_papers_2026-06-12.json").read_bytes()
+    calls = [0]
+
+    def flaky(_request: Request) -> Response:
+        calls[0] += 1
+        if calls[0] == 1:
+            return Response("upstream is down", status=500)
+        return Response(body, content_type="application/json")
+
+    httpserver.expect_request("/api/daily_papers").respond_with_handler(flaky)
+    # every 3 seconds; the clock says 2026-06-12, the day of the captured listing
+    config, subscribers = _write_config(tmp_path, httpserver.url_for("/api/daily_papers"), "*/3 * * * * *")
+    settings = load_settings(config, secret="test-secret-not-for-production")
+    stop = threading.Event()
+    result: list[int] = []
+    caplog.set_level("INFO", logger="digest.schedule")
+
+    def clock() -> dt.datetime:
+        return utc(2026, 6, 12, 10)
+
+    thread = threading.Thread(
+        target=lambda: result.append(
+            serve(settings, subscribers_path=subscribers, clock=clock, stop_event=stop)
+        )
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while caplog.text.count("finished with exit code") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert result == [0]
+    text = caplog.text
+    assert "catching up: the run for 2026-06-12 was due" in text
+    assert "run failed (exit 1)" in text
+    assert text.index("run failed (exit 1)") < text.index("finished with exit code 0")
+    assert text.count("finished with exit code 0") >= 2, text
+    assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 1, text
