@@ -13,8 +13,8 @@ cron would make it. Three things APScheduler 3 gets wrong for us by default, and
   that happens twice on the autumn change day (02:30 on 2026-10-25) fires only the first time,
   where APScheduler alone fires twice: one digest a day, like Vixie cron's fixed-time jobs.
 * `misfire_grace_time` defaults to one second: a run delayed by a suspended machine or a busy
-  process would be skipped silently. We allow `[schedule] misfire_grace_hours` and, on start,
-  catch up today's run if its time has passed and no successful run is recorded.
+  process would be skipped silently. We allow `[schedule] misfire_grace_hours` instead and, on
+  start, catch up today's run if its time has passed and no run for today got to sending.
 """
 
 from __future__ import annotations
