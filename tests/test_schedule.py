@@ -480,3 +480,42 @@ def test_a_failed_run_is_logged_and_the_schedule_goes_on(
     assert text.index("run failed (exit 1)") < text.index("finished with exit code 0")
     assert text.count("finished with exit code 0") >= 2, text
     assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 1, text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_waits_quietly_and_stops_on_a_signal(tmp_path: Path, signum: signal.Signals) -> None:
+    _pipeline_or_skip()
+    # Midnight on the 1st of next month: not today, so no catch-up and no run; nothing is fetched.
+    today = dt.datetime.now(UTC).date()
+    first = dt.date(today.year + today.month // 12, today.month % 12 + 1, 1)
+    config, subscribers = _write_config(tmp_path, "http://127.0.0.1:9/unused", f"0 0 1 {first.month} *")
+    log = tmp_path / "serve.log"
+    process = _serve(tmp_path, config, subscribers, log)
+    try:
+        _wait_for(lambda: "serving:" in log.read_text(), 60, "the start", process, log)
+    finally:
+        process.send_signal(signum)
+        code = process.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0, text
+    assert f"next run at {first.isoformat()}T00:00:00+00:00" in text
+    assert "run starting" not in text
+    assert "Traceback" not in text
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_serve_refuses_a_bad_cron_with_one_line(tmp_path: Path) -> None:
+    _pipeline_or_skip()
+    config, subscribers = _write_config(tmp_path, "http://127.0.0.1:9/unused", "0 7 * * 1-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "digest", "serve", "--config", str(config), "--subscribers", str(subscribers)],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "[schedule] cron = '0 7 * * 1-8'" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
