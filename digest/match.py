@@ -1,0 +1,582 @@
+"""Matching: which of today's papers each subscriber gets, why, and in which order.
+
+A pure function of (profiles, papers); the semantics are in docs/matching.md. Two implementations
+of the same semantics live here:
+
+- `Matcher` compiles every subscriber's terms once into one Aho-Corasick automaton, scans each
+  paper's normalised text once, and then decides each subscriber with bit-set algebra over the
+  papers (one Python int per term, category, author, source), so the cost grows with the number
+  of hits and matches, not with subscribers × papers × terms.
+- `naive_match` is the obvious loop (per subscriber, per paper, per term, a compiled regex). It is
+  the executable specification the fast one is tested and benchmarked against.
+
+Both share the word-level rules in `digest.terms`, the query parser and the scoring below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from operator import itemgetter
+
+import ahocorasick
+
+from digest.models import Digest, Field, Hit, Match, Paper, Subscriber
+from digest.query import And, Node, Not, Term, atoms, evaluate, parse_query
+from digest.terms import (
+    GAP_CHARS,
+    GAP_RE,
+    TOKEN_CHARS,
+    AuthorName,
+    CompiledTerm,
+    author_name,
+    authors_match,
+    category_keys,
+    category_matches,
+    compile_term,
+    given_compatible,
+    joined_offsets,
+    token_key,
+    token_matches,
+)
+
+# -- scoring and order (shared) --------------------------------------------------------------------
+
+FIELD_WEIGHT: dict[str, float] = {"title": 3.0, "abstract": 2.0, "keywords": 1.0}
+EXTRA_FIELD_WEIGHT = 0.5  # the same term found in one more field
+AUTHOR_WEIGHT = 5.0  # per followed author on the paper
+TextField = tuple[Field, str]
+
+
+def score_hits(hits: Iterable[Hit]) -> float:
+    """Sum over distinct terms of the weight of the best field they hit (+0.5 per other field),
+    plus 5 per followed author. Category hits explain but do not score."""
+    text_fields: dict[str, set[str]] = defaultdict(set)
+    followed: set[str] = set()
+    for hit in hits:
+        if hit.field in FIELD_WEIGHT:
+            text_fields[hit.term].add(hit.field)
+        elif hit.field == "author":
+            followed.add(hit.term)
+    score = AUTHOR_WEIGHT * len(followed)
+    for fields in text_fields.values():
+        score += _term_score(fields)
+    return score
+
+
+def _term_score(fields: set[str]) -> float:
+    return max(FIELD_WEIGHT[f] for f in fields) + EXTRA_FIELD_WEIGHT * (len(fields) - 1)
+
+
+def tie_break_key(paper: Paper) -> tuple[int, int, float, str]:
+    """Among equal scores: more upvotes first, then the newer paper, then by id."""
+    published = paper.published.timestamp() if paper.published else 0.0
+    return (-(paper.upvotes or 0), paper.published is None, -published, paper.id)
+
+
+def text_fields(paper: Paper) -> tuple[TextField, TextField, TextField]:
+    """The searched texts; a keyword hit's offsets index into these strings.
+
+    Hugging Face `ai_keywords` are searched (and pointed into) as one string joined by ", ".
+    """
+    return (("title", paper.title), ("abstract", paper.abstract), ("keywords", ", ".join(paper.ai_keywords)))
+
+
+def build_digest(subscriber: Subscriber, matches: Sequence[Match], date: dt.date) -> Digest:
+    """The subscriber's best `max_papers` matches (given best first) and how many there were."""
+    return Digest(
+        subscriber=subscriber,
+        date=date,
+        matches=tuple(matches[: subscriber.max_papers]),
+        total_matched=len(matches),
+    )
+
+
+# -- the fast matcher ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    sub: Subscriber
+    keywords: tuple[int, ...]  # term ids
+    exclude: tuple[int, ...]
+    follows: tuple[int, ...]  # follow ids
+    categories: tuple[str, ...]  # as written, de-duplicated case-insensitively
+    query: Node | None
+    query_atoms: tuple[tuple[Term, bool], ...]
+
+
+class Matcher:
+    """Compile every profile once; then `match` any number of paper lists."""
+
+    def __init__(self, subscribers: Sequence[Subscriber]) -> None:
+        self._terms: list[CompiledTerm] = []
+        self._term_ids: dict[str, int] = {}
+        self._follows: list[tuple[str, AuthorName]] = []
+        self._follow_ids: dict[str, int] = {}
+        self._profiles = [self._compile(sub) for sub in subscribers]
+        self._automaton = self._build_automaton()
+
+    def _term(self, text: str) -> int | None:
+        if text in self._term_ids:
+            return self._term_ids[text]
+        compiled = compile_term(text)
+        if compiled is None:
+            return None
+        self._term_ids[text] = len(self._terms)
+        self._terms.append(compiled)
+        return self._term_ids[text]
+
+    def _follow(self, text: str) -> int | None:
+        if text in self._follow_ids:
+            return self._follow_ids[text]
+        name = author_name(text)
+        if name is None:
+            return None
+        self._follow_ids[text] = len(self._follows)
+        self._follows.append((text, name))
+        return self._follow_ids[text]
+
+    def _compile(self, sub: Subscriber) -> _Profile:
+        def ids(texts: Iterable[str], make: object) -> tuple[int, ...]:
+            found = (make(t) for t in dict.fromkeys(texts))  # type: ignore[operator]
+            return tuple(i for i in found if i is not None)
+
+        query = parse_query(sub.query) if sub.query else None
+        query_atoms = tuple(atoms(query)) if query is not None else ()
+        for term, _ in query_atoms:
+            if term.field == "author":
+                self._follow(term.text)
+            elif term.field != "cat":
+                self._term(term.text)
+        categories = tuple({c.lower(): c for c in reversed(sub.categories)}.values())[::-1]
+        return _Profile(
+            sub=sub,
+            keywords=ids(sub.keywords, self._term),
+            exclude=ids(sub.exclude, self._term),
+            follows=ids(sub.authors, self._follow),
+            categories=categories,
+            query=query,
+            query_atoms=query_atoms,
+        )
+
+    def _build_automaton(self) -> ahocorasick.Automaton | None:
+        groups: dict[str, dict[tuple[str | None, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
+        for tid, term in enumerate(self._terms):
+            groups[" ".join(term.keys)][term.exact].append(tid)
+        if not groups:
+            return None
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
+        for key, by_exact in groups.items():
+            # Keys are framed by spaces, like every token of the normalised text (see _scan), so
+            # the automaton reports whole words only and never "graph" inside "paragraph".
+            value = (
+                key.count(" ") + 1,
+                len(key) + 2,
+                tuple(
+                    (exact if any(x is not None for x in exact) else None, tuple(tids))
+                    for exact, tids in by_exact.items()
+                ),
+            )
+            automaton.add_word(f" {key} ", value)
+        automaton.make_automaton()
+        return automaton
+
+    # -- per run --------------------------------------------------------------------------------
+
+    def match(self, papers: Sequence[Paper]) -> dict[str, list[Match]]:
+        """Every subscriber's matches, best first and uncapped (see `build_digest`)."""
+        run = _Run(self, papers)
+        return {p.sub.email: run.decide(p) for p in self._profiles}
+
+
+def _set_bits(mask: int) -> Iterator[int]:
+    bits = bin(mask)[:1:-1]  # least significant first
+    i = bits.find("1")
+    while i >= 0:
+        yield i
+        i = bits.find("1", i + 1)
+
+
+def _mask(indices: Iterable[int]) -> int:
+    m = 0
+    for i in indices:
+        m |= 1 << i
+    return m
+
+
+_SPLIT_RE = re.compile(r"([\w\u0300-\u036f]+)")  # TOKEN_RE once "_" is gone
+
+
+class _Cache(dict[str, str]):
+    """A dict that computes missing values, so `map(cache.__getitem__, ...)` stays in C."""
+
+    def __init__(self, compute: Callable[[str], str]) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: str) -> str:
+        value = self[key] = self.compute(key)
+        return value
+
+
+class _Run:
+    """One `Matcher.match` call: the papers scanned once, then each profile decided."""
+
+    def __init__(self, matcher: Matcher, papers: Sequence[Paper]) -> None:
+        self.m = matcher
+        self.papers = papers
+        n = len(papers)
+        self.universe = (1 << n) - 1
+        order = sorted(range(n), key=lambda p: tie_break_key(papers[p]))
+        self.rank = [0] * n
+        for r, p in enumerate(order):
+            self.rank[p] = r
+        # term id -> paper -> [(field, start, end)]
+        self._keys = _Cache(token_key)
+        self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else " \n ")
+        self.text_hits: dict[int, dict[int, list[tuple[Field, int, int]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        if matcher._automaton is not None:
+            for p, paper in enumerate(papers):
+                for field, text in text_fields(paper):
+                    if text:
+                        self._scan(p, field, text)
+        self.term_mask = {tid: _mask(by_paper) for tid, by_paper in self.text_hits.items()}
+        self._keyword_hits: dict[int, dict[int, tuple[tuple[Hit, ...], float]]] = {}
+        self._atom_masks: dict[tuple[int, tuple[str, ...]], int] = {}
+        self._upvote_fail: dict[int, int] = {}
+        self._category_hits: dict[str, dict[int, tuple[Hit, ...]]] = {}
+        self.source_mask: dict[str, int] = defaultdict(int)
+        self.category_papers: dict[str, int] = defaultdict(int)
+        for p, paper in enumerate(papers):
+            bit = 1 << p
+            for source in paper.sources:
+                self.source_mask[source] |= bit
+            for category in paper.categories:
+                for key in category_keys(category):
+                    self.category_papers[key] |= bit
+        self._scan_authors()
+
+    def _scan(self, p: int, field: Field, text: str) -> None:
+        """Find every term in one field of one paper.
+
+        The normalised text is " tok tok \\n tok ... ": each token replaced by its comparison key
+        (plural folded, lower case), and framed by single spaces; a gap that may not sit inside a
+        phrase (a comma, a full stop, a bracket) becomes " \\n ". Vectorised on purpose: one
+        re.split and a few C-level passes per field rather than a Python loop per token.
+        """
+        # Underscores are gaps; replacing them keeps every offset and lets the token pattern be a
+        # single character class (three times faster than TOKEN_RE's alternation).
+        pieces = _SPLIT_RE.split(text.replace("_", " "))  # [gap, token, gap, ..., token, gap]
+        if len(pieces) < 3:
+            return
+        norm_pieces = pieces[:]
+        norm_pieces[1::2] = map(self._keys.__getitem__, pieces[1::2])
+        norm_pieces[2:-1:2] = map(self._gaps.__getitem__, pieces[2:-1:2])
+        norm_pieces[0] = norm_pieces[-1] = " "
+        norm_pos = list(accumulate(map(len, norm_pieces), initial=0))
+        starts = norm_pos[1::2]  # where each token starts in the normalised text
+        orig_pos: list[int] | None = None
+        hits = self.text_hits
+        for end, (ntok, klen, groups) in self.m._automaton.iter("".join(norm_pieces)):  # type: ignore[union-attr]
+            i = bisect_left(starts, end - klen + 2)
+            j = i + ntok - 1
+            if orig_pos is None:
+                orig_pos = list(accumulate(map(len, pieces), initial=0))
+            span = (field, orig_pos[2 * i + 1], orig_pos[2 * j + 2])
+            for exact, tids in groups:
+                if exact is not None and not all(
+                    x is None or token_matches(pieces[2 * (i + k) + 1], "", x) for k, x in enumerate(exact)
+                ):
+                    continue
+                for tid in tids:
+                    hits[tid][p].append(span)
+
+    def _scan_authors(self) -> None:
+        by_surname: dict[str, list[tuple[int, int, AuthorName]]] = defaultdict(list)
+        for p, paper in enumerate(self.papers):
+            for k, name in enumerate(paper.authors):
+                parsed = author_name(name)
+                if parsed is not None:
+                    for surname in parsed.surnames:
+                        by_surname[surname].append((p, k, parsed))
+        self.follow_hits: list[dict[int, tuple[Hit, ...]]] = []
+        self.follow_mask: list[int] = []
+        for text, followed in self.m._follows:
+            found: dict[int, set[int]] = defaultdict(set)
+            for surname in followed.surnames:
+                for p, k, parsed in by_surname.get(surname, ()):
+                    if given_compatible(followed.given, parsed.given):
+                        found[p].add(k)
+            hits = {}
+            for p, ks in found.items():
+                offsets = joined_offsets(self.papers[p].authors)
+                hits[p] = tuple(Hit(text, "author", *offsets[k]) for k in sorted(ks))
+            self.follow_hits.append(hits)
+            self.follow_mask.append(_mask(hits))
+
+    # -- cached pieces ---------------------------------------------------------------------------
+
+    def keyword_hits(self, tid: int) -> dict[int, tuple[tuple[Hit, ...], float]]:
+        """paper -> (the term's hits in it, what they add to the score), built once per term."""
+        cached = self._keyword_hits.get(tid)
+        if cached is None:
+            text = self.m._terms[tid].text
+            cached = {}
+            for p, raw in self.text_hits.get(tid, {}).items():
+                hits = tuple(Hit(text, f, s, e) for f, s, e in raw)
+                cached[p] = (hits, _term_score({h.field for h in hits}))
+            self._keyword_hits[tid] = cached
+        return cached
+
+    def term_hits(self, tid: int, p: int, fields: tuple[str, ...]) -> tuple[Hit, ...]:
+        hits = self.keyword_hits(tid).get(p)
+        return tuple(h for h in hits[0] if h.field in fields) if hits else ()
+
+    def atom_mask(self, tid: int, fields: tuple[str, ...]) -> int:
+        key = (tid, fields)
+        if key not in self._atom_masks:
+            by_paper = self.text_hits.get(tid, {})
+            self._atom_masks[key] = _mask(
+                p for p, raw in by_paper.items() if any(f in fields for f, _, _ in raw)
+            )
+        return self._atom_masks[key]
+
+    def upvote_fail(self, minimum: int) -> int:
+        if minimum not in self._upvote_fail:
+            self._upvote_fail[minimum] = _mask(
+                p
+                for p, paper in enumerate(self.papers)
+                if paper.upvotes is not None and paper.upvotes < minimum
+            )
+        return self._upvote_fail[minimum]
+
+    def category_hits(self, category: str) -> dict[int, tuple[Hit, ...]]:
+        """paper -> the hits of a profile category in it, built once per category."""
+        cached = self._category_hits.get(category)
+        if cached is None:
+            cached = {}
+            for p in _set_bits(self.category_papers.get(category.lower(), 0)):
+                cats = self.papers[p].categories
+                cached[p] = tuple(
+                    Hit(category, "category", s, e)
+                    for pc, (s, e) in zip(cats, joined_offsets(cats), strict=True)
+                    if category_matches(category, pc)
+                )
+            self._category_hits[category] = cached
+        return cached
+
+    def query_mask(self, node: Node) -> int:
+        if isinstance(node, Term):
+            return self.atom(node)
+        if isinstance(node, Not):
+            return self.universe & ~self.query_mask(node.item)
+        masks = [self.query_mask(item) for item in node.items]
+        out = masks[0]
+        for mask in masks[1:]:
+            out = out & mask if isinstance(node, And) else out | mask
+        return out
+
+    def atom(self, term: Term) -> int:
+        if term.field == "cat":
+            return self.category_papers.get(term.text.lower(), 0)
+        if term.field == "author":
+            return self.follow_mask[self.m._follow_ids[term.text]]
+        return self.atom_mask(self.m._term_ids[term.text], term.fields)
+
+    def atom_hits(self, term: Term, p: int) -> tuple[Hit, ...]:
+        if term.field == "cat":
+            return self.category_hits(term.text).get(p, ())
+        if term.field == "author":
+            return self.follow_hits[self.m._follow_ids[term.text]].get(p, ())
+        return self.term_hits(self.m._term_ids[term.text], p, term.fields)
+
+    # -- one profile -----------------------------------------------------------------------------
+
+    def decide(self, prof: _Profile) -> list[Match]:
+        sub = prof.sub
+        allowed = self.universe
+        if sub.sources:
+            allowed = 0
+            for source in sub.sources:
+                allowed |= self.source_mask.get(source, 0)
+        term_mask = self.term_mask
+        for tid in prof.exclude:
+            allowed &= ~term_mask.get(tid, 0)
+        followed = 0
+        for fid in prof.follows:
+            followed |= self.follow_mask[fid]
+        followed &= allowed
+        topic = 0
+        for tid in prof.keywords:
+            topic |= term_mask.get(tid, 0)
+        query_mask = 0
+        if prof.query is not None:
+            query_mask = self.query_mask(prof.query)
+            topic |= query_mask
+        if sub.all or (not prof.keywords and prof.query is None and prof.categories):
+            topic = self.universe
+        if prof.categories:
+            in_categories = 0
+            for category in prof.categories:
+                in_categories |= self.category_papers.get(category.lower(), 0)
+            topic &= in_categories
+        if sub.min_upvotes > 0:
+            topic &= ~self.upvote_fail(sub.min_upvotes)
+        matched = (topic & allowed) | followed
+        if not matched:
+            return []
+        papers, rank = self.papers, self.rank
+        positive = [t for t, pos in prof.query_atoms if pos]
+        keyword_maps = [self.keyword_hits(tid) for tid in prof.keywords]
+        follow_maps = [self.follow_hits[fid] for fid in prof.follows]
+        category_maps = [self.category_hits(c) for c in prof.categories]
+        out: list[tuple[float, int, Match]] = []
+        # The hot loop: per matched paper, dictionary look-ups only.
+        for p in _set_bits(matched):
+            hits: list[Hit] = []
+            score = 0.0
+            for by_paper in keyword_maps:
+                found = by_paper.get(p)
+                if found is not None:
+                    hits += found[0]
+                    score += found[1]
+            if positive and (query_mask >> p) & 1:
+                for term in positive:
+                    hits += self.atom_hits(term, p)
+            for by_paper in follow_maps:
+                author_hits = by_paper.get(p)
+                if author_hits is not None:
+                    hits += author_hits
+                    score += AUTHOR_WEIGHT
+            for by_paper in category_maps:
+                hits += by_paper.get(p, ())
+            if prof.query is not None:
+                # a query term may repeat a keyword: de-duplicate, and score from scratch
+                final = tuple(dict.fromkeys(hits))
+                score = score_hits(final)
+            else:
+                final = tuple(hits)
+            out.append((-score, rank[p], Match(papers[p], score, final)))
+        out.sort(key=itemgetter(0, 1))
+        return [m for _, _, m in out]
+
+
+# -- the naive reference ---------------------------------------------------------------------------
+
+_NOT_BEFORE = rf"(?<!{TOKEN_CHARS})"
+_NOT_AFTER = rf"(?!{TOKEN_CHARS})"
+
+
+@functools.lru_cache(maxsize=50_000)
+def _term_regex(text: str) -> tuple[re.Pattern[str], CompiledTerm] | None:
+    """A loose pattern (each word's stem, then any word characters) verified per token."""
+    term = compile_term(text)
+    if term is None:
+        return None
+    words = []
+    for key in term.keys:
+        stem = key[:-1] if key.endswith("y") else key
+        words.append(f"({re.escape(stem)}{TOKEN_CHARS}*)")
+    pattern = _NOT_BEFORE + f"{GAP_CHARS}+".join(words) + _NOT_AFTER
+    return re.compile(pattern, re.IGNORECASE), term
+
+
+def _naive_text_hits(text: str, fields: Iterable[str], paper: Paper) -> list[Hit]:
+    compiled = _term_regex(text)
+    if compiled is None:
+        return []
+    regex, term = compiled
+    hits = []
+    for field, value in text_fields(paper):
+        if field not in fields:
+            continue
+        pos = 0
+        while (m := regex.search(value, pos)) is not None:
+            pos = m.start() + 1
+            words = m.groups()
+            if all(token_matches(w, k, x) for w, k, x in zip(words, term.keys, term.exact, strict=True)):
+                hits.append(Hit(text, field, m.start(), m.end()))
+    return hits
+
+
+def _naive_author_hits(text: str, paper: Paper) -> list[Hit]:
+    followed = author_name(text)
+    if followed is None:
+        return []
+    hits = []
+    for name, (s, e) in zip(paper.authors, joined_offsets(paper.authors), strict=True):
+        parsed = author_name(name)
+        if parsed is not None and authors_match(followed, parsed):
+            hits.append(Hit(text, "author", s, e))
+    return hits
+
+
+def _naive_category_hits(category: str, paper: Paper) -> list[Hit]:
+    cats = paper.categories
+    return [
+        Hit(category, "category", s, e)
+        for pc, (s, e) in zip(cats, joined_offsets(cats), strict=True)
+        if category_matches(category, pc)
+    ]
+
+
+def _naive_atom_hits(term: Term, paper: Paper) -> list[Hit]:
+    if term.field == "cat":
+        return _naive_category_hits(term.text, paper)
+    if term.field == "author":
+        return _naive_author_hits(term.text, paper)
+    return _naive_text_hits(term.text, term.fields, paper)
+
+
+def _naive_one(sub: Subscriber, query: Node | None, paper: Paper) -> Match | None:
+    everywhere = ("title", "abstract", "keywords")
+    if sub.sources and not set(sub.sources) & set(paper.sources):
+        return None
+    if any(_naive_text_hits(term, everywhere, paper) for term in sub.exclude):
+        return None
+    hits: list[Hit] = []
+    keyword_hit = False
+    for term in sub.keywords:
+        found = _naive_text_hits(term, everywhere, paper)
+        keyword_hit = keyword_hit or bool(found)
+        hits.extend(found)
+    query_true = False
+    if query is not None:
+        found_by_atom = {term: _naive_atom_hits(term, paper) for term, _ in atoms(query)}
+        query_true = evaluate(query, {term: bool(found) for term, found in found_by_atom.items()})
+        if query_true:
+            for term, positive in atoms(query):
+                if positive:
+                    hits.extend(found_by_atom[term])
+    author_hits = [h for name in sub.authors for h in _naive_author_hits(name, paper)]
+    hits.extend(author_hits)
+    category_hits = [h for c in sub.categories for h in _naive_category_hits(c, paper)]
+    hits.extend(category_hits)
+    has_topic_terms = any(compile_term(k) for k in sub.keywords) or query is not None
+    topic = keyword_hit or query_true or sub.all or (not has_topic_terms and bool(sub.categories))
+    in_categories = not sub.categories or bool(category_hits)
+    upvotes_ok = paper.upvotes is None or paper.upvotes >= sub.min_upvotes
+    if not author_hits and not (topic and in_categories and upvotes_ok):
+        return None
+    final = tuple(dict.fromkeys(hits))
+    return Match(paper, score_hits(final), final)
+
+
+def naive_match(subscribers: Sequence[Subscriber], papers: Sequence[Paper]) -> dict[str, list[Match]]:
+    """The reference: the same semantics as `Matcher`, by brute force."""
+    out: dict[str, list[Match]] = {}
+    for sub in subscribers:
+        query = parse_query(sub.query) if sub.query else None
+        found = [m for paper in papers if (m := _naive_one(sub, query, paper)) is not None]
+        found.sort(key=lambda m: (-m.score, tie_break_key(m.paper)))
+        out[sub.email] = found
+    return out
