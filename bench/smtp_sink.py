@@ -1,0 +1,134 @@
+"""An SMTP sink for the benchmarks: a real aiosmtpd server that accepts every message and discards it.
+
+Benchmark support only; no product logic. It runs in its own process so that the server's work
+does not share a core (or a GIL) with the client being measured:
+
+    python bench/smtp_sink.py [--host 127.0.0.1] [--port 0]
+
+prints `READY <host> <port>` on stdout once it listens, then answers one line on stdout for each
+line read on stdin: `count` gives `<messages accepted> <connections>`; end of input (or SIGTERM)
+stops it. `Sink()` does all of that from Python:
+
+    with Sink() as sink:
+        ...  # send to sink.host, sink.port
+        assert sink.count()[0] == n
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+HOST = "127.0.0.1"
+
+
+class Discard:
+    """Accepts every recipient and message, keeps nothing but counts."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.connections = 0
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages += 1
+        return "250 2.0.0 OK: queued as discarded"
+
+
+async def serve(host: str, port: int) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    handler = Discard()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=50_000_000, hostname="sink.local"),
+        host=host,
+        port=port,
+    )
+    bound = server.sockets[0].getsockname()
+    print(f"READY {bound[0]} {bound[1]}", flush=True)
+
+    done = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, done.set)
+
+    def control() -> None:  # stdin in a thread: answers `count`, stops at end of input
+        for line in sys.stdin:
+            if line.strip() == "count":
+                fut = asyncio.run_coroutine_threadsafe(_count(handler), loop)
+                print(fut.result(), flush=True)
+        loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=control, daemon=True).start()
+    async with server:
+        await done.wait()
+
+
+async def _count(handler: Discard) -> str:
+    return f"{handler.messages} {handler.connections}"
+
+
+class Sink:
+    """The sink as a child process (started on enter, stopped on exit)."""
+
+    def __init__(self, host: str = HOST, port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Sink:
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--host", self.host, "--port", str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "READY":
+            self.__exit__()
+            raise RuntimeError("the SMTP sink did not start")
+        self.host, self.port = line[1], int(line[2])
+        return self
+
+    def count(self) -> tuple[int, int]:
+        """(messages accepted, connections opened) so far."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        messages, connections = self.proc.stdout.readline().split()
+        return int(messages), int(connections)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self.proc = None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="An SMTP server that accepts every message and discards it.")
+    parser.add_argument("--host", default=HOST)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed on stdout)")
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
