@@ -34,17 +34,30 @@ _verbose = {"on": False}
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml).", show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml).",
+        show_default=False,
+    ),
 ]
 SubscribersOpt = Annotated[
     Path | None,
     typer.Option(
-        "--subscribers", "-s", help="subscribers.toml (else [subscribers] path, else ./subscribers.toml).", show_default=False
+        "--subscribers",
+        "-s",
+        help="subscribers.toml (else [subscribers] path, else ./subscribers.toml).",
+        show_default=False,
     ),
 ]
 DateOpt = Annotated[
     str | None,
-    typer.Option("--date", "-d", help="Run date YYYY-MM-DD (default: today in [schedule] timezone).", show_default=False),
+    typer.Option(
+        "--date",
+        "-d",
+        help="Run date YYYY-MM-DD (default: today in [schedule] timezone).",
+        show_default=False,
+    ),
 ]
 
 
@@ -115,9 +128,8 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
         settings = _settings(config)
         now = utcnow()
         day = _parse_date(date) or run_date(settings, now)
-        with Store.open(settings.state.path) as store, store.lock():
-            with _progress() as progress:
-                result = fetch_and_store(settings, store, day, now, progress=progress)
+        with Store.open(settings.state.path) as store, store.lock(), _progress() as progress:
+            result = fetch_and_store(settings, store, day, now, progress=progress)
     except DigestError as exc:
         raise _fail(exc) from None
     table = Table(title=f"{len(result.new)} new papers on {day}", title_justify="left")
@@ -135,10 +147,14 @@ def run(
     config: ConfigOpt = None,
     subscribers: SubscribersOpt = None,
     date: DateOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and report; send and record nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Render and report; send and record nothing.")
+    ] = False,
     retry_unknown: Annotated[
         bool,
-        typer.Option("--retry-unknown", help="Also resend digests whose delivery is unknown (may duplicate)."),
+        typer.Option(
+            "--retry-unknown", help="Also resend digests whose delivery is unknown (may duplicate)."
+        ),
     ] = False,
 ) -> None:
     """The daily job: fetch, diff, match, render, send, publish feeds and archive.
@@ -169,7 +185,9 @@ def run(
 
 
 def _print_summary(summary: Any) -> None:
-    table = Table(title=f"digest {'dry run' if summary.dry_run else 'run'} for {summary.date}", title_justify="left")
+    table = Table(
+        title=f"digest {'dry run' if summary.dry_run else 'run'} for {summary.date}", title_justify="left"
+    )
     table.add_column("what")
     table.add_column("", justify="right")
     rows = [
@@ -217,7 +235,12 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
     for col in ("subscribers", "terms", "sources", "feeds"):
         table.add_column(col, justify="right")
     terms = {t.lower() for s in subs for t in (*s.keywords, *s.exclude, *s.authors, *s.categories)}
-    table.add_row(str(len(subs)), str(len(terms)), ", ".join(s.name for s in settings.sources), str(sum(s.feed for s in subs)))
+    table.add_row(
+        str(len(subs)),
+        str(len(terms)),
+        ", ".join(s.name for s in settings.sources),
+        str(sum(s.feed for s in subs)),
+    )
     out.print(table)
     if settings.state.path.exists():
         with Store.open(settings.state.path) as store:
@@ -236,7 +259,9 @@ def preview(
     config: ConfigOpt = None,
     subscribers: SubscribersOpt = None,
     date: DateOpt = None,
-    days: Annotated[int, typer.Option("--days", "-n", min=1, help="Show this many stored days up to --date.")] = 1,
+    days: Annotated[
+        int, typer.Option("--days", "-n", min=1, help="Show this many stored days up to --date.")
+    ] = 1,
 ) -> None:
     """Show what a subscriber would get, from stored snapshots, with the matched terms.
 
@@ -270,7 +295,9 @@ def preview(
         digest = build_digest(sub, matches, day)
         total += len(digest.matches)
         more = f" (+{digest.more} more over max_papers)" if digest.more else ""
-        out.print(f"[bold]{day}[/bold]: {len(digest.matches)} of {len(result.new) if result else 0} new papers{more}")
+        out.print(
+            f"[bold]{day}[/bold]: {len(digest.matches)} of {len(result.new) if result else 0} new papers{more}"
+        )
         for m in digest.matches:
             out.print(f"  {m.paper.id}  {m.paper.title}", markup=False)
             out.print(f"      {m.why()}", style="dim", markup=False)

@@ -16,14 +16,21 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-import tomllib
 import zoneinfo
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -152,7 +159,7 @@ class ScheduleConfig(_Section):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone; write e.g. \"Europe/Berlin\"") from None
+            raise ValueError(f'{value!r} is not an IANA time zone; write e.g. "Europe/Berlin"') from None
         return value
 
     @property
@@ -171,7 +178,7 @@ def is_loopback(host: str) -> bool:
 
 # The TOML file of the Settings being loaded; pydantic-settings builds sources from the class, so
 # the path travels in a context variable rather than a global.
-_toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})
+_toml_data: ContextVar[dict[str, Any] | None] = ContextVar("_toml_data", default=None)
 
 
 class _TomlDataSource(PydanticBaseSettingsSource):
@@ -179,7 +186,7 @@ class _TomlDataSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_toml_data.get())
+        return dict(_toml_data.get() or {})
 
 
 class Settings(BaseSettings):
@@ -229,7 +236,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         secrets_dir = os.environ.get("DIGEST_SECRETS_DIR")
         secret_source = (
-            SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir) if secrets_dir else file_secret_settings
+            SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
+            if secrets_dir
+            else file_secret_settings
         )
         return (init_settings, env_settings, dotenv_settings, secret_source, _TomlDataSource(settings_cls))
 
@@ -292,7 +301,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         settings = Settings(**overrides)
     except ValidationError as exc:
         problems = describe_validation_error(exc, label, text)
-        raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} problems in {label}", problems) from None
+        raise ConfigError(
+            problems[0] if len(problems) == 1 else f"{len(problems)} problems in {label}", problems
+        ) from None
     finally:
         _toml_data.reset(token)
     if config_path is not None:

@@ -29,7 +29,10 @@ def _data_dir() -> Path:
 
 def example_subscribers() -> Path:
     """subscribers.example.toml: shipped in the wheel, or at the top of a source checkout."""
-    for candidate in (_data_dir() / "subscribers.example.toml", Path(__file__).parent.parent / "subscribers.example.toml"):
+    for candidate in (
+        _data_dir() / "subscribers.example.toml",
+        Path(__file__).parent.parent / "subscribers.example.toml",
+    ):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("subscribers.example.toml is missing from this installation")

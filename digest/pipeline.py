@@ -33,7 +33,6 @@ from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
 from digest.diff import diff
-from digest.errors import DigestError
 from digest.match import Matcher, build_digest
 from digest.models import DiffResult, Digest, Match, Paper, Subscriber, merge_papers, utcnow
 from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
@@ -175,7 +174,9 @@ def fetch_and_store(
     progress: Progress | None = None,
 ) -> DiffResult:
     """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`)."""
-    papers, responses = fetch_all(settings, store.http_cache(), date, now, transport=transport, progress=progress)
+    papers, responses = fetch_all(
+        settings, store.http_cache(), date, now, transport=transport, progress=progress
+    )
     result = diff(papers, store.seen_before(date, [p.id for p in papers]))
     if not dry_run:
         store.record_snapshot(date, papers, responses, sources=[s.name for s in settings.sources], now=now)
@@ -216,7 +217,9 @@ def run(
         key = signing_key(settings, notice=say)
         # 2–3. fetch, parse, diff; the snapshot is stored only when every source succeeded
         with timer("fetch"):
-            result = fetch_and_store(settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress)
+            result = fetch_and_store(
+                settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress
+            )
         summary.new, summary.updates = len(result.new), len(result.updates)
         if not dry_run:
             store.start_run(date, now)
@@ -259,7 +262,9 @@ def run(
         if not dry_run:
             with timer("publish"):
                 summary.outputs = publish(settings, store, key, subscribers, date, now)
-            store.finish_run(date, "ok" if summary.exit_code == EXIT_OK else "partial", summary.as_dict(), utcnow())
+            store.finish_run(
+                date, "ok" if summary.exit_code == EXIT_OK else "partial", summary.as_dict(), utcnow()
+            )
     return summary
 
 
@@ -327,7 +332,9 @@ class _Builder:
     def __call__(self, digest: Digest) -> EmailMessage:
         links = links_for(self.settings, self.key, digest.subscriber, self.date)
         rendered = self.renderer.render(digest, links)
-        return build_message(rendered, digest.subscriber, self.settings, date=self.date, key=self.key, now=self.now)
+        return build_message(
+            rendered, digest.subscriber, self.settings, date=self.date, key=self.key, now=self.now
+        )
 
 
 def links_for(settings: Settings, key: bytes, sub: Subscriber, date: dt.date) -> Links:
@@ -363,7 +370,9 @@ def _send(
         stop_event = asyncio.Event()
         if stop is not None:
             loop = asyncio.get_running_loop()
-            threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(stop_event.set)), daemon=True).start()
+            threading.Thread(
+                target=lambda: (stop.wait(), loop.call_soon_threadsafe(stop_event.set)), daemon=True
+            ).start()
         async with sink:
             return await send_all(
                 jobs,
@@ -382,7 +391,12 @@ def _send(
 
 # -- stage: publish -----------------------------------------------------------------------------------
 def publish(
-    settings: Settings, store: Store, key: bytes, subscribers: Sequence[Subscriber], date: dt.date, now: dt.datetime
+    settings: Settings,
+    store: Store,
+    key: bytes,
+    subscribers: Sequence[Subscriber],
+    date: dt.date,
+    now: dt.datetime,
 ) -> list[Path]:
     """Feeds and archive from the stored history: the last feed_days snapshot days up to `date`."""
     dates = store.snapshot_dates(until=date, limit=settings.output.feed_days)
@@ -400,7 +414,8 @@ def publish(
             continue
         history = store.matched_history(sub.email, dates)
         per_day = [
-            (d, [Match(paper=by_id[pid], score=0.0) for pid in ids if pid in by_id]) for d, ids in history.items()
+            (d, [Match(paper=by_id[pid], score=0.0) for pid in ids if pid in by_id])
+            for d, ids in history.items()
         ]
         private.append((sub, feed_token(key, sub.email), per_day))
     return publish_site(settings, days, private=private, now=now)

@@ -352,7 +352,9 @@ class Store:
         """The server accepted the message: the digest and each of its papers are sent, atomically."""
         day = date.isoformat()
         with self.transaction() as db:
-            row = db.execute("SELECT papers FROM deliveries WHERE date = ? AND email = ?", (day, email)).fetchone()
+            row = db.execute(
+                "SELECT papers FROM deliveries WHERE date = ? AND email = ?", (day, email)
+            ).fetchone()
             db.execute(
                 "UPDATE deliveries SET status = 'sent', reply = ?, updated_at = ? WHERE date = ? AND email = ?",
                 (reply, _iso(now), day, email),

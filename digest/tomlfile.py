@@ -51,7 +51,7 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
     parts = list(loc)
     key: str | None = None
     if parts and isinstance(parts[-1], str):
-        key = parts.pop()
+        key = str(parts.pop())
     table = ".".join(str(p) for p in parts if isinstance(p, str))
     index = next((p for p in parts if isinstance(p, int)), None)
     if table:
@@ -108,7 +108,9 @@ def describe_validation_error(exc: ValidationError, label: str, text: str) -> li
         where = f"{label}:{line}" if line else label
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown key; check the spelling against the configuration reference (docs/reference.md)"
+            message = (
+                "unknown key; check the spelling against the configuration reference (docs/reference.md)"
+            )
         elif err["type"] == "missing":
             message = "required key is missing"
         elif err["type"] == "literal_error":

@@ -42,7 +42,7 @@ def test_example_config_loads_and_paths_are_relative_to_the_file() -> None:
 
 def test_config_found_by_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = tmp_path / "elsewhere.toml"
-    other.write_text('[output]\nfeed_days = 3\n')
+    other.write_text("[output]\nfeed_days = 3\n")
     write(tmp_path, "[output]\nfeed_days = 5\n")
     assert load_settings(None).output.feed_days == 5
     monkeypatch.setenv("DIGEST_CONFIG", str(other))

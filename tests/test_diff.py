@@ -73,7 +73,9 @@ def test_idempotent_and_never_new_twice(tmp_path_factory: object, history: list[
 
 
 @settings(max_examples=40, deadline=None)
-@given(listings, st.dictionaries(ids, st.builds(Seen, st.just(D0), st.integers(1, 3) | st.none())), st.randoms())
+@given(
+    listings, st.dictionaries(ids, st.builds(Seen, st.just(D0), st.integers(1, 3) | st.none())), st.randoms()
+)
 def test_order_of_sources_does_not_matter(listing: list[Paper], seen: dict[str, Seen], rnd: object) -> None:
     shuffled = list(listing)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]

@@ -36,7 +36,9 @@ def test_every_config_key_is_documented(section: str, key: str) -> None:
     end = REFERENCE.find("\n### ", start + 1)
     assert f"| `{key}` |" in REFERENCE[start:end], f"{header} {key} missing from docs/reference.md"
     if key not in ("password", "secret"):
-        assert re.search(rf"^#?\s*{re.escape(key)}\s*=", EXAMPLE, re.M), f"{key} missing from digest.example.toml"
+        assert re.search(rf"^#?\s*{re.escape(key)}\s*=", EXAMPLE, re.M), (
+            f"{key} missing from digest.example.toml"
+        )
 
 
 @pytest.mark.parametrize("command", [c.name or c.callback.__name__ for c in app.registered_commands])  # type: ignore[union-attr]

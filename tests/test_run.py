@@ -14,11 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 import feedparser
-import pytest
+from conftest import ARXIV_TRIMMED, HF_DAY
 from pytest_httpserver import HTTPServer
 from smtp_servers import AcceptAll, smtp_server
 
-from conftest import ARXIV_TRIMMED, HF_DAY
 from digest.store import Store
 
 ROOT = Path(__file__).parent.parent
@@ -43,15 +42,23 @@ keywords = ["xyzzy-nothing-matches"]
 
 
 def serve_listings(httpserver: HTTPServer, *, arxiv_status: int = 200) -> None:
-    httpserver.expect_request("/api/daily_papers", query_string={"date": DATE, "limit": "100", "p": "0"}).respond_with_data(
-        HF_DAY.read_bytes(), content_type="application/json"
-    )
+    httpserver.expect_request(
+        "/api/daily_papers", query_string={"date": DATE, "limit": "100", "p": "0"}
+    ).respond_with_data(HF_DAY.read_bytes(), content_type="application/json")
     httpserver.expect_request("/api/daily_papers").respond_with_data("[]", content_type="application/json")
-    body = ARXIV_TRIMMED.read_bytes() if arxiv_status == 200 else b"<html><body>Service Unavailable</body></html>"
-    httpserver.expect_request("/rss/cs.CL").respond_with_data(body, status=arxiv_status, content_type="application/rss+xml")
+    body = (
+        ARXIV_TRIMMED.read_bytes()
+        if arxiv_status == 200
+        else b"<html><body>Service Unavailable</body></html>"
+    )
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(
+        body, status=arxiv_status, content_type="application/rss+xml"
+    )
 
 
-def write_config(tmp_path: Path, httpserver: HTTPServer, smtp_port: int | None, *, concurrency: int = 2) -> Path:
+def write_config(
+    tmp_path: Path, httpserver: HTTPServer, smtp_port: int | None, *, concurrency: int = 2
+) -> Path:
     smtp = (
         f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\nconcurrency = {concurrency}\n'
         'from = "Paper Digest <digest@example.org>"\n'
@@ -67,12 +74,12 @@ path = "state/digest.sqlite3"
 [[sources]]
 name = "hf"
 kind = "hf_daily"
-url = "{httpserver.url_for('/api/daily_papers')}"
+url = "{httpserver.url_for("/api/daily_papers")}"
 
 [[sources]]
 name = "arxiv"
 kind = "arxiv_rss"
-url = "{httpserver.url_for('/rss/cs.CL')}"
+url = "{httpserver.url_for("/rss/cs.CL")}"
 
 [fetch]
 retries = 0
@@ -96,7 +103,12 @@ def digest(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
     environ["DIGEST_SECRET"] = "test-secret"
     environ.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "digest", *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -117,7 +129,10 @@ def test_run_end_to_end_then_rerun_sends_nothing_twice(tmp_path: Path, httpserve
         first = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
         assert first.returncode == 0, first.stderr + first.stdout
         assert handler.wait_for(2)
-        assert sorted(handler.recipients()) == ["ada@example.org", "grace@example.org"]  # nobody: no match, skipped
+        assert sorted(handler.recipients()) == [
+            "ada@example.org",
+            "grace@example.org",
+        ]  # nobody: no match, skipped
         for message in handler.messages():
             assert message["Message-ID"] and message["List-Unsubscribe"]
             assert message.get_content_type() == "multipart/alternative"
@@ -172,7 +187,9 @@ def test_dry_run_sends_and_records_nothing(tmp_path: Path, httpserver: HTTPServe
         assert state_bytes(tmp_path) == before
 
 
-def test_second_run_exits_at_once_while_the_first_holds_the_lock(tmp_path: Path, httpserver: HTTPServer) -> None:
+def test_second_run_exits_at_once_while_the_first_holds_the_lock(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
     serve_listings(httpserver)
     config = write_config(tmp_path, httpserver, None)
     with Store.open(tmp_path / "state" / "digest.sqlite3") as store, store.lock():

@@ -45,7 +45,7 @@ def test_state_from_a_newer_digest_is_refused(tmp_path: Path) -> None:
 def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a digest state database|cannot open"):
+    with pytest.raises(StoreError, match=r"not a digest state database|cannot open"):
         Store.open(path)
 
 
@@ -53,7 +53,9 @@ def test_snapshot_round_trip_and_replacement(tmp_path: Path) -> None:
     with Store.open(tmp_path / "d.sqlite3") as store:
         published = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
         p = paper("2411.00001", authors=("A. B.", "C. D."), published=published, upvotes=3)
-        store.record_snapshot(D1, [p, paper("2411.00002")], [result("https://x/feed")], sources=["arxiv"], now=NOW)
+        store.record_snapshot(
+            D1, [p, paper("2411.00002")], [result("https://x/feed")], sources=["arxiv"], now=NOW
+        )
         assert store.snapshot(D1) == [p, paper("2411.00002")]
         store.record_snapshot(D1, [paper("2411.00003")], [], sources=["arxiv"], now=NOW)
         assert [x.id for x in store.snapshot(D1) or []] == ["2411.00003"]
@@ -78,7 +80,9 @@ def test_failed_snapshot_write_changes_nothing(tmp_path: Path) -> None:
         store.record_snapshot(D1, [paper("a")], [result("https://x/feed")], sources=["s"], now=NOW)
     before = path.read_bytes() if not Path(str(path) + "-wal").exists() else None
     with Store.open(path) as store:
-        bad = FetchResult(url="https://x/feed", body=None, status=200, etag='"v2"', last_modified=None, not_modified=False)  # type: ignore[arg-type]
+        bad = FetchResult(
+            url="https://x/feed", body=None, status=200, etag='"v2"', last_modified=None, not_modified=False
+        )  # type: ignore[arg-type]
         with pytest.raises(sqlite3.IntegrityError):
             store.record_snapshot(D1, [paper("b")], [bad], sources=["s"], now=NOW)
         assert [p.id for p in store.snapshot(D1) or []] == ["a"]
@@ -89,10 +93,14 @@ def test_failed_snapshot_write_changes_nothing(tmp_path: Path) -> None:
 
 def test_second_lock_fails_at_once(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
-    with Store.open(path) as one, Store.open(path) as two, one.lock():
-        with pytest.raises(LockedError, match="another digest run is in progress"):
-            with two.lock():
-                pass
+    with (
+        Store.open(path) as one,
+        Store.open(path) as two,
+        one.lock(),
+        pytest.raises(LockedError, match="another digest run is in progress"),
+        two.lock(),
+    ):
+        pass
     with Store.open(path) as three, three.lock():
         pass  # released
 
@@ -103,7 +111,12 @@ def test_ledger_sent_records_papers_atomically(tmp_path: Path) -> None:
         store.mark_pending(D1, "ada@example.org", ["a", "b", "c"], NOW)  # still pending: takes the new list
         store.mark_sending(D1, "ada@example.org", "<m1@example.org>", NOW)
         row = store.delivery(D1, "ada@example.org")
-        assert row is not None and row.status == "sending" and row.attempts == 1 and row.papers == ("a", "b", "c")
+        assert (
+            row is not None
+            and row.status == "sending"
+            and row.attempts == 1
+            and row.papers == ("a", "b", "c")
+        )
         store.mark_sent(D1, "ada@example.org", "250 ok", NOW)
         assert store.sent_paper_ids("ada@example.org") == {"a", "b", "c"}
         assert store.sent_paper_ids("ada@example.org", ["a", "z"]) == {"a"}
