@@ -70,13 +70,14 @@ def measure(
     )
     wrapper = f"""<!doctype html><html><head><title>pending</title></head><body style="margin:0">{frames}
 <script>
-var frames = document.querySelectorAll("iframe"), results = [], left = frames.length;
-frames.forEach(function (f) {{
-  f.addEventListener("load", function () {{
+// window "load" waits for every iframe: a listener on each frame could miss a fast one.
+window.addEventListener("load", function () {{
+  var results = [];
+  document.querySelectorAll("iframe").forEach(function (f) {{
     var w = f.contentWindow;
     results.push(f.dataset.key + " " + w.document.documentElement.scrollWidth + " " + w.innerWidth);
-    if (--left === 0) document.title = "measured|" + results.join("|");
   }});
+  document.title = "measured|" + results.join("|");
 }});
 </script></body></html>"""
     path = tmp_path / "measure.html"
