@@ -13,16 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from digest.config import DeliveryConfig, Settings, SmtpConfig
-from digest.deliver import Outcome
-from digest.deliver.message import build_message
-from digest.deliver.outbox import OutboxTransport
-from digest.deliver.sender import Job, SendReport, profile_fingerprint, send_all
-from digest.deliver.smtp import SmtpTransport
-from digest.models import RenderedEmail, Subscriber
-from digest.store import Store
-from tests.smtp_servers import (
+from smtp_servers import (
     AcceptAll,
     DropAfterData,
     RejectRecipient,
@@ -30,6 +21,16 @@ from tests.smtp_servers import (
     free_port,
     smtp_server,
 )
+
+from digest.config import DeliveryConfig, Settings, SmtpConfig
+from digest.deliver import Outcome
+from digest.deliver.message import build_message
+from digest.deliver.outbox import OutboxTransport
+from digest.deliver.sender import Job, SendReport, profile_fingerprint, send_all
+from digest.deliver.smtp import SmtpTransport
+from digest.errors import StoreError
+from digest.models import RenderedEmail, Subscriber
+from digest.store import Store
 
 DATE = dt.date(2024, 11, 28)
 NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)
@@ -299,3 +300,16 @@ def test_outbox_run(store, tmp_path):
     )
     assert tos == emails
     assert {r.status for r in store.deliveries(DATE).values()} == {"sent"}
+
+
+def test_a_ledger_failure_surfaces_as_itself(tmp_path):
+    class FullDisk(Store):
+        def mark_sent(self, *args: Any) -> None:
+            raise StoreError(f"{self.path}: database or disk is full")
+
+    with FullDisk.open(tmp_path / "state.sqlite3") as store:
+        pending(store, ["ada@example.org"])
+        with smtp_server(AcceptAll()) as (host, port, _), pytest.raises(StoreError, match="disk is full"):
+            run(store, Builds(["ada@example.org"]), plain(host, port))
+        # the message went out but was never recorded as sent: 'sending' means "unknown" to the next run
+        assert store.deliveries(DATE)["ada@example.org"].status == "sending"

@@ -14,14 +14,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-
-from digest.config import Settings, SmtpConfig
-from digest.deliver import ConnectionFailure, Outcome
-from digest.deliver.message import build_message
-from digest.deliver.outbox import OutboxTransport, eml_name
-from digest.deliver.smtp import SmtpTransport
-from digest.models import RenderedEmail, Subscriber
-from tests.smtp_servers import (
+from smtp_servers import (
     AcceptAll,
     DropAfterData,
     RejectRecipient,
@@ -30,6 +23,13 @@ from tests.smtp_servers import (
     smtp_server,
     tls_certificates,
 )
+
+from digest.config import Settings, SmtpConfig
+from digest.deliver import ConnectionFailure, Outcome
+from digest.deliver.message import build_message
+from digest.deliver.outbox import OutboxTransport, eml_name
+from digest.deliver.smtp import SmtpTransport
+from digest.models import RenderedEmail, Subscriber
 
 NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)
 SETTINGS = Settings(smtp={"from": "Paper Digest <digest@example.org>"})

@@ -100,9 +100,15 @@ async def send_all(
 ) -> SendReport:
     """Send every job through `transport` (already entered) with `concurrency` workers."""
     run = _Run(iter(jobs), transport, ledger, config, clock, fingerprint, stop, on_progress, sleep)
-    async with asyncio.TaskGroup() as group:
-        for worker in range(max(1, concurrency)):
-            group.create_task(run.worker(worker))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for worker in range(max(1, concurrency)):
+                group.create_task(run.worker(worker))
+    except BaseExceptionGroup as failed:
+        # Something no transport outcome covers (the ledger's disk is full, a bug): the other
+        # workers were cancelled mid-message and keep 'sending', which the next run reports as
+        # unknown. Raise the first error as itself, so the CLI prints its one line.
+        raise failed.exceptions[0] from None
     return run.finish()
 
 
