@@ -69,7 +69,6 @@ class _Slot:
 
     client: aiosmtplib.SMTP | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    sent: int = 0  # messages sent on the current connection
 
     def drop(self) -> None:
         if self.client is not None:
@@ -181,7 +180,6 @@ class SmtpTransport:
             return Outcome("unknown", _reply(exc.code, exc.message))
         reply = _reply(response.code, response.message)
         if 200 <= response.code < 300:
-            slot.sent += 1
             return Outcome("sent", reply)
         if response.code == 421:
             slot.drop()
@@ -211,7 +209,6 @@ class SmtpTransport:
             return slot.client, False
         slot.drop()
         slot.client = await self._connect()
-        slot.sent = 0
         return slot.client, True
 
     async def _connect(self) -> aiosmtplib.SMTP:
