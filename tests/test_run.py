@@ -101,6 +101,7 @@ retry_backoff = 0.01
 def digest(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     environ["DIGEST_SECRET"] = "test-secret"
+    environ["PYTHONPATH"] = str(ROOT)  # the source tree under test, installed or not
     environ.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "digest", *args],
@@ -222,7 +223,8 @@ def test_killed_mid_send_then_rerun_everyone_gets_exactly_one(tmp_path: Path, ht
         (tmp_path / "subscribers.toml").write_text(
             "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_SECRET": "s"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        env |= {"DIGEST_SECRET": "s", "PYTHONPATH": str(ROOT)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
