@@ -23,7 +23,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from operator import itemgetter
 
 import ahocorasick
 
@@ -251,6 +250,7 @@ class _Run:
                         self._scan(p, field, text)
         self.term_mask = {tid: _mask(by_paper) for tid, by_paper in self.text_hits.items()}
         self._keyword_hits: dict[int, dict[int, tuple[tuple[Hit, ...], float]]] = {}
+        self._matches: dict[tuple[int, ...], Match] = {}
         self._atom_masks: dict[tuple[int, tuple[str, ...]], int] = {}
         self._upvote_fail: dict[int, int] = {}
         self._category_hits: dict[str, dict[int, tuple[Hit, ...]]] = {}
@@ -440,33 +440,53 @@ class _Run:
         follow_maps = [self.follow_hits[fid] for fid in prof.follows]
         category_maps = [self.category_hits(c) for c in prof.categories]
         out: list[tuple[float, int, Match]] = []
-        # The hot loop: per matched paper, dictionary look-ups only.
-        for p in _set_bits(matched):
-            hits: list[Hit] = []
-            score = 0.0
-            for by_paper in keyword_maps:
-                found = by_paper.get(p)
-                if found is not None:
-                    hits += found[0]
-                    score += found[1]
-            if positive and (query_mask >> p) & 1:
-                for term in positive:
-                    hits += self.atom_hits(term, p)
-            for by_paper in follow_maps:
-                author_hits = by_paper.get(p)
-                if author_hits is not None:
-                    hits += author_hits
-                    score += AUTHOR_WEIGHT
-            for by_paper in category_maps:
-                hits += by_paper.get(p, ())
-            if prof.query is not None:
+        if prof.query is not None:
+            for p in _set_bits(matched):
+                hits: list[Hit] = []
+                for keyword_map in keyword_maps:
+                    found = keyword_map.get(p)
+                    if found is not None:
+                        hits += found[0]
+                if (query_mask >> p) & 1:
+                    for term in positive:
+                        hits += self.atom_hits(term, p)
+                for hits_map in (*follow_maps, *category_maps):
+                    hits += hits_map.get(p, ())
                 # a query term may repeat a keyword: de-duplicate, and score from scratch
                 final = tuple(dict.fromkeys(hits))
                 score = score_hits(final)
-            else:
-                final = tuple(hits)
-            out.append((-score, rank[p], Match(papers[p], score, final)))
-        out.sort(key=itemgetter(0, 1))
+                out.append((-score, rank[p], Match(papers[p], score, final)))
+        else:
+            # The hot loop: per matched paper, dictionary look-ups only. Subscribers whose terms
+            # hit a paper alike get the same (immutable) Match: the cached hit tuples it is made
+            # of identify it, and they live as long as this run.
+            cache = self._matches
+            only_keywords = not follow_maps and not category_maps
+            for p in _set_bits(matched):
+                kws = [found for keyword_map in keyword_maps if (found := keyword_map.get(p)) is not None]
+                fos: list[tuple[Hit, ...]] = []
+                cas: list[tuple[Hit, ...]] = []
+                if only_keywords:
+                    key = (p, *map(id, kws))
+                else:
+                    fos = [got for hits_map in follow_maps if (got := hits_map.get(p)) is not None]
+                    cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]
+                    key = (p, *map(id, kws), *map(id, fos), *map(id, cas))
+                match = cache.get(key)
+                if match is None:
+                    hits = []
+                    score = 0.0
+                    for term_hits, term_score in kws:
+                        hits += term_hits
+                        score += term_score
+                    for found_hits in fos:
+                        hits += found_hits
+                        score += AUTHOR_WEIGHT
+                    for found_hits in cas:
+                        hits += found_hits
+                    match = cache[key] = Match(papers[p], score, tuple(hits))
+                out.append((-match.score, rank[p], match))
+        out.sort()  # ranks are unique, so two Matches are never compared
         return [m for _, _, m in out]
 
 
@@ -551,12 +571,12 @@ def _naive_one(sub: Subscriber, query: Node | None, paper: Paper) -> Match | Non
         hits.extend(found)
     query_true = False
     if query is not None:
-        found_by_atom = {term: _naive_atom_hits(term, paper) for term, _ in atoms(query)}
+        found_by_atom = {atom: _naive_atom_hits(atom, paper) for atom, _ in atoms(query)}
         query_true = evaluate(query, {term: bool(found) for term, found in found_by_atom.items()})
         if query_true:
-            for term, positive in atoms(query):
+            for atom, positive in atoms(query):
                 if positive:
-                    hits.extend(found_by_atom[term])
+                    hits.extend(found_by_atom[atom])
     author_hits = [h for name in sub.authors for h in _naive_author_hits(name, paper)]
     hits.extend(author_hits)
     category_hits = [h for c in sub.categories for h in _naive_category_hits(c, paper)]
