@@ -34,10 +34,10 @@ from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
 from digest.diff import diff
 from digest.match import Matcher, build_digest
-from digest.models import DiffResult, Digest, Match, Paper, Subscriber, merge_papers, utcnow
+from digest.models import DiffResult, Digest, Hit, Match, Paper, Subscriber, merge_papers, utcnow
 from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
 from digest.progress import Progress, QuietProgress
-from digest.render.archive import Day, archive_url, private_feed_url, publish_site
+from digest.render.archive import Day, archive_url, private_feed_path, private_feed_url, publish_site
 from digest.render.email import EmailRenderer, Links
 from digest.sources import fetch_listing
 from digest.sources.fetch import CachedResponse, Fetcher, FetchResult
@@ -315,7 +315,13 @@ def _due(
             summary.skipped += 1
             continue
         if not dry_run:
-            store.mark_pending(date, sub.email, [m.paper.id for m in digest.matches], now)
+            store.mark_pending(
+                date,
+                sub.email,
+                [m.paper.id for m in digest.matches],
+                now,
+                explanations=explanations(digest.matches),
+            )
         yield Job(date=date, subscriber=sub, build=functools.partial(build, digest))
 
 
@@ -368,25 +374,36 @@ def _send(
 
     async def go() -> SendReport:
         stop_event = asyncio.Event()
-        if stop is not None:
-            loop = asyncio.get_running_loop()
-            threading.Thread(
-                target=lambda: (stop.wait(), loop.call_soon_threadsafe(stop_event.set)), daemon=True
-            ).start()
-        async with sink:
-            return await send_all(
-                jobs,
-                sink,
-                store,
-                settings.delivery,
-                concurrency=concurrency,
-                clock=utcnow,
-                fingerprint=profile_fingerprint,
-                stop=stop_event,
-                on_progress=lambda email, outcome: advance(f"{email}: {outcome.status}"),
-            )
+        watcher = asyncio.create_task(_mirror(stop, stop_event)) if stop is not None else None
+        try:
+            async with sink:
+                return await send_all(
+                    jobs,
+                    sink,
+                    store,
+                    settings.delivery,
+                    concurrency=concurrency,
+                    clock=utcnow,
+                    fingerprint=profile_fingerprint,
+                    stop=stop_event,
+                    on_progress=lambda email, outcome: advance(f"{email}: {outcome.status}"),
+                )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     return asyncio.run(go())
+
+
+async def _mirror(stop: threading.Event, stop_event: asyncio.Event) -> None:
+    """Carry a thread-side stop request (SIGTERM in `digest serve`) into the event loop.
+
+    Polling keeps no thread behind once sending is over; a fifth of a second is far below the
+    time one message takes.
+    """
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    stop_event.set()
 
 
 # -- stage: publish -----------------------------------------------------------------------------------
@@ -414,8 +431,31 @@ def publish(
             continue
         history = store.matched_history(sub.email, dates)
         per_day = [
-            (d, [Match(paper=by_id[pid], score=0.0) for pid in ids if pid in by_id])
-            for d, ids in history.items()
+            (d, [_explained(by_id[pid], why) for pid, why in entries if pid in by_id])
+            for d, entries in history.items()
         ]
         private.append((sub, feed_token(key, sub.email), per_day))
-    return publish_site(settings, days, private=private, now=now)
+    written = publish_site(settings, days, private=private, now=now)
+    _remove_stale_private_feeds(settings, {token for _sub, token, _days in private})
+    return written
+
+
+def explanations(matches: Sequence[Match]) -> dict[str, Any]:
+    """What the ledger keeps of each match, so a private feed can still say why later."""
+    return {
+        m.paper.id: {"score": m.score, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
+        for m in matches
+    }
+
+
+def _explained(paper: Paper, why: dict[str, Any]) -> Match:
+    hits = tuple(Hit(term, field, start, end) for term, field, start, end in why.get("hits", []))
+    return Match(paper=paper, score=float(why.get("score", 0.0)), hits=hits)
+
+
+def _remove_stale_private_feeds(settings: Settings, current: set[str]) -> None:
+    """A reader who turned `feed` off or left must not keep a live feed of their matches."""
+    folder = private_feed_path(settings, "x").parent
+    for path in folder.glob("*.xml") if folder.is_dir() else ():
+        if path.stem not in current:
+            path.unlink(missing_ok=True)

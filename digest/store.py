@@ -17,10 +17,10 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from digest.errors import LockedError, StoreError
 from digest.models import Paper
@@ -80,6 +80,10 @@ MIGRATIONS: list[str] = [
         fingerprint TEXT NOT NULL,      -- the profile as it was: editing the profile lifts it
         at TEXT NOT NULL
     );
+    """,
+    # 2: why each paper of a digest matched, so private feeds can explain and highlight later
+    """
+    ALTER TABLE deliveries ADD COLUMN explanations TEXT NOT NULL DEFAULT '{}'
     """,
 ]
 
@@ -325,17 +329,33 @@ class Store:
         ).fetchone()
         return _delivery(row) if row else None
 
-    def mark_pending(self, date: dt.date, email: str, paper_ids: Sequence[str], now: dt.datetime) -> None:
+    def mark_pending(
+        self,
+        date: dt.date,
+        email: str,
+        paper_ids: Sequence[str],
+        now: dt.datetime,
+        *,
+        explanations: Mapping[str, Any] | None = None,
+    ) -> None:
         """Record that `email` is due a digest of `paper_ids` for `date`.
 
         A row already past 'pending' is left alone; a pending one takes the new paper list (the
         profile may have been edited between two runs of the same date)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO deliveries (date, email, status, papers, updated_at) VALUES (?, ?, 'pending', ?, ?) "
-                "ON CONFLICT(date, email) DO UPDATE SET papers = excluded.papers, updated_at = excluded.updated_at "
+                "INSERT INTO deliveries (date, email, status, papers, explanations, updated_at) "
+                "VALUES (?, ?, 'pending', ?, ?, ?) "
+                "ON CONFLICT(date, email) DO UPDATE SET papers = excluded.papers, "
+                "explanations = excluded.explanations, updated_at = excluded.updated_at "
                 "WHERE status = 'pending'",
-                (date.isoformat(), email, json.dumps(list(paper_ids)), _iso(now)),
+                (
+                    date.isoformat(),
+                    email,
+                    json.dumps(list(paper_ids)),
+                    json.dumps(explanations or {}),
+                    _iso(now),
+                ),
             )
 
     def mark_sending(self, date: dt.date, email: str, message_id: str, now: dt.datetime) -> None:
@@ -391,16 +411,20 @@ class Store:
             out.update(r[0] for r in rows)
         return out
 
-    def matched_history(self, email: str, dates: Sequence[dt.date]) -> dict[dt.date, tuple[str, ...]]:
-        """The paper ids of `email`'s digests on `dates` (for the private feed)."""
-        out: dict[dt.date, tuple[str, ...]] = {}
+    def matched_history(
+        self, email: str, dates: Sequence[dt.date]
+    ) -> dict[dt.date, list[tuple[str, dict[str, Any]]]]:
+        """The papers of `email`'s sent digests on `dates`, each with its stored explanation
+        (for the private feed)."""
+        out: dict[dt.date, list[tuple[str, dict[str, Any]]]] = {}
         for d in dates:
             row = self.conn.execute(
-                "SELECT papers FROM deliveries WHERE date = ? AND email = ? AND status = 'sent'",
+                "SELECT papers, explanations FROM deliveries WHERE date = ? AND email = ? AND status = 'sent'",
                 (d.isoformat(), email),
             ).fetchone()
             if row:
-                out[d] = tuple(json.loads(row[0]))
+                why = json.loads(row[1])
+                out[d] = [(pid, why.get(pid, {})) for pid in json.loads(row[0])]
         return out
 
     # -- suppressions ------------------------------------------------------------------------------

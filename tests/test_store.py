@@ -108,7 +108,10 @@ def test_second_lock_fails_at_once(tmp_path: Path) -> None:
 def test_ledger_sent_records_papers_atomically(tmp_path: Path) -> None:
     with Store.open(tmp_path / "d.sqlite3") as store:
         store.mark_pending(D1, "ada@example.org", ["a", "b"], NOW)
-        store.mark_pending(D1, "ada@example.org", ["a", "b", "c"], NOW)  # still pending: takes the new list
+        why = {"a": {"score": 2.0, "hits": [["LLM", "title", 0, 3]]}}
+        store.mark_pending(
+            D1, "ada@example.org", ["a", "b", "c"], NOW, explanations=why
+        )  # still pending: new list
         store.mark_sending(D1, "ada@example.org", "<m1@example.org>", NOW)
         row = store.delivery(D1, "ada@example.org")
         assert (
@@ -123,7 +126,9 @@ def test_ledger_sent_records_papers_atomically(tmp_path: Path) -> None:
         store.mark_pending(D1, "ada@example.org", ["x"], NOW)  # already sent: untouched
         row = store.delivery(D1, "ada@example.org")
         assert row is not None and row.status == "sent" and row.papers == ("a", "b", "c")
-        assert store.matched_history("ada@example.org", [D1, D2]) == {D1: ("a", "b", "c")}
+        assert store.matched_history("ada@example.org", [D1, D2]) == {
+            D1: [("a", why["a"]), ("b", {}), ("c", {})]
+        }
 
 
 def test_suppressions(tmp_path: Path) -> None:
