@@ -22,13 +22,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from digest.config import Settings, signing_key
-from digest.deliver.message import build_message
+from digest.deliver.message import build_message, unsubscribe_urls
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
@@ -42,7 +40,7 @@ from digest.render.email import EmailRenderer, Links
 from digest.sources import fetch_listing
 from digest.sources.fetch import CachedResponse, Fetcher, FetchResult
 from digest.store import Store
-from digest.tokens import feed_token, unsubscribe_token
+from digest.tokens import feed_token
 
 # Exit codes of `digest run` (documented in docs/reference.md; alerting relies on them).
 EXIT_OK = 0
@@ -344,15 +342,9 @@ class _Builder:
 
 
 def links_for(settings: Settings, key: bytes, sub: Subscriber, date: dt.date) -> Links:
-    base = settings.output.base_url
-    token = unsubscribe_token(key, sub.email)
-    if base and base.startswith("https://"):
-        unsubscribe = f"{base}unsubscribe?token={token}"
-    else:
-        sender = parseaddr(settings.smtp.from_)[1]
-        unsubscribe = f"mailto:{sender}?subject={quote('unsubscribe ' + token)}"
+    mailto, https = unsubscribe_urls(settings, key, sub.email)
     feed = private_feed_url(settings, feed_token(key, sub.email)) if sub.feed else None
-    return Links(unsubscribe=unsubscribe, feed=feed, archive=archive_url(settings, date))
+    return Links(unsubscribe=https or mailto, feed=feed, archive=archive_url(settings, date))
 
 
 def _send(

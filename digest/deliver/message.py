@@ -47,6 +47,22 @@ def message_domain(settings: Settings) -> str:
         return "localhost"
 
 
+def unsubscribe_urls(settings: Settings, key: bytes, email_address: str) -> tuple[str, str | None]:
+    """The mailto unsubscribe link, and the https one when [output] base_url is https.
+
+    The one place these links are made: the List-Unsubscribe header and the email's footer
+    (`pipeline.links_for`) show the same ones.
+    """
+    token = unsubscribe_token(key, email_address)
+    mailto = f"mailto:{_from_addr(settings)}?subject={quote('unsubscribe ' + token)}"
+    base_url = settings.output.base_url
+    if not (base_url and base_url.startswith("https://")):
+        return mailto, None
+    return mailto, quote(
+        sanitize_header(base_url), safe=":/?#[]@!$&'()*+,;=%~"
+    ) + f"unsubscribe?token={token}"
+
+
 def build_message(
     rendered: RenderedEmail,
     subscriber: Subscriber,
@@ -75,16 +91,10 @@ def build_message(
     msg["Message-ID"] = make_msgid(domain=message_domain(settings))
     msg["List-Id"] = sanitize_header(settings.delivery.list_id)
 
-    token = unsubscribe_token(key, subscriber.email)
-    links = [f"<mailto:{_from_addr(settings)}?subject={quote('unsubscribe ' + token)}>"]
-    base_url = settings.output.base_url
-    one_click = bool(base_url and base_url.startswith("https://"))
-    if one_click:
-        assert base_url is not None
-        url = quote(sanitize_header(base_url), safe=":/?#[]@!$&'()*+,;=%~") + f"unsubscribe?token={token}"
-        links.append(f"<{url}>")
+    mailto, https = unsubscribe_urls(settings, key, subscriber.email)
+    links = [f"<{mailto}>"] + ([f"<{https}>"] if https else [])
     msg["List-Unsubscribe"] = _Prefolded("List-Unsubscribe", links)
-    if one_click:
+    if https:
         # RFC 8058: only with an https link, which a mail provider may POST to without a human.
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
