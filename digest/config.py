@@ -39,7 +39,7 @@ from pydantic_settings import (
 )
 
 from digest.errors import ConfigError
-from digest.tomlfile import describe_validation_error, read_toml
+from digest.tomlfile import describe_validation_error, locate, read_toml
 
 HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
 
@@ -308,7 +308,23 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         _toml_data.reset(token)
     if config_path is not None:
         settings = _resolve_paths(settings, config_path.resolve().parent)
+    _check_files(settings, label, text)
     return settings
+
+
+def _check_files(settings: Settings, label: str, text: str) -> None:
+    """Paths that must exist now, not when a run is half-way: a template folder, a CA file."""
+    problems = []
+    for loc, path, what in (
+        (("templates", "dir"), settings.templates.dir, "folder"),
+        (("smtp", "ca_file"), settings.smtp.ca_file, "file"),
+    ):
+        if path is None or (path.is_dir() if what == "folder" else path.is_file()):
+            continue
+        line = locate(text, loc)
+        problems.append(f"{label}{':' + str(line) if line else ''}: {'.'.join(loc)}: no such {what} {path}")
+    if problems:
+        raise ConfigError(problems[0], problems)
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:

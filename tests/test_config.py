@@ -158,3 +158,16 @@ def test_bad_timezone(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_template_folder_and_ca_file_must_exist(tmp_path: Path) -> None:
+    path = write(tmp_path, '[templates]\ndir = "mine"\n\n[smtp]\nca_file = "ca.pem"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert info.value.problems == [
+        f"{path}:2: templates.dir: no such folder {tmp_path / 'mine'}",
+        f"{path}:5: smtp.ca_file: no such file {tmp_path / 'ca.pem'}",
+    ]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "ca.pem").write_text("x")
+    assert load_settings(path).templates.dir == tmp_path / "mine"
