@@ -301,20 +301,35 @@ class _Run:
                     hits[tid][p].append(span)
 
     def _scan_authors(self) -> None:
+        # Index only the authors who share a surname with someone followed, by (surname,
+        # initial): common surnames would otherwise make every follow compare hundreds of names.
+        followed_surnames: set[str] = set()
+        for _, followed in self.m._follows:
+            followed_surnames |= followed.surnames
+        by_initial: dict[tuple[str, str], list[tuple[int, int, AuthorName]]] = defaultdict(list)
         by_surname: dict[str, list[tuple[int, int, AuthorName]]] = defaultdict(list)
         for p, paper in enumerate(self.papers):
             for k, name in enumerate(paper.authors):
                 parsed = author_name(name)
-                if parsed is not None:
-                    for surname in parsed.surnames:
-                        by_surname[surname].append((p, k, parsed))
+                if parsed is None or parsed.surnames.isdisjoint(followed_surnames):
+                    continue
+                for surname in parsed.surnames & followed_surnames:
+                    by_initial[surname, parsed.initial].append((p, k, parsed))
+                    by_surname[surname].append((p, k, parsed))
         self.follow_hits: list[dict[int, tuple[Hit, ...]]] = []
         self.follow_mask: list[int] = []
         for text, followed in self.m._follows:
             found: dict[int, set[int]] = defaultdict(set)
             for surname in followed.surnames:
-                for p, k, parsed in by_surname.get(surname, ()):
-                    if given_compatible(followed.given, parsed.given):
+                if followed.initial:
+                    candidates = [
+                        *by_initial.get((surname, followed.initial), ()),
+                        *by_initial.get((surname, ""), ()),
+                    ]
+                else:
+                    candidates = by_surname.get(surname, [])
+                for p, k, parsed in candidates:
+                    if given_compatible(followed, parsed):
                         found[p].add(k)
             hits = {}
             for p, ks in found.items():
@@ -462,8 +477,22 @@ class _Run:
             # of identify it, and they live as long as this run.
             cache = self._matches
             only_keywords = not follow_maps and not category_maps
-            for p in _set_bits(matched):
-                kws = [found for keyword_map in keyword_maps if (found := keyword_map.get(p)) is not None]
+            bits = list(_set_bits(matched))
+            # Which keywords hit each matched paper: walk the keywords' own (usually short) hit
+            # lists, or look every keyword up per paper, whichever is less work.
+            found_at: dict[int, list[tuple[tuple[Hit, ...], float]]] | None = None
+            if sum(map(len, keyword_maps)) < len(bits) * len(keyword_maps):
+                found_at = {p: [] for p in bits}
+                for keyword_map in keyword_maps:
+                    for p, found in keyword_map.items():
+                        at = found_at.get(p)
+                        if at is not None:
+                            at.append(found)
+            for p in bits:
+                if found_at is not None:
+                    kws = found_at[p]
+                else:
+                    kws = [found for keyword_map in keyword_maps if (found := keyword_map.get(p)) is not None]
                 fos: list[tuple[Hit, ...]] = []
                 cas: list[tuple[Hit, ...]] = []
                 if only_keywords:

@@ -118,11 +118,13 @@ _PARENS = re.compile(r"\([^)]*\)")
 class AuthorName:
     """A name reduced for comparison: the given name and every possible surname.
 
-    "Yann Le Cun" has given "yann" and surnames ("cun", "lecun"); "Y. LeCun" has given "y." and
-    surnames ("lecun"). A single word ("LeCun") has no given name and matches any.
+    "Yann Le Cun" has initial "y", full given name "yann" and surnames {"cun", "lecun"};
+    "Y. LeCun" has initial "y", no full given name (only an initial) and surnames {"lecun"}.
+    A single word ("LeCun") has no given name at all and matches any.
     """
 
-    given: str
+    initial: str  # "" when there is no given name
+    full: str | None  # the given name when written out, None when only initials
     surnames: frozenset[str]
 
 
@@ -132,42 +134,40 @@ def _ascii_fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
+_NOT_ALNUM = re.compile(r"[^0-9a-z]")
+_GIVEN_SPLIT = re.compile(r"[.\-'\s]+")
+
+
 @functools.lru_cache(maxsize=200_000)
 def author_name(name: str) -> AuthorName | None:
     """None when there is no name in it (an empty string, only an affiliation)."""
-    words = [
-        w
-        for w in _ascii_fold(_PARENS.sub(" ", name)).replace(",", " ").split()
-        if any(c.isalnum() for c in w)
-    ]
+    folded = _ascii_fold(_PARENS.sub(" ", name)).replace(",", " ")
+    words = [w for w in folded.split() if any(c.isalnum() for c in w)]
     if not words:
         return None
-    squash = [re.sub(r"[^0-9a-z]", "", w) for w in words]
-    given = words[0] if len(words) > 1 else ""
-    start = 1 if given else 0
-    surnames = frozenset("".join(squash[i:]) for i in range(start, len(words)))
-    return AuthorName(given=given, surnames=frozenset(s for s in surnames if s))
+    squash = [_NOT_ALNUM.sub("", w) for w in words]
+    initial, full = "", None
+    if len(words) > 1:
+        parts = [p for p in _GIVEN_SPLIT.split(words[0]) if p]
+        initial = parts[0][0] if parts else ""
+        if parts and "." not in words[0] and any(len(p) > 1 for p in parts):
+            full = "".join(parts)
+    start = 1 if len(words) > 1 else 0
+    surnames = frozenset(s for s in ("".join(squash[i:]) for i in range(start, len(words))) if s)
+    return AuthorName(initial=initial, full=full, surnames=surnames)
 
 
-def _given_parts(given: str) -> list[str]:
-    return [p for p in re.split(r"[.\-'\s]+", given) if p]
-
-
-def given_compatible(a: str, b: str) -> bool:
+def given_compatible(a: AuthorName, b: AuthorName) -> bool:
     """'yann' ~ 'y.' ~ 'y'; 'yann' !~ 'yves'; a missing given name is compatible with any."""
-    pa, pb = _given_parts(a), _given_parts(b)
-    if not pa or not pb:
+    if not a.initial or not b.initial:
         return True
-    initials = "." in a or "." in b or all(len(p) == 1 for p in pa) or all(len(p) == 1 for p in pb)
-    if initials:
-        return pa[0][0] == pb[0][0]
-    return "".join(pa) == "".join(pb)
+    if a.full is None or b.full is None:
+        return a.initial == b.initial
+    return a.full == b.full
 
 
 def authors_match(followed: AuthorName, author: AuthorName) -> bool:
-    return not followed.surnames.isdisjoint(author.surnames) and given_compatible(
-        followed.given, author.given
-    )
+    return not followed.surnames.isdisjoint(author.surnames) and given_compatible(followed, author)
 
 
 def joined_offsets(parts: tuple[str, ...], sep: str = ", ") -> list[tuple[int, int]]:
