@@ -106,7 +106,7 @@ class _Profile:
     keywords: tuple[int, ...]  # term ids
     exclude: tuple[int, ...]
     follows: tuple[int, ...]  # follow ids
-    categories: tuple[str, ...]  # as written, de-duplicated case-insensitively
+    categories: tuple[str, ...]  # as written, without repeats
     query: Node | None
     query_atoms: tuple[tuple[Term, bool], ...]
 
@@ -154,7 +154,7 @@ class Matcher:
                 self._follow(term.text)
             elif term.field != "cat":
                 self._term(term.text)
-        categories = tuple({c.lower(): c for c in reversed(sub.categories)}.values())[::-1]
+        categories = tuple(dict.fromkeys(sub.categories))
         return _Profile(
             sub=sub,
             keywords=ids(sub.keywords, self._term),

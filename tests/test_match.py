@@ -4,6 +4,7 @@ against the naive reference loop."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,14 +75,24 @@ P_QUERIES = paper("2606.12451", "ToolSense", "verbose, fully-specified queries, 
 HAND = [P_LLMS, P_VLM, P_VLM2, P_SLAM, P_RAG, P_PARA, P_GRAPH, P_QUERIES]
 
 
+@functools.cache
+def _hf() -> list[Paper]:
+    return parse_hf_daily(HF_DAY.read_bytes(), "hf")
+
+
+@functools.cache
+def _arxiv() -> list[Paper]:
+    return parse_arxiv_rss(ARXIV_ALL.read_bytes(), "arxiv")
+
+
 @pytest.fixture(scope="module")
 def hf() -> list[Paper]:
-    return parse_hf_daily(HF_DAY.read_bytes(), "hf")
+    return _hf()
 
 
 @pytest.fixture(scope="module")
 def arxiv() -> list[Paper]:
-    return parse_arxiv_rss(ARXIV_ALL.read_bytes(), "arxiv")
+    return _arxiv()
 
 
 @pytest.fixture(scope="module")
@@ -303,8 +314,7 @@ def sample(hf: list[Paper], arxiv: list[Paper]) -> list[Paper]:
 
 
 def _vocabulary() -> tuple[list[str], list[str], list[str]]:
-    hf = parse_hf_daily(HF_DAY.read_bytes(), "hf")
-    arxiv = parse_arxiv_rss(ARXIV_ALL.read_bytes(), "arxiv")[:50]
+    hf, arxiv = _hf(), _arxiv()[:50]
     words = sorted({k for p in hf for k in p.ai_keywords})[:150]
     words += ["LLM", "LLMs", "RAG", "SLAM", "model", "models", "agent", "graph", "vision-language", "diffusion",
               "quantum", "black hole", "learning", "queries", "data", "attention", "EEG", "CNN", "3D"]  # fmt: skip
@@ -339,7 +349,7 @@ def profiles(draw: st.DrawFn, email: str = "r@example.org", need_keyword: bool =
     )
 
 
-PROPS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @PROPS
