@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
@@ -94,7 +93,11 @@ class Stages:
         try:
             yield
         finally:
-            self.times[name] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+            self.times[name] = {
+                "wall": time.perf_counter() - wall,
+                "cpu": time.process_time() - cpu,
+                "peak_mb": peak_rss_mb(),  # the process's peak so far: where it rises, that stage set it
+            }
             if profiler is not None and self.profile_dir is not None:
                 profiler.stop()
                 safe = name.replace(" ", "_").replace(":", "")
@@ -106,19 +109,24 @@ def load_papers(listing: Path) -> list[Any]:
     from digest.models import merge_papers
     from digest.sources import parse_arxiv_rss, parse_hf_daily
 
-    return merge_papers([*parse_arxiv_rss(listing.read_bytes(), "arxiv"), *parse_hf_daily(HF.read_bytes(), "hf")])
+    return merge_papers(
+        [*parse_arxiv_rss(listing.read_bytes(), "arxiv"), *parse_hf_daily(HF.read_bytes(), "hf")]
+    )
 
 
-def bench_settings(work: Path, *, smtp_host: str | None = None, smtp_port: int = 25, sources: Any = None) -> Any:
+def bench_settings(
+    work: Path, *, smtp_host: str | None = None, smtp_port: int = 25, sources: Any = None
+) -> Any:
     from pydantic import SecretStr
 
     from digest.config import DeliveryConfig, OutputConfig, Settings, SmtpConfig, SourceConfig, StateConfig
 
     return Settings(
         state=StateConfig(path=work / "state" / "digest.sqlite3"),
-        sources=sources
-        or [SourceConfig(name=n, kind="feed", url=f"http://127.0.0.1/{n}") for n in SOURCES],
-        smtp=SmtpConfig(host=smtp_host, port=smtp_port, security="none", concurrency=CONCURRENCY, **{"from": SENDER}),
+        sources=sources or [SourceConfig(name=n, kind="feed", url=f"http://127.0.0.1/{n}") for n in SOURCES],
+        smtp=SmtpConfig(
+            host=smtp_host, port=smtp_port, security="none", concurrency=CONCURRENCY, **{"from": SENDER}
+        ),
         delivery=DeliveryConfig(transport="smtp" if smtp_host else "outbox", outbox=work / "outbox"),
         output=OutputConfig(dir=work / "public", base_url="https://digest.example.org/"),
         secret=SecretStr(SECRET),
@@ -136,6 +144,7 @@ def same_results(fast: dict[str, list[Any]], naive: dict[str, list[Any]]) -> lis
 
 # -- worker: one scenario -----------------------------------------------------------------------------
 def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench.smtp_sink import Sink
     from digest.config import signing_key
     from digest.deliver.message import POLICY, build_message
     from digest.deliver.sender import Job, send_all
@@ -150,8 +159,6 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
     from digest.sources import parse_arxiv_rss, parse_hf_daily
     from digest.store import Store
     from digest.tokens import feed_token
-
-    from bench.smtp_sink import Sink
 
     count, work = spec["subscribers"], Path(spec["work"])
     stage = Stages(spec.get("profile_dir"), tag=f"S{count}-")
@@ -215,7 +222,9 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         # -- send: the product's sender and SMTP pool, to the sink ---------------------------------
         # Every job carries one pre-rendered body (the median-sized sample) with its own headers,
         # so this measures sending alone, comparable with the raw client in the baselines.
-        typical = sorted(samples, key=lambda r: len(r.html) + len(r.text))[len(samples) // 2] if samples else None
+        typical = (
+            sorted(samples, key=lambda r: len(r.html) + len(r.text))[len(samples) // 2] if samples else None
+        )
         to_send = emailed[: spec["send_n"]]
         for digest in to_send:
             store.mark_pending(DATE, digest.subscriber.email, [m.paper.id for m in digest.matches], NOW)
@@ -247,7 +256,10 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
             for d in digests
             if d.subscriber.feed
         ]
-        days = [Day(date=DATE - dt.timedelta(days=1), papers=tuple(earlier)), Day(date=DATE, papers=result.new)]
+        days = [
+            Day(date=DATE - dt.timedelta(days=1), papers=tuple(earlier)),
+            Day(date=DATE, papers=result.new),
+        ]
         with stage("publish"):
             written = publish_site(settings, days, private=private, now=NOW)
         out["published_files"] = len(written)
@@ -313,7 +325,7 @@ class _Listings(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     listing = ARXIV
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
         if path == "/api/daily_papers":
             body = HF.read_bytes() if "p=0" in query.split("&") or "p=" not in query else b"[]"
@@ -346,7 +358,10 @@ def serve_listings(listing: Path) -> None:
 @contextlib.contextmanager
 def listings_server(listing: Path) -> Iterator[str]:
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", "http", "--spec", str(listing)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--worker", "http", "--spec", str(listing)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -368,10 +383,9 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
     import httpx
     import psutil
 
+    from bench.smtp_sink import Sink
     from digest.config import SourceConfig
     from digest.pipeline import run
-
-    from bench.smtp_sink import Sink
 
     work = Path(spec["work"])
     with listings_server(Path(spec["arxiv"])) as base, Sink() as sink:
@@ -388,7 +402,9 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
             profiler = Profiler(interval=0.001)
             profiler.start()
         wall, cpu = time.perf_counter(), time.process_time()
-        summary = run(settings, subscribers_path=spec["profiles"], date=DATE, now=NOW, transport=httpx.HTTPTransport())
+        summary = run(
+            settings, subscribers_path=spec["profiles"], date=DATE, now=NOW, transport=httpx.HTTPTransport()
+        )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         if profiler is not None:
             profiler.stop()
@@ -437,14 +453,27 @@ def machine() -> dict[str, str]:
                 model = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for dist in ("aiosmtplib", "aiosmtpd", "pyahocorasick", "Jinja2", "mjml-python", "feedparser", "httpx", "pydantic"):
+    for dist in (
+        "aiosmtplib",
+        "aiosmtpd",
+        "pyahocorasick",
+        "Jinja2",
+        "mjml-python",
+        "feedparser",
+        "httpx",
+        "pydantic",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
     import digest
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
     dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "digest", "templates"], capture_output=True, text=True
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "digest", "templates"],
+        capture_output=True,
+        text=True,
     )
     revision = commit.stdout.strip() or "unknown"
     if dirty.stdout.strip():
@@ -495,9 +524,14 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
 
     raw = base["raw"]["rate"]
     listing_words = (
-        "its 23-item trimmed subset, as `--quick` uses" if args.quick else f"{results[0]['arxiv_items']:,} items, all 20 archives"
+        "its 23-item trimmed subset, as `--quick` uses"
+        if args.quick
+        else f"{results[0]['arxiv_items']:,} items, all 20 archives"
     )
-    row("papers matched against (arXiv + HF items, merged)", [f"{r['papers']:,} <sub>({r['arxiv_items']:,} + {r['hf_items']:,})</sub>" for r in results])
+    row(
+        "papers matched against (arXiv + HF items, merged)",
+        [f"{r['papers']:,} <sub>({r['arxiv_items']:,} + {r['hf_items']:,})</sub>" for r in results],
+    )
     row("parse both listings", [_t(stage(r, "parse")) for r in results])
     row("load profiles (TOML + validation)", [_t(stage(r, "load profiles")) for r in results])
     row("diff (snapshot + seen_before + diff, SQLite)", [_t(stage(r, "diff")) for r in results])
@@ -509,7 +543,13 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         cell = _t(match_total(r))
         if r["subscribers"] == BAR_AT:
             cell += f" {_ok(total <= BAR_MATCH_S)}"
-            bars.append((f"matching {BAR_AT:,} subscribers × 1,504 papers ≤ {BAR_MATCH_S:g} s", _s(total), total <= BAR_MATCH_S))
+            bars.append(
+                (
+                    f"matching {BAR_AT:,} subscribers × 1,504 papers ≤ {BAR_MATCH_S:g} s",
+                    _s(total),
+                    total <= BAR_MATCH_S,
+                )
+            )
         match_cells.append(cell)
     row("**match total**", match_cells, f"≤ {BAR_MATCH_S:g} s at S = {BAR_AT:,}")
     naive_cells, ratio_cells = [], []
@@ -523,15 +563,33 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         cell = f"{ratio:,.0f}×"
         if r["subscribers"] == BAR_AT:
             cell += f" {_ok(ratio >= BAR_MATCH_SPEEDUP)}"
-            bars.append((f"matching ≥ {BAR_MATCH_SPEEDUP:g}× the naive loop at {BAR_AT:,}", f"{ratio:,.0f}×", ratio >= BAR_MATCH_SPEEDUP))
+            bars.append(
+                (
+                    f"matching ≥ {BAR_MATCH_SPEEDUP:g}× the naive loop at {BAR_AT:,}",
+                    f"{ratio:,.0f}×",
+                    ratio >= BAR_MATCH_SPEEDUP,
+                )
+            )
         ratio_cells.append(cell)
     row("naive loop (per subscriber × paper × keyword regex)", naive_cells)
     row("**match speed-up over the naive loop**", ratio_cells, f"≥ {BAR_MATCH_SPEEDUP:g}×")
     same = [not r["mismatches"] for r in results]
     row("same papers in the same order as the naive loop", [f"{_ok(ok)} on {r['naive_sample']}" + ("" if ok else f": {', '.join(r['mismatches'][:3])}") for r, ok in zip(results, same, strict=True)], "identical")  # fmt: skip
-    bars.append(("matching gives the naive loop's results (sampled subscribers)", "identical" if all(same) else "differs", all(same)))
-    row("matches per subscriber (mean / median)", [f"{r['matches_mean']:.0f} / {r['matches_median']:.0f}" for r in results])
-    row("digest emails (≥ 1 paper) / papers shown (mean)", [f"{r['emails']:,} / {r['shown_mean']:.1f}" for r in results])
+    bars.append(
+        (
+            "matching gives the naive loop's results (sampled subscribers)",
+            "identical" if all(same) else "differs",
+            all(same),
+        )
+    )
+    row(
+        "matches per subscriber (mean / median)",
+        [f"{r['matches_mean']:.0f} / {r['matches_median']:.0f}" for r in results],
+    )
+    row(
+        "digest emails (≥ 1 paper) / papers shown (mean)",
+        [f"{r['emails']:,} / {r['shown_mean']:.1f}" for r in results],
+    )
     row("render: compile templates (once per run)", [_t(stage(r, "render: templates")) for r in results])
     render_cells = []
     for r in results:
@@ -548,14 +606,28 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         wall = stage(r, "send")["wall"]
         rate = r["sent"] / wall if wall else 0.0
         share = rate / raw if raw else 0.0
-        send_cells.append(f"{r['sent']:,} in {_s(wall)}: **{rate:,.0f} msg/s**, {share:.0%} of raw {_ok(share >= BAR_SEND_SHARE)}")
-    row("send (product sender + SMTP pool + ledger, to the sink)", send_cells, f"≥ {BAR_SEND_SHARE:.0%} of the raw limit")
+        send_cells.append(
+            f"{r['sent']:,} in {_s(wall)}: **{rate:,.0f} msg/s**, {share:.0%} of raw {_ok(share >= BAR_SEND_SHARE)}"
+        )
+    row(
+        "send (product sender + SMTP pool + ledger, to the sink)",
+        send_cells,
+        f"≥ {BAR_SEND_SHARE:.0%} of the raw limit",
+    )
     big_send = big["sent"] / max(stage(big, "send")["wall"], 1e-9)
     bars.append((f"sending ≥ {BAR_SEND_SHARE:.0%} of the raw limit measured in the same run", f"{big_send:,.0f} msg/s = {big_send / raw:.0%} of {raw:,.0f} msg/s", big_send / raw >= BAR_SEND_SHARE))  # fmt: skip
-    row("publish (feeds, archive, private feeds)", [_t(stage(r, "publish")) + f" <sub>{r['published_files']:,} files</sub>" for r in results])
+    row(
+        "publish (feeds, archive, private feeds)",
+        [_t(stage(r, "publish")) + f" <sub>{r['published_files']:,} files</sub>" for r in results],
+    )
     rss_cells = []
     for r in results:
-        cell = f"{r['peak_rss_mb']:.0f} MB"
+        rises, last = [], 0.0
+        for name, t in r["stages"].items():
+            rises.append((t["peak_mb"] - last, name))
+            last = t["peak_mb"]
+        rise, where = max(rises)
+        cell = f"{r['peak_rss_mb']:.0f} MB <sub>largest rise in {where}: +{rise:.0f} MB</sub>"
         if r["subscribers"] == BAR_AT:
             cell += f" {_ok(r['peak_rss_mb'] <= BAR_RSS_MB)}"
         rss_cells.append(cell)
@@ -627,8 +699,20 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
             "",
         ]  # fmt: skip
         if at_bar:
-            bars.append((f"end to end, {BAR_AT:,} subscribers, fetch to the last message accepted ≤ {BAR_E2E_S:g} s", _s(e2e["wall"]), ok_time))
-            bars.append((f"peak memory at {BAR_AT:,} subscribers ≤ {BAR_RSS_MB:g} MB (end-to-end run)", f"{e2e['peak_rss_mb']:.0f} MB", ok_rss))
+            bars.append(
+                (
+                    f"end to end, {BAR_AT:,} subscribers, fetch to the last message accepted ≤ {BAR_E2E_S:g} s",
+                    _s(e2e["wall"]),
+                    ok_time,
+                )
+            )
+            bars.append(
+                (
+                    f"peak memory at {BAR_AT:,} subscribers ≤ {BAR_RSS_MB:g} MB (end-to-end run)",
+                    f"{e2e['peak_rss_mb']:.0f} MB",
+                    ok_rss,
+                )
+            )
     for r in results:
         if r["subscribers"] == BAR_AT:
             bars.append((f"peak memory at {BAR_AT:,} subscribers ≤ {BAR_RSS_MB:g} MB (stage benchmark process)", f"{r['peak_rss_mb']:.0f} MB", r["peak_rss_mb"] <= BAR_RSS_MB))  # fmt: skip
@@ -662,18 +746,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Benchmark every stage against the baselines and write BENCHMARKS.md.",
         epilog="Example: python bench/run.py --subscribers 100,1000 --out /tmp/bench.md",
     )
-    parser.add_argument("--subscribers", help="comma-separated subscriber counts (default 100,1000,10000; --quick: 20)")
+    parser.add_argument(
+        "--subscribers", help="comma-separated subscriber counts (default 100,1000,10000; --quick: 20)"
+    )
     parser.add_argument(
         "--quick", action="store_true",
         help="a smoke run of the harness: S=20 on the 23-item trimmed listing, 40 messages; writes no file unless --out",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=42, help="seed of the synthetic subscribers (default 42)")
-    parser.add_argument("--naive-sample", type=int, help="subscribers timed through the naive loop per S (default 16)")
-    parser.add_argument("--send-n", type=int, help="messages per send measurement (default 2000; --quick: 40)")
+    parser.add_argument(
+        "--naive-sample", type=int, help="subscribers timed through the naive loop per S (default 10)"
+    )
+    parser.add_argument(
+        "--send-n", type=int, help="messages per send measurement (default 2000; --quick: 40)"
+    )
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     parser.add_argument("--out", help="markdown file to write (default BENCHMARKS.md; none with --quick)")
     parser.add_argument("--json", help="also write the raw numbers as JSON here")
-    parser.add_argument("--profile", metavar="DIR", help="profile every stage with pyinstrument into DIR (slows it down)")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="profile every stage with pyinstrument into DIR (slows it down)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -694,8 +786,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    counts = [int(x.replace("_", "")) for x in (args.subscribers or ("20" if args.quick else "100,1000,10000")).split(",")]
-    args.naive_sample = args.naive_sample or 16
+    counts = [
+        int(x.replace("_", ""))
+        for x in (args.subscribers or ("20" if args.quick else "100,1000,10000")).split(",")
+    ]
+    args.naive_sample = args.naive_sample or 10
     args.send_n = args.send_n or (40 if args.quick else 2000)
     out = args.out or (None if args.quick else str(ROOT / "BENCHMARKS.md"))
     info = machine()
@@ -740,8 +835,12 @@ def main(argv: list[str] | None = None) -> int:
         Path(out).write_text(markdown, encoding="utf-8")
         print(f"bench: wrote {out}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "scenarios": results, "baselines": base, "e2e": e2e}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"machine": info, "scenarios": results, "baselines": base, "e2e": e2e}, indent=1)
+        )
     print(markdown)
+    for bar, measured, met in bars:
+        print(f"bench: {_ok(met)} {bar}: {measured}", file=sys.stderr)
     if args.profile:
         print(f"bench: pyinstrument profiles in {args.profile}", file=sys.stderr)
     # Bars are reported, not asserted (a loaded machine misses them); wrong results are a failure.

@@ -35,7 +35,9 @@ class Discard:
         self.messages = 0
         self.connections = 0
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         self.connections += 1
         session.host_name = hostname
         return responses
