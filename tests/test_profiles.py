@@ -42,7 +42,7 @@ def test_example_file_loads() -> None:
         ada.keywords[0] == "LLM agents" and ada.exclude == ("medical",) and ada.authors == ("R. Kocielnik",)
     )
     assert ada.max_papers == 10 and ada.feed and ada.empty == "send" and ada.sources == ("hf", "arxiv")
-    assert subs[1].categories == ("cs.RO",)
+    assert subs[1].categories == ("cs.CV", "cs.RO") and "SLAM" in subs[1].keywords
     assert subs[2].query and subs[2].min_upvotes == 2
     assert subs[3].all and subs[3].min_upvotes == 10
 
