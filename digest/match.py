@@ -250,7 +250,7 @@ class _Run:
                         self._scan(p, field, text)
         self.term_mask = {tid: _mask(by_paper) for tid, by_paper in self.text_hits.items()}
         self._keyword_hits: dict[int, dict[int, tuple[tuple[Hit, ...], float]]] = {}
-        self._matches: dict[tuple[int, ...], Match] = {}
+        self._matches: dict[object, Match] = {}
         self._atom_masks: dict[tuple[int, tuple[str, ...]], int] = {}
         self._upvote_fail: dict[int, int] = {}
         self._category_hits: dict[str, dict[int, tuple[Hit, ...]]] = {}
@@ -495,8 +495,10 @@ class _Run:
                     kws = [found for keyword_map in keyword_maps if (found := keyword_map.get(p)) is not None]
                 fos: list[tuple[Hit, ...]] = []
                 cas: list[tuple[Hit, ...]] = []
+                key: object
                 if only_keywords:
-                    key = (p, *map(id, kws))
+                    # the commonest case, one keyword: its (term, paper) entry alone is the key
+                    key = id(kws[0]) if len(kws) == 1 else (p, *map(id, kws))
                 else:
                     fos = [got for hits_map in follow_maps if (got := hits_map.get(p)) is not None]
                     cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]

@@ -314,7 +314,7 @@ def sample(hf: list[Paper], arxiv: list[Paper]) -> list[Paper]:
 
 def _vocabulary() -> tuple[list[str], list[str], list[str]]:
     hf, arxiv = _hf(), _arxiv()[:50]
-    words = sorted({k for p in hf for k in p.ai_keywords})[:150]
+    words = sorted({k for p in hf for k in p.ai_keywords if '"' not in k})[:150]  # quotable in a query
     words += ["LLM", "LLMs", "RAG", "SLAM", "model", "models", "agent", "graph", "vision-language", "diffusion",
               "quantum", "black hole", "learning", "queries", "data", "attention", "EEG", "CNN", "3D"]  # fmt: skip
     authors = [*sorted({a for p in hf + arxiv for a in p.authors})[:60], "Y. LeCun", "R. Kocielnik"]
