@@ -15,6 +15,7 @@ kill and re-run:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import threading
@@ -241,7 +242,10 @@ def run(
         # 5. render + send, lazily: one message is built just before it goes out
         with timer("send" if not dry_run else "render"):
             build = _Builder(renderer, settings, key, date, now)
-            jobs = list(_due(store, digests, build, summary, dry_run=dry_run, retry_unknown=retry_unknown))
+            jobs = list(
+                _late(store, active, _Builder(renderer, settings, key, date, now), summary, dry_run=dry_run)
+            )
+            jobs += _due(store, digests, build, summary, dry_run=dry_run, retry_unknown=retry_unknown)
             if dry_run:
                 advance = progress.stage("render", len(jobs))
                 for job in jobs:
@@ -321,6 +325,38 @@ def _due(
                 explanations=explanations(digest.matches),
             )
         yield Job(date=date, subscriber=sub, build=functools.partial(build, digest))
+
+
+# How far back a run looks for digests an earlier run could not send (the SMTP server was down,
+# the run was stopped): they go out late rather than never.
+LATE_DAYS = 14
+
+
+def _late(
+    store: Store, subscribers: Sequence[Subscriber], build: _Builder, summary: RunSummary, *, dry_run: bool
+) -> Iterator[Job]:
+    """Earlier dates' digests still pending: rebuilt from the ledger and that day's snapshot."""
+    by_email = {s.email: s for s in subscribers}
+    snapshots: dict[dt.date, dict[str, Paper]] = {}
+    for row in store.unfinished_before(build.date, since=build.date - dt.timedelta(days=LATE_DAYS)):
+        sub = by_email.get(row.email)
+        if sub is None:
+            continue  # left, or suppressed since
+        if row.status == "sending":
+            if not dry_run:
+                store.mark_status(
+                    row.date, row.email, "unknown", "the previous run stopped while sending", build.now
+                )
+            summary.unknown.append((row.email, f"{row.date}: the previous run stopped while sending"))
+            continue
+        if row.date not in snapshots:
+            snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
+        why = store.explanations(row.date, row.email)
+        papers = snapshots[row.date]
+        matches = tuple(_explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers)
+        late = dataclasses.replace(build, date=row.date)
+        digest = Digest(subscriber=sub, date=row.date, matches=matches)
+        yield Job(date=row.date, subscriber=sub, build=functools.partial(late, digest))
 
 
 @dataclass(frozen=True)

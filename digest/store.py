@@ -321,6 +321,21 @@ class Store:
         )
         return {row[1]: _delivery(row) for row in rows}
 
+    def unfinished_before(self, date: dt.date, *, since: dt.date) -> list[Delivery]:
+        """Digests of earlier dates (from `since` on) still pending or caught mid-send by a crash."""
+        rows = self.conn.execute(
+            "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries "
+            "WHERE date < ? AND date >= ? AND status IN ('pending', 'sending') ORDER BY date, email",
+            (date.isoformat(), since.isoformat()),
+        )
+        return [_delivery(row) for row in rows]
+
+    def explanations(self, date: dt.date, email: str) -> dict[str, Any]:
+        row = self.conn.execute(
+            "SELECT explanations FROM deliveries WHERE date = ? AND email = ?", (date.isoformat(), email)
+        ).fetchone()
+        return json.loads(row[0]) if row else {}
+
     def delivery(self, date: dt.date, email: str) -> Delivery | None:
         row = self.conn.execute(
             "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries "

@@ -16,7 +16,7 @@ from pathlib import Path
 import feedparser
 from conftest import ARXIV_TRIMMED, HF_DAY
 from pytest_httpserver import HTTPServer
-from smtp_servers import AcceptAll, smtp_server
+from smtp_servers import AcceptAll, free_port, smtp_server
 
 from digest.store import Store
 
@@ -272,3 +272,22 @@ def test_version_and_help() -> None:
     assert version.returncode == 0 and version.stdout.startswith("digest ")
     helped = digest("run", "--help", cwd=ROOT)
     assert helped.returncode == 0 and "Example: digest run" in helped.stdout
+
+
+def test_digest_left_pending_by_a_mail_outage_goes_out_with_the_next_run(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, free_port())  # nobody listens: the server is down
+    down = digest("run", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path)
+    assert down.returncode == 4, down.stderr
+    assert "pending" in down.stdout and "connection failures" in down.stdout
+
+    with smtp_server(AcceptAll()) as (_host, port, handler):
+        config = write_config(tmp_path, httpserver, port)
+        up = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        assert up.returncode == 0, up.stderr + up.stdout
+        subjects = sorted(f"{m['To'].addresses[0].addr_spec} {m['Subject']}" for m in handler.messages())
+    # the 11 June digests (the arXiv papers) arrive late, the 12 June ones (Hugging Face) on time
+    assert any("11 Jun 2026" in s for s in subjects), subjects
+    assert Counter(s.split()[0] for s in subjects)["grace@example.org"] == 2
