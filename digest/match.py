@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import re
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -69,8 +70,16 @@ def score_hits(hits: Iterable[Hit]) -> float:
     return score
 
 
-def _term_score(fields: set[str]) -> float:
+def _term_score(fields: Iterable[str]) -> float:
+    fields = set(fields)
     return max(FIELD_WEIGHT[f] for f in fields) + EXTRA_FIELD_WEIGHT * (len(fields) - 1)
+
+
+_FIELDS_SCORE = {
+    frozenset(c): _term_score(c)
+    for c in (("title",), ("abstract",), ("keywords",), ("title", "abstract"), ("title", "keywords"),
+              ("abstract", "keywords"), ("title", "abstract", "keywords"))
+}  # fmt: skip
 
 
 def tie_break_key(paper: Paper) -> tuple[int, int, float, str]:
@@ -109,6 +118,7 @@ class _Profile:
     categories: tuple[str, ...]  # as written, without repeats
     query: Node | None
     query_atoms: tuple[tuple[Term, bool], ...]
+    signature: tuple[object, ...]  # everything that decides the matches
 
 
 class Matcher:
@@ -163,27 +173,47 @@ class Matcher:
             categories=categories,
             query=query,
             query_atoms=query_atoms,
+            # tuple(): a Subscriber built in code may carry lists
+            signature=(
+                tuple(sub.keywords),
+                tuple(sub.exclude),
+                tuple(sub.authors),
+                tuple(sub.categories),
+                sub.query,
+                sub.all,
+                sub.min_upvotes,
+                tuple(sub.sources),
+            ),
         )
 
     def _build_automaton(self) -> ahocorasick.Automaton | None:
-        groups: dict[str, dict[tuple[str | None, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
+        """One automaton for every term of every profile.
+
+        Terms that normalise alike ("LLM" and "LLMs") share a key; each key's terms are split into
+        groups by their case-sensitive words, and a run collects each group's hits in one list.
+        """
+        by_key: dict[str, dict[tuple[str | None, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
         for tid, term in enumerate(self._terms):
-            groups[" ".join(term.keys)][term.exact].append(tid)
-        if not groups:
+            by_key[" ".join(term.keys)][term.exact].append(tid)
+        self._group_tids: list[tuple[int, ...]] = []
+        self._tid_group = [0] * len(self._terms)
+        if not by_key:
             return None
         automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
-        for key, by_exact in groups.items():
+        for key, by_exact in by_key.items():
+            plain, exact_groups = -1, []
+            for exact, tids in by_exact.items():
+                group = len(self._group_tids)
+                self._group_tids.append(tuple(tids))
+                for tid in tids:
+                    self._tid_group[tid] = group
+                if any(x is not None for x in exact):
+                    exact_groups.append((exact, group))
+                else:
+                    plain = group
             # Keys are framed by spaces, like every token of the normalised text (see _scan), so
             # the automaton reports whole words only and never "graph" inside "paragraph".
-            value = (
-                key.count(" ") + 1,
-                len(key) + 2,
-                tuple(
-                    (exact if any(x is not None for x in exact) else None, tuple(tids))
-                    for exact, tids in by_exact.items()
-                ),
-            )
-            automaton.add_word(f" {key} ", value)
+            automaton.add_word(f" {key} ", (key.count(" ") + 1, len(key) + 2, plain, tuple(exact_groups)))
         automaton.make_automaton()
         return automaton
 
@@ -191,16 +221,43 @@ class Matcher:
 
     def match(self, papers: Sequence[Paper]) -> dict[str, list[Match]]:
         """Every subscriber's matches, best first and uncapped (see `build_digest`)."""
-        run = _Run(self, papers)
-        return {p.sub.email: run.decide(p) for p in self._profiles}
+        # A run allocates millions of small tuples and no reference cycles; left on, the cyclic
+        # garbage collector re-walks the growing heap again and again (half the time at 10,000
+        # readers, measured). It is switched off for the run and restored as it was.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            run = _Run(self, papers)
+            # Profiles that ask for the same thing (every `all = true` reader, say) are decided once.
+            decided: dict[tuple[object, ...], list[Match]] = {}
+            out = {}
+            for profile in self._profiles:
+                found = decided.get(profile.signature)
+                if found is None:
+                    found = decided[profile.signature] = run.decide(profile)
+                out[profile.sub.email] = list(found)
+            return out
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
 
-def _set_bits(mask: int) -> Iterator[int]:
-    bits = bin(mask)[:1:-1]  # least significant first
+def _set_bits(mask: int) -> list[int]:
+    """The indices of the set bits, lowest first."""
+    if mask.bit_count() <= 8:  # sparse: peel the lowest bit off, a few big-int operations each
+        out = []
+        while mask:
+            low = mask & -mask
+            out.append(low.bit_length() - 1)
+            mask ^= low
+        return out
+    bits = bin(mask)[:1:-1]  # dense: one string, scanned in C
+    found = []
     i = bits.find("1")
     while i >= 0:
-        yield i
+        found.append(i)
         i = bits.find("1", i + 1)
+    return found
 
 
 def _mask(indices: Iterable[int]) -> int:
@@ -225,6 +282,9 @@ class _Cache(dict[str, str]):
         return value
 
 
+_KeywordHit = tuple[tuple[Hit, ...], float, tuple[float, int, Match]]
+
+
 class _Run:
     """One `Matcher.match` call: the papers scanned once, then each profile decided."""
 
@@ -237,20 +297,19 @@ class _Run:
         self.rank = [0] * n
         for r, p in enumerate(order):
             self.rank[p] = r
-        # term id -> paper -> [(field, start, end)]
         self._keys = _Cache(token_key)
         self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else " \n ")
-        self.text_hits: dict[int, dict[int, list[tuple[Field, int, int]]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
+        # per term group: every hit as (paper, field, start, end), in text order
+        self.sinks: list[list[tuple[int, Field, int, int]]] = [[] for _ in matcher._group_tids]
         if matcher._automaton is not None:
             for p, paper in enumerate(papers):
                 for field, text in text_fields(paper):
                     if text:
                         self._scan(p, field, text)
-        self.term_mask = {tid: _mask(by_paper) for tid, by_paper in self.text_hits.items()}
-        self._keyword_hits: dict[int, dict[int, tuple[tuple[Hit, ...], float]]] = {}
-        self._matches: dict[object, Match] = {}
+        group_mask = [_mask({hit[0] for hit in sink}) for sink in self.sinks]
+        self.term_mask = [group_mask[g] for g in matcher._tid_group]  # by term id
+        self._keyword_hits: dict[int, dict[int, _KeywordHit]] = {}
+        self._matches: dict[tuple[int, ...], tuple[float, int, Match]] = {}
         self._atom_masks: dict[tuple[int, tuple[str, ...]], int] = {}
         self._upvote_fail: dict[int, int] = {}
         self._category_hits: dict[str, dict[int, tuple[Hit, ...]]] = {}
@@ -284,21 +343,18 @@ class _Run:
         norm_pieces[0] = norm_pieces[-1] = " "
         norm_pos = list(accumulate(map(len, norm_pieces), initial=0))
         starts = norm_pos[1::2]  # where each token starts in the normalised text
-        orig_pos: list[int] | None = None
-        hits = self.text_hits
-        for end, (ntok, klen, groups) in self.m._automaton.iter("".join(norm_pieces)):  # type: ignore[union-attr]
+        orig_pos = list(accumulate(map(len, pieces), initial=0))
+        sinks = self.sinks
+        for end, (ntok, klen, plain, exact_groups) in self.m._automaton.iter("".join(norm_pieces)):  # type: ignore[union-attr]
             i = bisect_left(starts, end - klen + 2)
-            j = i + ntok - 1
-            if orig_pos is None:
-                orig_pos = list(accumulate(map(len, pieces), initial=0))
-            span = (field, orig_pos[2 * i + 1], orig_pos[2 * j + 2])
-            for exact, tids in groups:
-                if exact is not None and not all(
+            hit = (p, field, orig_pos[2 * i + 1], orig_pos[2 * (i + ntok)])
+            if plain >= 0:
+                sinks[plain].append(hit)
+            for exact, group in exact_groups:
+                if all(
                     x is None or token_matches(pieces[2 * (i + k) + 1], "", x) for k, x in enumerate(exact)
                 ):
-                    continue
-                for tid in tids:
-                    hits[tid][p].append(span)
+                    sinks[group].append(hit)
 
     def _scan_authors(self) -> None:
         # Index only the authors who share a surname with someone followed, by (surname,
@@ -340,29 +396,38 @@ class _Run:
 
     # -- cached pieces ---------------------------------------------------------------------------
 
-    def keyword_hits(self, tid: int) -> dict[int, tuple[tuple[Hit, ...], float]]:
-        """paper -> (the term's hits in it, what they add to the score), built once per term."""
+    def keyword_hits(self, tid: int) -> dict[int, _KeywordHit]:
+        """paper -> the term's hits in it, what they add to the score, and the sort entry of the
+        Match for a reader whom only this term brought the paper; built once per term."""
         cached = self._keyword_hits.get(tid)
         if cached is None:
             text = self.m._terms[tid].text
+            by_paper: dict[int, list[Hit]] = {}
+            for p, field, start, end in self.sinks[self.m._tid_group[tid]]:
+                hit = Hit(text, field, start, end)
+                found = by_paper.get(p)
+                if found is None:
+                    by_paper[p] = [hit]
+                else:
+                    found.append(hit)
             cached = {}
-            for p, raw in self.text_hits.get(tid, {}).items():
-                hits = tuple(Hit(text, f, s, e) for f, s, e in raw)
-                cached[p] = (hits, _term_score({h.field for h in hits}))
+            papers, rank = self.papers, self.rank
+            for p, hit_list in by_paper.items():
+                hits = tuple(hit_list)
+                score = _FIELDS_SCORE[frozenset(h.field for h in hits)]
+                cached[p] = (hits, score, (-score, rank[p], Match(papers[p], score, hits)))
             self._keyword_hits[tid] = cached
         return cached
 
     def term_hits(self, tid: int, p: int, fields: tuple[str, ...]) -> tuple[Hit, ...]:
-        hits = self.keyword_hits(tid).get(p)
-        return tuple(h for h in hits[0] if h.field in fields) if hits else ()
+        found = self.keyword_hits(tid).get(p)
+        return tuple(h for h in found[0] if h.field in fields) if found else ()
 
     def atom_mask(self, tid: int, fields: tuple[str, ...]) -> int:
         key = (tid, fields)
         if key not in self._atom_masks:
-            by_paper = self.text_hits.get(tid, {})
-            self._atom_masks[key] = _mask(
-                p for p, raw in by_paper.items() if any(f in fields for f, _, _ in raw)
-            )
+            sink = self.sinks[self.m._tid_group[tid]]
+            self._atom_masks[key] = _mask({p for p, field, _, _ in sink if field in fields})
         return self._atom_masks[key]
 
     def upvote_fail(self, minimum: int) -> int:
@@ -425,14 +490,17 @@ class _Run:
                 allowed |= self.source_mask.get(source, 0)
         term_mask = self.term_mask
         for tid in prof.exclude:
-            allowed &= ~term_mask.get(tid, 0)
+            allowed &= ~term_mask[tid]
         followed = 0
         for fid in prof.follows:
             followed |= self.follow_mask[fid]
         followed &= allowed
-        topic = 0
+        topic = once = twice = 0  # papers hit by at least one keyword, by two or more
         for tid in prof.keywords:
-            topic |= term_mask.get(tid, 0)
+            mask = term_mask[tid]
+            twice |= once & mask
+            once |= mask
+        topic = once
         query_mask = 0
         if prof.query is not None:
             query_mask = self.query_mask(prof.query)
@@ -472,42 +540,44 @@ class _Run:
                 score = score_hits(final)
                 out.append((-score, rank[p], Match(papers[p], score, final)))
         else:
-            # The hot loop: per matched paper, dictionary look-ups only. Subscribers whose terms
-            # hit a paper alike get the same (immutable) Match: the cached hit tuples it is made
-            # of identify it, and they live as long as this run.
+            # The hot path: a paper that exactly one keyword brought (and no followed author) gets
+            # that (term, paper)'s ready-made Match, shared by every such reader; with categories,
+            # the Match of that entry plus the paper's category hits, cached likewise.
+            single = matched & once & ~twice & ~followed
+            if single:
+                cache = self._matches
+                for tid, keyword_map in zip(prof.keywords, keyword_maps, strict=True):
+                    mine = term_mask[tid] & single
+                    if not mine:
+                        continue
+                    if not category_maps:
+                        out += [keyword_map[p][2] for p in _set_bits(mine)]
+                        continue
+                    for p in _set_bits(mine):
+                        base = keyword_map[p]
+                        cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]
+                        key = (-1, id(base), *map(id, cas))  # -1: never a paper index
+                        entry = cache.get(key)
+                        if entry is None:
+                            hits = list(base[0])
+                            for found_hits in cas:
+                                hits += found_hits
+                            entry = cache[key] = (-base[1], rank[p], Match(papers[p], base[1], tuple(hits)))
+                        out.append(entry)
+                matched &= ~single
+            # The rest: combinations, cached by the (term, paper) entries they are made of, which
+            # live as long as this run.
             cache = self._matches
-            only_keywords = not follow_maps and not category_maps
-            bits = list(_set_bits(matched))
-            # Which keywords hit each matched paper: walk the keywords' own (usually short) hit
-            # lists, or look every keyword up per paper, whichever is less work.
-            found_at: dict[int, list[tuple[tuple[Hit, ...], float]]] | None = None
-            if sum(map(len, keyword_maps)) < len(bits) * len(keyword_maps):
-                found_at = {p: [] for p in bits}
-                for keyword_map in keyword_maps:
-                    for p, found in keyword_map.items():
-                        at = found_at.get(p)
-                        if at is not None:
-                            at.append(found)
-            for p in bits:
-                if found_at is not None:
-                    kws = found_at[p]
-                else:
-                    kws = [found for keyword_map in keyword_maps if (found := keyword_map.get(p)) is not None]
-                fos: list[tuple[Hit, ...]] = []
-                cas: list[tuple[Hit, ...]] = []
-                key: object
-                if only_keywords:
-                    # the commonest case, one keyword: its (term, paper) entry alone is the key
-                    key = id(kws[0]) if len(kws) == 1 else (p, *map(id, kws))
-                else:
-                    fos = [got for hits_map in follow_maps if (got := hits_map.get(p)) is not None]
-                    cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]
-                    key = (p, *map(id, kws), *map(id, fos), *map(id, cas))
-                match = cache.get(key)
-                if match is None:
+            for p in _set_bits(matched):
+                kws = [found for keyword_map in keyword_maps if (found := keyword_map.get(p)) is not None]
+                fos = [got for hits_map in follow_maps if (got := hits_map.get(p)) is not None]
+                cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]
+                key = (p, *map(id, kws), *map(id, fos), *map(id, cas))
+                entry = cache.get(key)
+                if entry is None:
                     hits = []
                     score = 0.0
-                    for term_hits, term_score in kws:
+                    for term_hits, term_score, _ in kws:
                         hits += term_hits
                         score += term_score
                     for found_hits in fos:
@@ -515,8 +585,8 @@ class _Run:
                         score += AUTHOR_WEIGHT
                     for found_hits in cas:
                         hits += found_hits
-                    match = cache[key] = Match(papers[p], score, tuple(hits))
-                out.append((-match.score, rank[p], match))
+                    entry = cache[key] = (-score, rank[p], Match(papers[p], score, tuple(hits)))
+                out.append(entry)
         out.sort()  # ranks are unique, so two Matches are never compared
         return [m for _, _, m in out]
 

@@ -385,3 +385,14 @@ def test_result_does_not_depend_on_subscriber_order(sample: list[Paper], subs: l
 
 def _fields(s: Subscriber) -> dict[str, object]:
     return {f: getattr(s, f) for f in Subscriber.__dataclass_fields__}
+
+
+def test_alike_profiles_get_equal_but_separate_lists_and_gc_is_restored() -> None:
+    import gc
+
+    subs = [sub(email="a@example.org", all=True), sub(email="b@example.org", all=True, max_papers=3)]
+    assert gc.isenabled()
+    result = Matcher(subs).match(ABCD)
+    assert gc.isenabled()
+    assert result["a@example.org"] == result["b@example.org"]
+    assert result["a@example.org"] is not result["b@example.org"]
