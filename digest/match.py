@@ -568,8 +568,14 @@ class _Run:
             # The rest: combinations, cached by the (term, paper) entries they are made of, which
             # live as long as this run.
             cache = self._matches
-            for p in _set_bits(matched):
-                kws = [found for keyword_map in keyword_maps if (found := keyword_map.get(p)) is not None]
+            # which keywords hit each remaining paper, walking each keyword's bits of them
+            found_at: dict[int, list[_KeywordHit]] = {p: [] for p in _set_bits(matched)}
+            for tid, keyword_map in zip(prof.keywords, keyword_maps, strict=True):
+                mine = term_mask[tid] & matched
+                if mine:
+                    for p in _set_bits(mine):
+                        found_at[p].append(keyword_map[p])
+            for p, kws in found_at.items():
                 fos = [got for hits_map in follow_maps if (got := hits_map.get(p)) is not None]
                 cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]
                 key = (p, *map(id, kws), *map(id, fos), *map(id, cas))
