@@ -16,7 +16,7 @@ from pathlib import Path
 import feedparser
 from conftest import ARXIV_TRIMMED, HF_DAY
 from pytest_httpserver import HTTPServer
-from smtp_servers import AcceptAll, free_port, smtp_server
+from smtp_servers import AcceptAll, RejectRecipient, free_port, smtp_server
 
 from digest.store import Store
 
@@ -291,3 +291,52 @@ def test_digest_left_pending_by_a_mail_outage_goes_out_with_the_next_run(
     # the 11 June digests (the arXiv papers) arrive late, the 12 June ones (Hugging Face) on time
     assert any("11 Jun 2026" in s for s in subjects), subjects
     assert Counter(s.split()[0] for s in subjects)["grace@example.org"] == 2
+
+
+def test_refused_address_is_suppressed_listed_and_lifted_when_the_profile_changes(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    serve_listings(httpserver)
+    readers = '[[subscribers]]\nemail = "ada@example.org"\nall = true\n\n[[subscribers]]\nemail = "grace@example.org"\nall = true\n'
+    with smtp_server(RejectRecipient("ada@example.org")) as (_host, port, handler):
+        config = write_config(tmp_path, httpserver, port)
+        (tmp_path / "subscribers.toml").write_text(readers)
+        first = digest("run", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path)
+        assert first.returncode == 4, first.stderr + first.stdout
+        assert "failed: ada@example.org: 550" in first.stdout
+        assert handler.recipients() == ["grace@example.org"]
+
+        check = digest("check", "--config", str(config), cwd=tmp_path)
+        assert check.returncode == 0, check.stderr
+        assert "suppressed: ada@example.org" in check.stdout and "edit the profile" in check.stdout
+
+        second = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        assert second.returncode == 0, second.stderr + second.stdout
+        assert handler.recipients() == ["grace@example.org", "grace@example.org"]
+
+    # editing the profile lifts the suppression: the next run tries the address again
+    edited = readers.replace("all = true", 'all = true\nempty = "send"', 1)
+    (tmp_path / "subscribers.toml").write_text(edited)
+    check = digest("check", "--config", str(config), cwd=tmp_path)
+    assert "lifted on the next run" in check.stdout
+    with smtp_server(AcceptAll()) as (_host, port, handler):
+        config = write_config(tmp_path, httpserver, port)
+        (tmp_path / "subscribers.toml").write_text(edited)
+        third = digest("run", "--config", str(config), "--date", "2026-06-13", cwd=tmp_path)
+        assert third.returncode == 0, third.stderr + third.stdout
+        assert handler.recipients() == ["ada@example.org"]  # "nothing new today", and reachable again
+    check = digest("check", "--config", str(config), cwd=tmp_path)
+    assert "suppressed" not in check.stdout
+
+
+def test_preview_shows_a_readers_papers_per_day(tmp_path: Path, httpserver: HTTPServer) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    for day in ("2026-06-11", DATE):
+        assert digest("fetch", "--config", str(config), "--date", day, cwd=tmp_path).returncode == 0
+    result = digest("preview", "ada@example.org", "--config", str(config), "--days", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2026-06-11" in result.stdout and DATE in result.stdout
+    assert "matched" in result.stdout and "a day" in result.stdout
+    unknown = digest("preview", "who@example.org", "--config", str(config), cwd=tmp_path)
+    assert unknown.returncode == 1 and "no subscriber" in unknown.stderr
