@@ -35,7 +35,8 @@ from digest.render.feeds import (
     render_rss,
     window,
 )
-from digest.render.templating import load, long_date, make_env, paper_view, plural, render, short_date
+from digest.render.templating import load, long_date, make_env, plural, render, short_date
+from digest.render.views import paper_view
 
 __all__ = ["Day", "archive_url", "private_feed_path", "private_feed_url", "publish_site"]
 

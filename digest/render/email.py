@@ -24,17 +24,16 @@ from digest.config import Settings
 from digest.errors import RenderError
 from digest.models import Digest, Hit, Match, Paper, RenderedEmail, Subscriber
 from digest.render.templating import (
-    PaperView,
     load,
     long_date,
     make_env,
     one_line,
-    paper_view,
     plural,
     render,
     short_date,
     template_error,
 )
+from digest.render.views import PaperView, paper_view
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"

@@ -19,16 +19,8 @@ from markupsafe import Markup, escape
 
 from digest.config import Settings
 from digest.models import Match, Paper, Subscriber
-from digest.render.templating import (
-    PaperView,
-    clean,
-    highlight,
-    load,
-    paper_view,
-    render,
-    rfc822,
-    term_spans,
-)
+from digest.render.templating import clean, load, render, rfc822
+from digest.render.views import PaperView, highlight, paper_view, term_spans
 
 RSS_TEMPLATE = "feed.xml.j2"
 _B, _B_END = Markup("<strong>"), Markup("</strong>")

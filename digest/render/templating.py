@@ -1,5 +1,6 @@
 """Template plumbing for the renderers: the Jinja environment, where templates are found, and the
-small text helpers every renderer shares (cleaning hostile text, snippets, highlighting, dates).
+small text helpers every renderer shares (cleaning hostile text, wrapping, snippets, dates).
+What a template sees of a paper, highlighting included, is in `views.py`.
 
 No business logic lives here: what goes into an email or a feed is decided in `email.py`,
 `feeds.py` and `archive.py`.
@@ -9,17 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from digest.errors import RenderError
-from digest.models import Hit, Paper
 
 # -- where the templates are --------------------------------------------------------------------
 
@@ -177,53 +176,6 @@ def cut(text: str, limit: int = SNIPPET_CHARS) -> str:
     return text[:end].rstrip(" ,;:.-(") + "…"
 
 
-_MARK_OPEN = Markup('<mark style="background-color:#fff1a8;color:#1f2328;padding:0 1px">')
-_MARK_CLOSE = Markup("</mark>")
-
-
-def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
-    """Where each term occurs in `text`, case-insensitively, starting at a word boundary."""
-    spans = []
-    for term in terms:
-        words = term.split()
-        if not words:
-            continue
-        pattern = r"\s+".join(re.escape(w) for w in words)
-        if words[0][0].isalnum():
-            pattern = r"(?<![\w])" + pattern
-        for m in re.finditer(pattern, text, re.IGNORECASE):
-            spans.append(m.span())
-    return spans
-
-
-def highlight(
-    text: str,
-    spans: Iterable[tuple[int, int]],
-    *,
-    mark_open: Markup = _MARK_OPEN,
-    mark_close: Markup = _MARK_CLOSE,
-) -> Markup:
-    """`text` escaped, with the (possibly overlapping) spans wrapped in <mark>."""
-    merged: list[list[int]] = []
-    for start, end in sorted((max(0, s), min(len(text), e)) for s, e in spans):
-        if start >= end:
-            continue
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    if not merged:
-        return escape(text)
-    out: list[str] = []
-    pos = 0
-    for start, end in merged:
-        out.append(escape(text[pos:start]))
-        out.append(mark_open + escape(text[start:end]) + mark_close)
-        pos = end
-    out.append(escape(text[pos:]))
-    return Markup("").join(out)
-
-
 # -- small formatting helpers ---------------------------------------------------------------------
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -276,161 +228,3 @@ def shorten_authors(
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-# -- what a template sees of a paper --------------------------------------------------------------
-
-_TEXT_FIELDS = ("title", "abstract", "keywords")
-_STRONG = Markup('<strong style="color:#1f2328">')
-
-
-@dataclass(frozen=True, slots=True)
-class PaperView:
-    """A paper ready for a template: cleaned text, escaped-and-highlighted HTML, links."""
-
-    id: str
-    title: str  # one line
-    title_html: Markup  # with the matched terms marked
-    url: str | None
-    pdf_url: str | None
-    github_url: str | None
-    project_url: str | None
-    authors: str  # shortened: 'A, B, C et al.'
-    authors_html: Markup
-    sources: tuple[str, ...]
-    categories: tuple[str, ...]
-    matched_categories: frozenset[str]
-    upvotes: int | None
-    comments: int | None
-    facts: tuple[str, ...]  # sources, categories, '▲ 12', '3 comments': the text part's badges
-    snippet: str  # one line, cut at a word
-    snippet_html: Markup
-    is_summary: bool  # the snippet is the Hugging Face AI summary, not the abstract
-    why: str  # plain: 'matched "LLM" in the title'
-    why_html: Markup  # '<strong>LLM</strong> in the title'
-    published: dt.datetime | None
-
-
-SOURCE_NAMES = {"hf": "Hugging Face", "hf_daily": "Hugging Face", "arxiv": "arXiv", "arxiv_rss": "arXiv"}
-
-
-def paper_view(paper: Paper, hits: Sequence[Hit] = ()) -> PaperView:
-    """The view of `paper` for a reader whose profile matched it with `hits`."""
-    if not hits:
-        return _base_view(paper)
-    return _matched_view(paper, tuple(hits))
-
-
-@lru_cache(maxsize=16384)  # readers with the same interests get the same hits on the same paper
-def _matched_view(paper: Paper, hits: tuple[Hit, ...]) -> PaperView:
-    base = _base_view(paper)
-    terms = tuple(dict.fromkeys(h.term for h in hits if h.field in _TEXT_FIELDS))
-    # `clean` keeps every character in place, so the matcher's offsets stay valid in what we show;
-    # re-finding the terms covers what offsets cannot (the AI summary, a cut snippet).
-    title = clean(paper.title)
-    title_spans = [
-        (h.start, h.end) for h in hits if h.field == "title" and 0 <= h.start < h.end <= len(title)
-    ]
-    source = clean(paper.ai_summary or paper.abstract)
-    shown = cut(source)
-    spans = term_spans(shown, terms)
-    if not paper.ai_summary:
-        kept = len(shown) if shown == source else len(shown) - 1  # without the ellipsis
-        spans += [(h.start, h.end) for h in hits if h.field == "abstract" and 0 <= h.start < h.end <= kept]
-    author_terms = [h.term for h in hits if h.field == "author"]
-    authors = shorten_authors(paper.authors, must_show=author_terms)
-    matched_categories = {h.term.lower() for h in hits if h.field == "category"}
-    return replace(
-        base,
-        title_html=highlight(title, title_spans + term_spans(title, terms)),
-        snippet_html=highlight(shown, spans),
-        authors=authors,
-        authors_html=highlight(authors, term_spans(authors, author_terms)),
-        matched_categories=frozenset(c for c in base.categories if c.lower() in matched_categories),
-        why=why_text(hits),
-        why_html=why_html(hits),
-    )
-
-
-@lru_cache(maxsize=4096)
-def _base_view(paper: Paper) -> PaperView:
-    # The part of a view that does not depend on the reader: computed once per paper per run,
-    # however many digests the paper is in.
-    title = clean(paper.title)
-    shown = cut(clean(paper.ai_summary or paper.abstract))
-    authors = shorten_authors(paper.authors)
-    sources = tuple(SOURCE_NAMES.get(s, one_line(s)) for s in dict.fromkeys(paper.sources))
-    categories = tuple(one_line(c) for c in paper.categories[:4])
-    return PaperView(
-        id=paper.id,
-        title=one_line(title),
-        title_html=escape(title),
-        url=_url(paper.url),
-        pdf_url=_url(paper.pdf_url),
-        github_url=_url(paper.github_url),
-        project_url=_url(paper.project_url),
-        authors=authors,
-        authors_html=escape(authors),
-        sources=sources,
-        categories=categories,
-        matched_categories=frozenset(),
-        upvotes=paper.upvotes,
-        comments=paper.comments,
-        facts=(*sources, *categories, *_counts(paper)),
-        snippet=one_line(shown),
-        snippet_html=escape(shown),
-        is_summary=bool(paper.ai_summary),
-        why="",
-        why_html=Markup(""),
-        published=paper.published,
-    )
-
-
-def _counts(paper: Paper) -> tuple[str, ...]:
-    out = []
-    if paper.upvotes is not None:
-        out.append(f"▲ {paper.upvotes}")
-    if paper.comments is not None:
-        out.append(plural(paper.comments, "comment"))
-    return tuple(out)
-
-
-def _url(url: str | None) -> str | None:
-    # Only web links: a feed cannot smuggle javascript: or data: URLs into an href.
-    if not url:
-        return None
-    url = one_line(url)
-    return url if url.lower().startswith(("https://", "http://")) else None
-
-
-def why_text(hits: Sequence[Hit]) -> str:
-    """'matched "prompt tuning" in the title, "LLM" in the abstract' (empty without hits)."""
-    by_term = _fields_by_term(hits)
-    if not by_term:
-        return ""
-    return "matched " + ", ".join(
-        f'"{term}" in the {" and ".join(fields)}' for term, fields in by_term.items()
-    )
-
-
-def _fields_by_term(hits: Sequence[Hit]) -> dict[str, list[str]]:
-    by_term: dict[str, list[str]] = {}
-    for hit in hits:
-        fields = by_term.setdefault(one_line(hit.term), [])
-        name = _FIELD_NAMES.get(hit.field, hit.field)
-        if name not in fields:
-            fields.append(name)
-    return by_term
-
-
-def why_html(hits: Sequence[Hit]) -> Markup:
-    """'<strong>prompt tuning</strong> in the title, <strong>LLM</strong> in the abstract'."""
-    by_term = _fields_by_term(hits)
-    parts = [
-        _STRONG + escape(term) + Markup("</strong> in the ") + escape(" and ".join(fields))
-        for term, fields in by_term.items()
-    ]
-    return Markup(", ").join(parts)
-
-
-_FIELD_NAMES = {"keywords": "keywords", "author": "authors", "category": "categories"}

@@ -1,0 +1,283 @@
+"""What a template sees of a paper (`PaperView`), and the highlighting that goes into it.
+
+A view has two halves. What does not depend on the reader (cleaned title, shortened authors, the
+snippet, links, badges) is computed once per paper (`_base_view`). What does (the marked title
+and snippet, followed authors, matched categories, the "why" line) is recomputed for every reader
+and paper, because readers rarely share the exact same hits: on the benchmark day more than half
+of the (paper, hits) pairs in the digests are unique. So the per-reader work is built from small
+caches of what *is* shared: where a term occurs in a text, a marked-up text for a set of spans,
+one "why" phrase per term. This module holds no business logic: what a reader gets is decided by
+the matcher and laid out by the templates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from markupsafe import Markup, escape
+
+from digest.models import Hit, Paper
+from digest.render.templating import clean, cut, one_line, plural, shorten_authors
+
+__all__ = [
+    "SOURCE_NAMES",
+    "PaperView",
+    "highlight",
+    "paper_view",
+    "term_spans",
+    "why_html",
+    "why_text",
+]
+
+# -- highlighting ---------------------------------------------------------------------------------
+
+_MARK_OPEN = '<mark style="background-color:#fff1a8;color:#1f2328;padding:0 1px">'
+_MARK_CLOSE = "</mark>"
+
+
+@lru_cache(maxsize=16384)
+def _pattern(term: str) -> re.Pattern[str] | None:
+    # Compiled once per term: `re`'s own cache holds 512 patterns, and a run has thousands of terms.
+    words = term.split()
+    if not words:
+        return None
+    pattern = r"\s+".join(re.escape(w) for w in words)
+    if words[0][0].isalnum():
+        pattern = r"(?<![\w])" + pattern
+    return re.compile(pattern, re.IGNORECASE)
+
+
+@lru_cache(maxsize=65536)  # one entry per (text, term) a reader has: the same pairs recur
+def _spans_of(text: str, term: str) -> tuple[tuple[int, int], ...]:
+    pattern = _pattern(term)
+    if pattern is None:
+        return ()
+    return tuple(m.span() for m in pattern.finditer(text))
+
+
+def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
+    """Where each term occurs in `text`, case-insensitively, starting at a word boundary."""
+    spans: list[tuple[int, int]] = []
+    for term in terms:
+        spans += _spans_of(text, term)
+    return spans
+
+
+def highlight(
+    text: str,
+    spans: Iterable[tuple[int, int]],
+    *,
+    mark_open: str = _MARK_OPEN,
+    mark_close: str = _MARK_CLOSE,
+) -> Markup:
+    """`text` escaped, with the (possibly overlapping) spans wrapped in <mark>."""
+    return _highlight(text, tuple(sorted(spans)), str(mark_open), str(mark_close))
+
+
+@lru_cache(maxsize=32768)  # the same title with the same term marked goes to many readers
+def _highlight(text: str, spans: tuple[tuple[int, int], ...], mark_open: str, mark_close: str) -> Markup:
+    merged: list[list[int]] = []
+    size = len(text)
+    for s, e in spans:
+        start, end = max(0, s), min(size, e)
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    if not merged:
+        return escape(text)
+    # Plain str pieces joined once: adding Markup objects escapes and allocates at every step.
+    out: list[str] = []
+    pos = 0
+    for start, end in merged:
+        out += (escape(text[pos:start]), mark_open, escape(text[start:end]), mark_close)
+        pos = end
+    out.append(escape(text[pos:]))
+    return Markup("".join(out))
+
+
+# -- why a paper matched --------------------------------------------------------------------------
+
+_FIELD_NAMES = {"keywords": "keywords", "author": "authors", "category": "categories"}
+_STRONG = '<strong style="color:#1f2328">'
+
+
+def _fields_by_term(hits: Sequence[Hit]) -> dict[str, list[str]]:
+    by_term: dict[str, list[str]] = {}
+    for hit in hits:
+        fields = by_term.setdefault(_term_line(hit.term), [])
+        name = _FIELD_NAMES.get(hit.field, hit.field)
+        if name not in fields:
+            fields.append(name)
+    return by_term
+
+
+@lru_cache(maxsize=16384)
+def _term_line(term: str) -> str:
+    return one_line(term)
+
+
+@lru_cache(maxsize=16384)  # readers share terms far more often than whole lists of hits
+def _why_parts(term: str, fields: tuple[str, ...]) -> tuple[str, str]:
+    where = " and ".join(fields)
+    return f'"{term}" in the {where}', f"{_STRONG}{escape(term)}</strong> in the {escape(where)}"
+
+
+def _why(hits: Sequence[Hit]) -> tuple[str, Markup]:
+    parts = [_why_parts(term, tuple(fields)) for term, fields in _fields_by_term(hits).items()]
+    if not parts:
+        return "", Markup("")
+    return "matched " + ", ".join(p[0] for p in parts), Markup(", ".join(p[1] for p in parts))
+
+
+def why_text(hits: Sequence[Hit]) -> str:
+    """'matched "prompt tuning" in the title, "LLM" in the abstract' (empty without hits)."""
+    return _why(hits)[0]
+
+
+def why_html(hits: Sequence[Hit]) -> Markup:
+    """'<strong>prompt tuning</strong> in the title, <strong>LLM</strong> in the abstract'."""
+    return _why(hits)[1]
+
+
+# -- the view ---------------------------------------------------------------------------------------
+
+_TEXT_FIELDS = ("title", "abstract", "keywords")
+SOURCE_NAMES = {"hf": "Hugging Face", "hf_daily": "Hugging Face", "arxiv": "arXiv", "arxiv_rss": "arXiv"}
+
+
+@dataclass(frozen=True, slots=True)
+class PaperView:
+    """A paper ready for a template: cleaned text, escaped-and-highlighted HTML, links."""
+
+    id: str
+    title: str  # one line
+    title_html: Markup  # with the matched terms marked
+    url: str | None
+    pdf_url: str | None
+    github_url: str | None
+    project_url: str | None
+    authors: str  # shortened: 'A, B, C et al.'
+    authors_html: Markup
+    sources: tuple[str, ...]
+    categories: tuple[str, ...]
+    matched_categories: frozenset[str]
+    upvotes: int | None
+    comments: int | None
+    facts: tuple[str, ...]  # sources, categories, '▲ 12', '3 comments': the text part's badges
+    snippet: str  # one line, cut at a word
+    snippet_html: Markup
+    is_summary: bool  # the snippet is the Hugging Face AI summary, not the abstract
+    why: str  # plain: 'matched "LLM" in the title'
+    why_html: Markup  # '<strong>LLM</strong> in the title'
+    published: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    """The reader-independent half of a view, and the texts that offsets and terms refer to."""
+
+    view: PaperView
+    title: str  # clean(title): the matcher's offsets are valid in it
+    shown: str  # the snippet as shown (cut), before collapsing whitespace
+    kept: int  # how much of the abstract `shown` keeps; 0 for an AI summary (no offsets apply)
+
+
+def paper_view(paper: Paper, hits: Sequence[Hit] = ()) -> PaperView:
+    """The view of `paper` for a reader whose profile matched it with `hits`."""
+    base = _base(paper)
+    if not hits:
+        return base.view
+    view = base.view
+    terms = tuple(dict.fromkeys(h.term for h in hits if h.field in _TEXT_FIELDS))
+    # `clean` keeps every character in place, so the matcher's offsets stay valid in what we show;
+    # re-finding the terms covers what offsets cannot (the AI summary, a cut snippet).
+    title_spans = term_spans(base.title, terms)
+    snippet_spans = term_spans(base.shown, terms)
+    authors, authors_html, matched = view.authors, view.authors_html, view.matched_categories
+    followed: list[str] = []
+    categories: set[str] = set()
+    for h in hits:
+        field = h.field
+        if field == "title":
+            if 0 <= h.start < h.end <= len(base.title):
+                title_spans.append((h.start, h.end))
+        elif field == "abstract":
+            if 0 <= h.start < h.end <= base.kept:
+                snippet_spans.append((h.start, h.end))
+        elif field == "author":
+            followed.append(h.term)
+        elif field == "category":
+            categories.add(h.term.lower())
+    if followed:
+        authors = shorten_authors(paper.authors, must_show=followed)
+        authors_html = highlight(authors, term_spans(authors, followed))
+    if categories:
+        matched = frozenset(c for c in view.categories if c.lower() in categories)
+    why, why_markup = _why(hits)
+    title_html = highlight(base.title, title_spans) if title_spans else view.title_html
+    snippet_html = highlight(base.shown, snippet_spans) if snippet_spans else view.snippet_html
+    # Built field by field: dataclasses.replace costs more than everything above together.
+    return PaperView(
+        view.id, view.title, title_html, view.url, view.pdf_url, view.github_url, view.project_url,
+        authors, authors_html, view.sources, view.categories, matched, view.upvotes, view.comments,
+        view.facts, view.snippet, snippet_html, view.is_summary, why, why_markup, view.published,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=8192)  # computed once per paper per run, however many digests the paper is in
+def _base(paper: Paper) -> _Base:
+    title = clean(paper.title)
+    source = clean(paper.ai_summary or paper.abstract)
+    shown = cut(source)
+    kept = 0 if paper.ai_summary else len(shown) if shown == source else len(shown) - 1  # no "…"
+    authors = shorten_authors(paper.authors)
+    sources = tuple(SOURCE_NAMES.get(s, one_line(s)) for s in dict.fromkeys(paper.sources))
+    categories = tuple(one_line(c) for c in paper.categories[:4])
+    view = PaperView(
+        id=paper.id,
+        title=one_line(title),
+        title_html=escape(title),
+        url=_url(paper.url),
+        pdf_url=_url(paper.pdf_url),
+        github_url=_url(paper.github_url),
+        project_url=_url(paper.project_url),
+        authors=authors,
+        authors_html=escape(authors),
+        sources=sources,
+        categories=categories,
+        matched_categories=frozenset(),
+        upvotes=paper.upvotes,
+        comments=paper.comments,
+        facts=(*sources, *categories, *_counts(paper)),
+        snippet=one_line(shown),
+        snippet_html=escape(shown),
+        is_summary=bool(paper.ai_summary),
+        why="",
+        why_html=Markup(""),
+        published=paper.published,
+    )
+    return _Base(view, title, shown, kept)
+
+
+def _counts(paper: Paper) -> tuple[str, ...]:
+    out = []
+    if paper.upvotes is not None:
+        out.append(f"▲ {paper.upvotes}")
+    if paper.comments is not None:
+        out.append(plural(paper.comments, "comment"))
+    return tuple(out)
+
+
+def _url(url: str | None) -> str | None:
+    # Only web links: a feed cannot smuggle javascript: or data: URLs into an href.
+    if not url:
+        return None
+    url = one_line(url)
+    return url if url.lower().startswith(("https://", "http://")) else None
