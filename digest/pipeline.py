@@ -22,12 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from digest.config import Settings, signing_key
-from digest.deliver.message import build_message, unsubscribe_urls
+from digest.deliver.message import OutgoingMessage, build_message, unsubscribe_urls
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
@@ -369,7 +368,7 @@ class _Builder:
     date: dt.date
     now: dt.datetime
 
-    def __call__(self, digest: Digest) -> EmailMessage:
+    def __call__(self, digest: Digest) -> OutgoingMessage:
         links = links_for(self.settings, self.key, digest.subscriber, self.date)
         rendered = self.renderer.render(digest, links)
         return build_message(

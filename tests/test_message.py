@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.header
 import email.policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -15,7 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from digest.config import Settings
-from digest.deliver.message import build_message, message_domain, sanitize_header
+from digest.deliver.message import OutgoingMessage, build_message, message_domain, sanitize_header
 from digest.errors import ConfigError, SendError
 from digest.models import RenderedEmail, Subscriber
 from digest.tokens import verify_unsubscribe
@@ -52,10 +53,13 @@ def make_settings(base_url: str | None = "https://papers.example.org/digest/", *
     )
 
 
-def roundtrip(msg: EmailMessage) -> EmailMessage:
+def roundtrip(msg: OutgoingMessage) -> EmailMessage:
     """What a receiving server sees: the bytes on the wire, parsed again."""
-    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    parsed = email.message_from_bytes(msg.data, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
+    assert str(parsed["Message-ID"]) == msg.message_id
+    assert [a.addr_spec for a in parsed["From"].addresses] == [msg.sender]
+    assert [a.addr_spec for a in parsed["To"].addresses] == [msg.recipient]
     return parsed
 
 
@@ -68,7 +72,7 @@ def header_names(msg: EmailMessage) -> list[str]:
 
 def build(
     subscriber: Subscriber = ADA, rendered: RenderedEmail = RENDERED, *, settings: Settings = SETTINGS
-) -> EmailMessage:
+) -> OutgoingMessage:
     return build_message(rendered, subscriber, settings, date=DATE, key=KEY, now=NOW)
 
 
@@ -109,7 +113,7 @@ def test_unsubscribe_links_carry_a_valid_token():
 
 def test_long_addresses_keep_the_links_whole_on_the_wire():
     long = Subscriber(email="a.very.long.local.part.for.testing.folding@department.university.example.edu")
-    raw = build(long).as_bytes().decode()
+    raw = build(long).data.decode()
     header = raw.split("List-Unsubscribe:", 1)[1].split("\r\nList-Unsubscribe-Post", 1)[0]
     lines = header.split("\r\n")
     assert len(lines) == 2 and lines[1].startswith(" <https://")  # folded between the items only
@@ -125,7 +129,7 @@ def test_no_one_click_without_an_https_link(base_url):
 
 
 def test_message_ids_unique_and_on_the_sender_domain():
-    ids = {str(build()["Message-ID"]) for _ in range(200)}
+    ids = {build().message_id for _ in range(200)}
     assert len(ids) == 200
     assert message_domain(make_settings()) == "papers.example.org"
 
@@ -202,3 +206,83 @@ def test_a_bad_recipient_is_a_permanent_send_error():
         build(Subscriber(email="no-at-sign"))
     assert info.value.permanent
     assert info.value.recipient == "no-at-sign"
+
+
+# -- the wire bytes ---------------------------------------------------------------------------------
+def _to_display_name(msg: OutgoingMessage) -> str:
+    """The To phrase decoded as RFC 2047 says (the stdlib's address parser puts a space between
+    two adjacent encoded-words, which the RFC says to drop)."""
+    head = msg.data.split(b"\r\n\r\n", 1)[0].decode()
+    value = head.split("\r\nTo: ", 1)[1].split("\r\nSubject:", 1)[0].replace("\r\n", "")
+    return str(email.header.make_header(email.header.decode_header(value.rsplit(" <", 1)[0])))
+
+
+def wire_lines(msg: OutgoingMessage) -> list[bytes]:
+    assert msg.data.endswith(b"\r\n")
+    lines = msg.data[:-2].split(b"\r\n")
+    assert not any(b"\r" in line or b"\n" in line for line in lines)  # CRLF only, never a bare CR or LF
+    return lines
+
+
+def test_a_full_size_digest_round_trips_exactly():
+    text = "".join(
+        f"{i}. A paper title · with a long abstract line {'x' * (i % 120)}\n.dot\n-- \n" for i in range(300)
+    )
+    html = (
+        "<html><body>"
+        + "".join(f'<p class="x">{i} — ü {"y" * (i % 200)}</p>\n' for i in range(500))
+        + "</body></html>\n"
+    )
+    msg = build(rendered=RenderedEmail(subject="20 new papers · 2024-11-28", html=html, text=text))
+    assert len(msg.data) > 60_000
+    parsed = roundtrip(msg)
+    plain, rich = parsed.iter_parts()
+    assert plain.get_content().replace("\r\n", "\n") == text
+    assert rich.get_content().replace("\r\n", "\n") == html
+    assert (plain["Content-Transfer-Encoding"], rich["Content-Transfer-Encoding"]) == (
+        "quoted-printable",
+        "base64",
+    )
+    lines = wire_lines(msg)
+    assert max(len(line) for line in lines if not line.startswith((b"List-Unsubscribe:", b" <https:"))) <= 78
+    assert not any(line.startswith(b".") for line in lines)  # SMTP dot-stuffing has nothing to do
+    boundary = parsed.get_boundary()
+    assert boundary is not None and msg.data.count(boundary.encode()) == 4  # header, two parts, the end
+
+
+def test_bare_carriage_returns_and_no_final_newline_are_normalised():
+    rendered = RenderedEmail(subject="s", html="<p>a</p>\r<p>b</p>", text="one\rtwo\r\nthree")
+    plain, rich = roundtrip(build(rendered=rendered)).iter_parts()
+    assert plain.get_content() == "one\r\ntwo\r\nthree\r\n"
+    assert rich.get_content() == "<p>a</p>\r\n<p>b</p>\r\n"
+
+
+def test_a_non_ascii_address_goes_out_as_utf8_for_smtputf8():
+    # (a non-ASCII local part is refused, as before: test_a_bad_recipient_is_a_permanent_send_error)
+    msg = build(Subscriber(email="zoe@bücher.example", name="Zoë"))
+    assert msg.smtputf8 and msg.recipient == "zoe@bücher.example"
+    parsed = email.message_from_string(msg.data.decode("utf-8"), policy=email.policy.default)  # as SMTPUTF8
+    assert parsed["To"].addresses[0].addr_spec == "zoe@bücher.example"
+    assert parsed["To"].addresses[0].display_name == "Zoë"
+    assert not build().smtputf8
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(st.characters(exclude_categories=("Cs",)), max_size=120),
+    subject=st.text(st.characters(exclude_categories=("Cs",)), max_size=200),
+)
+def test_names_and_subjects_arrive_exactly_in_lines_of_78(name, subject):
+    msg = build(
+        Subscriber(email="ada@example.org", name=name), RenderedEmail(subject=subject, html="x", text="x")
+    )
+    parsed = roundtrip(msg)
+    assert parsed["Subject"] == sanitize_header(subject)
+    name = sanitize_header(name)
+    if name.isascii():  # quoted where it must be
+        assert parsed["To"].addresses[0].display_name == name
+    else:
+        assert _to_display_name(msg) == name
+    lines = wire_lines(msg)
+    assert all(len(line) <= 78 for line in lines if not line.startswith((b"List-Unsubscribe:", b" <https:")))
+    assert not any(line.startswith(b".") for line in lines)

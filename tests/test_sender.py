@@ -8,7 +8,6 @@ import datetime as dt
 import email
 import email.policy
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from smtp_servers import (
 )
 
 from digest.config import DeliveryConfig, Settings, SmtpConfig
-from digest.deliver import Outcome
+from digest.deliver import Outcome, OutgoingMessage
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, profile_fingerprint, send_all
@@ -57,7 +56,7 @@ class Builds:
             yield Job(DATE, Subscriber(email=addr, name=addr.split("@")[0].title()), self._builder(addr))
 
     def _builder(self, addr: str) -> Any:
-        def build() -> EmailMessage:
+        def build() -> OutgoingMessage:
             self.built.append(addr)
             self.most_in_flight = max(self.most_in_flight, len(self.built) - len(self.done))
             rendered = RenderedEmail(subject="2 new papers", html="<p>two</p>", text="two")
@@ -270,7 +269,7 @@ def test_a_message_that_cannot_be_built_stays_pending_and_others_go(store):
     builds = Builds(emails)
     jobs = list(builds.jobs())
 
-    def broken() -> EmailMessage:
+    def broken() -> OutgoingMessage:
         raise RuntimeError("template exploded")
 
     jobs[0] = Job(DATE, jobs[0].subscriber, broken)

@@ -4,11 +4,11 @@ implicit TLS, AUTH) and a real directory for the outbox. Nothing of aiosmtplib i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email
 import email.policy
 import time
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from smtp_servers import (
 )
 
 from digest.config import Settings, SmtpConfig
-from digest.deliver import ConnectionFailure, Outcome
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport, eml_name
 from digest.deliver.smtp import SmtpTransport
@@ -40,7 +40,7 @@ RENDERED = RenderedEmail(
 )
 
 
-def message(addr: str, name: str = "") -> EmailMessage:
+def message(addr: str, name: str = "") -> OutgoingMessage:
     return build_message(
         RENDERED, Subscriber(email=addr, name=name), SETTINGS, date=NOW.date(), key=b"k", now=NOW
     )
@@ -50,7 +50,7 @@ def plain(host: str, port: int, **kw: Any) -> SmtpConfig:
     return SmtpConfig(host=host, port=port, security="none", timeout=5, **kw)
 
 
-async def send_many(config: SmtpConfig, messages: list[EmailMessage], workers: int = 1) -> list[Outcome]:
+async def send_many(config: SmtpConfig, messages: list[OutgoingMessage], workers: int = 1) -> list[Outcome]:
     """Send with `workers` concurrent workers, each taking the next message, like the sender does."""
     results: list[Outcome | None] = [None] * len(messages)
     queue = iter(enumerate(messages))
@@ -279,9 +279,7 @@ def test_outbox_writes_eml_files_that_parse_back(tmp_path):
 
 
 def test_outbox_file_names_are_safe():
-    msg = message("ada@example.org")
-    del msg["Message-ID"]
-    msg["Message-ID"] = "<../../etc/passwd@evil/..>"
+    msg = dataclasses.replace(message("ada@example.org"), message_id="<../../etc/passwd@evil/..>")
     name = eml_name(msg)
     assert "/" not in name and not name.startswith(".")
     assert name.endswith(".eml")
@@ -301,4 +299,5 @@ def test_outbox_on_a_broken_disk_is_a_connection_failure(tmp_path):
 
 def test_outbox_names_follow_the_message_id(tmp_path: Path):
     msg = message("ada@example.org")
-    assert eml_name(msg) == "2024-11-28_" + str(msg["Message-ID"]).strip("<>").replace("/", "_") + ".eml"
+    assert eml_name(msg) == "2024-11-28_" + msg.message_id.strip("<>").replace("/", "_") + ".eml"
+    assert str(msg.parsed()["Message-ID"]) == msg.message_id

@@ -1,6 +1,6 @@
 """The delivery stage: build each digest's message, hand it to a transport, keep the send ledger.
 
-- `message.build_message`: a rendered digest → an `EmailMessage` (pure).
+- `message.build_message`: a rendered digest → an `OutgoingMessage`, the wire bytes (pure).
 - `Transport` (below): where messages go. `smtp.SmtpTransport` (a pool of reused aiosmtplib
   connections) or `outbox.OutboxTransport` (one .eml file per message).
 - `sender.send_all`: drives the ledger, so each digest is sent exactly once across runs.
@@ -11,6 +11,9 @@ each other.
 
 from __future__ import annotations
 
+import datetime as dt
+import email
+import email.policy
 from dataclasses import dataclass
 from email.message import EmailMessage
 from types import TracebackType
@@ -35,6 +38,36 @@ class Outcome:
     status: Status
     reply: str  # the server's reply, e.g. "250 2.0.0 Ok: queued" or "550 5.1.1 no such user"
     suppress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message ready for the wire: the envelope, and the whole message as bytes.
+
+    `data` has CRLF line endings and is not dot-stuffed (that is the SMTP transport's job).
+    `sender` and `recipient` are the addr-specs of From and To, for MAIL FROM and RCPT TO.
+    """
+
+    sender: str
+    recipient: str
+    message_id: str  # "<...@domain>", as in the Message-ID header
+    date: dt.datetime  # as in the Date header
+    data: bytes
+
+    @property
+    def smtputf8(self) -> bool:
+        """An address is not ASCII: it is in the headers as UTF-8, and the server must offer SMTPUTF8."""
+        return not (self.sender + self.recipient).isascii()
+
+    def parsed(self) -> EmailMessage:
+        """The message as a receiving server reads it (the stdlib parser); for tests and tools."""
+        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+    def as_bytes(self, policy: object = None) -> bytes:
+        """`data`, under the name callers of the `EmailMessage` this replaced used (policy is moot)."""
+        return self.data
 
 
 class ConnectionFailure(SendError):
@@ -65,7 +98,7 @@ class Transport(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def send(self, message: EmailMessage, worker: int) -> Outcome: ...
+    async def send(self, message: OutgoingMessage, worker: int) -> Outcome: ...
 
 
-__all__ = ["ConnectionFailure", "Outcome", "Status", "Transport"]
+__all__ = ["ConnectionFailure", "Outcome", "OutgoingMessage", "Status", "Transport"]

@@ -12,25 +12,19 @@ import contextlib
 import os
 import re
 import tempfile
-from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from digest.deliver import ConnectionFailure, Outcome
-from digest.deliver.message import POLICY
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]+")
 
 
-def eml_name(message: EmailMessage) -> str:
+def eml_name(message: OutgoingMessage) -> str:
     """`<date>_<message id>.eml`, reduced to characters that are safe in any file system."""
-    day = "undated"
-    if message["Date"]:
-        with contextlib.suppress(TypeError, ValueError):
-            day = parsedate_to_datetime(str(message["Date"])).date().isoformat()
-    message_id = str(message["Message-ID"] or "").strip().strip("<>")
+    day = message.date.date().isoformat()
+    message_id = message.message_id.strip().strip("<>")
     stem = _UNSAFE_NAME.sub("_", f"{day}_{message_id}").strip("._")[:200] or "message"
     return f"{stem}.eml"
 
@@ -53,11 +47,10 @@ class OutboxTransport:
     ) -> None:
         return None
 
-    async def send(self, message: EmailMessage, worker: int) -> Outcome:
+    async def send(self, message: OutgoingMessage, worker: int) -> Outcome:
         path = self.directory / eml_name(message)
-        data = message.as_bytes(policy=POLICY)
         try:
-            await asyncio.to_thread(_write_atomic, path, data)
+            await asyncio.to_thread(_write_atomic, path, message.data)
         except OSError as exc:
             # A full or read-only disk fails every message alike: report it as the destination
             # being unreachable, so the run stops and leaves the rest pending.

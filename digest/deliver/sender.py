@@ -26,12 +26,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Literal, Protocol
 
 from digest.config import DeliveryConfig
-from digest.deliver import ConnectionFailure, Outcome, Transport
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Transport
 from digest.models import Subscriber
 
 log = logging.getLogger(__name__)
@@ -46,7 +44,7 @@ class Job:
 
     date: dt.date
     subscriber: Subscriber
-    build: Callable[[], EmailMessage]
+    build: Callable[[], OutgoingMessage]
 
 
 class Ledger(Protocol):
@@ -160,9 +158,7 @@ class _Run:
             self.report.errors.append((email, f"could not build the message: {exc}"))
             self.finish_job(email, Outcome("retry", f"could not build the message: {exc}"))
             return
-        if message["Message-ID"] is None:
-            message["Message-ID"] = make_msgid()
-        message_id = str(message["Message-ID"])
+        message_id = message.message_id
 
         attempts = 0
         while True:

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from types import TracebackType
 from typing import Self
 
@@ -25,8 +24,7 @@ import aiosmtplib
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from digest.config import SmtpConfig
-from digest.deliver import ConnectionFailure, Outcome
-from digest.deliver.message import POLICY
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +111,17 @@ class SmtpTransport:
         await asyncio.gather(*(quit(s) for s in self._slots))
 
     # -- sending ---------------------------------------------------------------------------------
-    async def send(self, message: EmailMessage, worker: int) -> Outcome:
-        sender, recipients = _envelope(message)
-        if not sender or not recipients:
+    async def send(self, message: OutgoingMessage, worker: int) -> Outcome:
+        if not message.sender or not message.recipient:
             return Outcome("failed", "the message has no From or no To address")
         slot = self._slots[worker % len(self._slots)]
         async with slot.lock:
             await self._limiter.wait()
-            return await self._send(slot, message, sender, recipients)
+            return await self._send(slot, message)
 
-    async def _send(self, slot: _Slot, message: EmailMessage, sender: str, recipients: list[str]) -> Outcome:
-        utf8 = not (sender + "".join(recipients)).isascii()
-        payload = message.as_bytes(policy=POLICY.clone(utf8=utf8))
+    async def _send(self, slot: _Slot, message: OutgoingMessage) -> Outcome:
+        sender, recipients = message.sender, [message.recipient]
+        utf8 = message.smtputf8
         encoding = "utf-8" if utf8 else "ascii"
         for force_new in (False, True):
             client, fresh = await self._connected(slot, force_new=force_new)
@@ -132,7 +129,7 @@ class SmtpTransport:
                 return Outcome("failed", "the address is not ASCII and the server does not support SMTPUTF8")
             options = ["SMTPUTF8"] if utf8 else []
             if client.supports_extension("size"):
-                options.append(f"SIZE={len(payload)}")
+                options.append(f"SIZE={len(message.data)}")
             try:
                 await client.mail(sender, options=options, encoding=encoding)
             except _LOST as exc:
@@ -164,7 +161,7 @@ class SmtpTransport:
             return await self._refused(slot, aiosmtplib.SMTPDataError(response.code, response.message))
 
         # From here on the content may have reached the server: a lost connection is "unknown".
-        content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(payload)) + b".\r\n"
+        content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message.data)) + b".\r\n"
         protocol = client.protocol
         try:
             if protocol is None:
@@ -287,19 +284,6 @@ def _is_cert_error(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
-
-
-def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
-    sender = ""
-    from_header = message["From"]
-    if from_header is not None and getattr(from_header, "addresses", None):
-        sender = from_header.addresses[0].addr_spec
-    recipients: list[str] = []
-    for name in ("To", "Cc"):
-        header = message[name]
-        if header is not None:
-            recipients += [a.addr_spec for a in getattr(header, "addresses", ())]
-    return sender, recipients
 
 
 def _reply(code: int, message: str) -> str:
