@@ -28,7 +28,7 @@ from digest.config import Settings, SmtpConfig
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport, eml_name
-from digest.deliver.smtp import SmtpTransport
+from digest.deliver.smtp import SmtpTransport, data_content
 from digest.models import RenderedEmail, Subscriber
 
 NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)
@@ -301,3 +301,22 @@ def test_outbox_names_follow_the_message_id(tmp_path: Path):
     msg = message("ada@example.org")
     assert eml_name(msg) == "2024-11-28_" + msg.message_id.strip("<>").replace("/", "_") + ".eml"
     assert str(msg.parsed()["Message-ID"]) == msg.message_id
+
+
+# -- DATA -----------------------------------------------------------------------------------------
+def test_data_content_stuffs_dots_and_normalises_line_endings():
+    assert data_content(b"a\r\n.b\r\n..c\r\n") == b"a\r\n..b\r\n...c\r\n.\r\n"
+    assert data_content(b".first\r\nlast") == b"..first\r\nlast\r\n.\r\n"
+    assert data_content(b"bare\nlf\r.x\n") == b"bare\r\nlf\r\n..x\r\n.\r\n"
+    assert data_content(b"") == b"\r\n.\r\n"
+
+
+def test_any_bytes_arrive_as_they_were_sent():
+    """A message not from build_message (a line that starts with a dot, a bare LF) still arrives intact."""
+    data = b"From: d@example.org\r\nTo: ada@example.org\r\nSubject: dots\r\n\r\n.one\r\n..two\nthree\r\n."
+    msg = OutgoingMessage("d@example.org", "ada@example.org", "<x@example.org>", NOW, data)
+    with smtp_server(AcceptAll()) as (host, port, handler):
+        (outcome,) = asyncio.run(send_many(plain(host, port), [msg]))
+        assert handler.wait_for(1)
+    assert outcome.status == "sent"
+    assert handler.received[0].raw.replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n") + b"\n"

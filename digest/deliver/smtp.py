@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Self
 
 import aiosmtplib
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from digest.config import SmtpConfig
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
@@ -161,7 +161,7 @@ class SmtpTransport:
             return await self._refused(slot, aiosmtplib.SMTPDataError(response.code, response.message))
 
         # From here on the content may have reached the server: a lost connection is "unknown".
-        content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message.data)) + b".\r\n"
+        content = data_content(message.data)
         protocol = client.protocol
         try:
             if protocol is None:
@@ -284,6 +284,25 @@ def _is_cert_error(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+def data_content(data: bytes) -> bytes:
+    """`data` as DATA carries it: CRLF line endings, a "." doubled at the start of a line, and the
+    closing ".".
+
+    aiosmtplib does this with two regular expressions over the whole message, about a millisecond
+    for a 60 KB digest; with the CRLF line endings `build_message` writes, a few passes of
+    `bytes.count` and `bytes.replace` (C, memchr speed) give the same bytes.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare CR or LF somewhere
+        data = normalize_message_line_endings(data)
+    elif not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    return stuffed + b".\r\n"
 
 
 def _reply(code: int, message: str) -> str:
