@@ -1,7 +1,7 @@
 """Term and name normalisation shared by the matcher and its naive reference. No business logic.
 
 These are the word-level rules of docs/matching.md, in one place so that the fast matcher
-(`digest.match.Matcher`) and the reference loop (`digest.match.naive_match`) agree by
+(`digest.match.Matcher`) and the reference loop (`digest.naive.naive_match`) agree by
 construction on what a *word* is, while each finds words in its own way:
 
 - a token is a run of letters and digits (Unicode; combining accents stay inside the token);
