@@ -241,7 +241,7 @@ def test_a_full_size_digest_round_trips_exactly():
     assert rich.get_content().replace("\r\n", "\n") == html
     assert (plain["Content-Transfer-Encoding"], rich["Content-Transfer-Encoding"]) == (
         "quoted-printable",
-        "base64",
+        "quoted-printable",
     )
     lines = wire_lines(msg)
     assert max(len(line) for line in lines if not line.startswith((b"List-Unsubscribe:", b" <https:"))) <= 78
