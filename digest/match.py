@@ -6,7 +6,14 @@ holds their executable specification (the scoring rules and the obvious loop, `n
 `Matcher` compiles every subscriber's terms once into one Aho-Corasick automaton, scans each
 paper's normalised text once, and then decides each subscriber with bit-set algebra over the
 papers (one Python int per term, category, author, source), so the cost grows with the number of
-hits and matches, not with subscribers × papers × terms.
+hits and of papers kept, not with subscribers × papers × terms:
+
+- bit p stands for the paper ranked p-th by the tie-break order (upvotes, date, id), so among
+  papers of equal score the lower bit is the better one;
+- a subscriber's scores are summed bit-sliced: plane b holds bit b of every paper's score in half
+  points, one big-int addition per term rather than one per (term, paper);
+- `top` picks each reader's best k from the planes (a radix select, most significant plane
+  first), and only the papers kept get their `Match` and its hits.
 """
 
 from __future__ import annotations
@@ -16,14 +23,15 @@ import gc
 import re
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import TypeVar
 
 import ahocorasick
 
 from digest.models import Digest, Field, Hit, Match, Paper, Subscriber
-from digest.naive import AUTHOR_WEIGHT, naive_match, score_hits, term_score, text_fields, tie_break_key
+from digest.naive import AUTHOR_WEIGHT, naive_match, score_hits, text_fields, tie_break_key
 from digest.query import And, Node, Not, Term, atoms, parse_query
 from digest.terms import (
     GAP_RE,
@@ -40,12 +48,7 @@ from digest.terms import (
 )
 
 __all__ = ["Matcher", "build_digest", "naive_match", "score_hits", "tie_break_key"]
-
-_FIELDS_SCORE = {
-    frozenset(c): term_score(c)
-    for c in (("title",), ("abstract",), ("keywords",), ("title", "abstract"), ("title", "keywords"),
-              ("abstract", "keywords"), ("title", "abstract", "keywords"))
-}  # fmt: skip
+_T = TypeVar("_T")
 
 
 def build_digest(subscriber: Subscriber, matches: Sequence[Match], date: dt.date) -> Digest:
@@ -58,7 +61,7 @@ def build_digest(subscriber: Subscriber, matches: Sequence[Match], date: dt.date
     )
 
 
-# -- the fast matcher ------------------------------------------------------------------------------
+# -- compiled profiles -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,7 @@ class _Profile:
 
 
 class Matcher:
-    """Compile every profile once; then `match` any number of paper lists."""
+    """Compile every profile once; then `top` (or `match`) any number of paper lists."""
 
     def __init__(self, subscribers: Sequence[Subscriber]) -> None:
         self._terms: list[CompiledTerm] = []
@@ -105,8 +108,8 @@ class Matcher:
         return self._follow_ids[text]
 
     def _compile(self, sub: Subscriber) -> _Profile:
-        def ids(texts: Iterable[str], make: object) -> tuple[int, ...]:
-            found = (make(t) for t in dict.fromkeys(texts))  # type: ignore[operator]
+        def ids(texts: Iterable[str], make: Callable[[str], int | None]) -> tuple[int, ...]:
+            found = (make(t) for t in dict.fromkeys(texts))
             return tuple(i for i in found if i is not None)
 
         query = parse_query(sub.query) if sub.query else None
@@ -171,37 +174,61 @@ class Matcher:
 
     # -- per run --------------------------------------------------------------------------------
 
+    def top(
+        self, papers: Sequence[Paper], *, extra: Mapping[str, int] | None = None
+    ) -> dict[str, tuple[list[Match], int]]:
+        """Each subscriber's best `max_papers + extra[email]` matches, best first, and how many
+        papers matched in all.
+
+        The same as `match` cut to length, without building the matches nobody will see: the
+        pipeline asks for `extra` papers more than a reader's `max_papers` to make up for those
+        it leaves out because they were already emailed.
+        """
+        extra = extra or {}
+        return self._run(papers, lambda sub: sub.max_papers + extra.get(sub.email, 0))
+
     def match(self, papers: Sequence[Paper]) -> dict[str, list[Match]]:
-        """Every subscriber's matches, best first and uncapped (see `build_digest`)."""
-        # A run allocates millions of small tuples and no reference cycles; left on, the cyclic
-        # garbage collector re-walks the growing heap again and again (half the time at 10,000
-        # readers, measured). It is switched off for the run and restored as it was.
+        """Every subscriber's matches, best first and uncapped (see `top` and `build_digest`)."""
+        return {email: found for email, (found, _) in self._run(papers, lambda sub: None).items()}
+
+    def _run(
+        self, papers: Sequence[Paper], cap: Callable[[Subscriber], int | None]
+    ) -> dict[str, tuple[list[Match], int]]:
+        # A run allocates many small objects and no reference cycles; left on, the cyclic garbage
+        # collector re-walks the growing heap again and again. It is switched off for the run and
+        # restored as it was.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
             run = _Run(self, papers)
             # Profiles that ask for the same thing (every `all = true` reader, say) are decided once.
-            decided: dict[tuple[object, ...], list[Match]] = {}
+            decided: dict[tuple[object, ...], tuple[list[Match], int]] = {}
             out = {}
             for profile in self._profiles:
-                found = decided.get(profile.signature)
+                k = cap(profile.sub)
+                key = (k, *profile.signature)
+                found = decided.get(key)
                 if found is None:
-                    found = decided[profile.signature] = run.decide(profile)
-                out[profile.sub.email] = list(found)
+                    found = decided[key] = run.decide(profile, k)
+                out[profile.sub.email] = (list(found[0]), found[1])
             return out
         finally:
             if gc_was_enabled:
                 gc.enable()
 
 
+# -- bit sets --------------------------------------------------------------------------------------
+
+
 def _set_bits(mask: int) -> list[int]:
     """The indices of the set bits, lowest first."""
-    if mask.bit_count() <= 8:  # sparse: peel the lowest bit off, a few big-int operations each
+    if mask.bit_count() <= 64:  # sparse: peel the highest bit off, a few big-int operations each
         out = []
         while mask:
-            low = mask & -mask
-            out.append(low.bit_length() - 1)
-            mask ^= low
+            high = mask.bit_length() - 1
+            out.append(high)
+            mask ^= 1 << high
+        out.reverse()
         return out
     bits = bin(mask)[:1:-1]  # dense: one string, scanned in C
     found = []
@@ -212,6 +239,31 @@ def _set_bits(mask: int) -> list[int]:
     return found
 
 
+def _lowest(mask: int, k: int) -> int:
+    """The `k` lowest set bits of `mask` (all of them when it has no more)."""
+    if mask.bit_count() <= k:
+        return mask
+    lo, hi = k, mask.bit_length()  # the answer is mask & ((1 << n) - 1) for the least such n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (mask & ((1 << mid) - 1)).bit_count() >= k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return mask & ((1 << lo) - 1)
+
+
+def _walk(chosen: int, items: Iterable[_T], masks: Iterable[int]) -> dict[int, list[_T]]:
+    """paper -> the items whose mask has it, in order, for each paper of `chosen`."""
+    at: dict[int, list[_T]] = {p: [] for p in _set_bits(chosen)}
+    for item, mask in zip(items, masks, strict=True):
+        mine = mask & chosen
+        if mine:
+            for p in _set_bits(mine):
+                at[p].append(item)
+    return at
+
+
 def _mask(indices: Iterable[int]) -> int:
     m = 0
     for i in indices:
@@ -219,7 +271,89 @@ def _mask(indices: Iterable[int]) -> int:
     return m
 
 
+Planes = tuple[int, ...]  # bit-sliced numbers: bit p of planes[b] is bit b of paper p's number
+
+
+def field_planes(title: int, abstract: int, keywords: int) -> Planes:
+    """One term's score in half points, bit-sliced, from the papers it hit in each field.
+
+    `digest.naive.term_score` doubled: title 6, abstract 4, keywords 2, and 1 more for each
+    further field (title + abstract 7, abstract + keywords 5, all three 8). The tests check these
+    planes against `term_score` for every combination of fields.
+    """
+    three = title & abstract & keywords
+    two = ((title & abstract) | (title & keywords) | (abstract & keywords)) & ~three
+    return (two, (title & ~three) | (keywords & ~title & ~abstract), (title | abstract) & ~three, three)
+
+
+_AUTHOR_HALVES = int(2 * AUTHOR_WEIGHT)
+
+
+def _constant_planes(mask: int, halves: int) -> Planes:
+    return tuple(mask if halves >> b & 1 else 0 for b in range(halves.bit_length()))
+
+
+def _add(acc: list[int], planes: Planes) -> None:
+    """acc += planes, a ripple-carry adder applied to every paper at once."""
+    carry = 0
+    for b, plane in enumerate(planes):
+        if b == len(acc):
+            acc.append(0)
+        a = acc[b]
+        s = a ^ plane
+        acc[b] = s ^ carry
+        carry = (a & plane) | (s & carry)
+    b = len(planes)
+    while carry:
+        if b == len(acc):
+            acc.append(carry)
+            return
+        a = acc[b]
+        acc[b] = a ^ carry
+        carry &= a
+        b += 1
+
+
+def _best(acc: Sequence[int], matched: int, k: int | None) -> tuple[int, list[tuple[int, int]]]:
+    """The best `k` papers of `matched` (all when None), and the same split by score: (score in
+    half points, papers) from the highest score down. Within a part the lower bit (the better
+    rank) comes first."""
+    chosen = matched
+    if k is not None and matched.bit_count() > k:
+        # Radix select from the most significant plane: `above` surely make the cut, `tied` are
+        # equal so far. Whatever is tied at the end shares one score, so the lowest bits win.
+        above, tied, have = 0, matched, 0
+        for plane in reversed(acc):
+            ones = tied & plane
+            n = ones.bit_count()
+            if have + n >= k:
+                tied = ones
+                if have + n == k:
+                    break
+            else:
+                above |= ones
+                have += n
+                tied &= ~plane
+        chosen = above | _lowest(tied, k - have)
+    # Split the chosen papers by score, most significant plane first; each part stays in order.
+    parts = [(0, chosen)]
+    for b in range(len(acc) - 1, -1, -1):
+        plane, bit, split = acc[b], 1 << b, []
+        for score, part in parts:
+            ones = part & plane
+            if ones:
+                split.append((score | bit, ones))
+            if ones != part:
+                split.append((score, part ^ ones))
+        parts = split
+    return chosen, parts
+
+
+# -- one run ---------------------------------------------------------------------------------------
+
 _SPLIT_RE = re.compile(r"([\w\u0300-\u036f]+)")  # TOKEN_RE once "_" is gone
+_FIELDS: tuple[Field, ...] = ("title", "abstract", "keywords")
+_FOLLOWS, _CATEGORIES = -1, -2  # markers in a Match key: followed authors, categories from here
 
 
 class _Cache(dict[str, str]):
@@ -234,40 +368,53 @@ class _Cache(dict[str, str]):
         return value
 
 
-_KeywordHit = tuple[tuple[Hit, ...], float, tuple[float, int, Match]]
-
-
 class _Run:
-    """One `Matcher.match` call: the papers scanned once, then each profile decided."""
+    """One `Matcher.top`/`match` call: the papers scanned once, then each profile decided."""
 
     def __init__(self, matcher: Matcher, papers: Sequence[Paper]) -> None:
         self.m = matcher
-        self.papers = papers
+        # bit p is the paper ranked p-th among equal scores
+        self.papers = sorted(papers, key=tie_break_key)
         n = len(papers)
         self.universe = (1 << n) - 1
-        order = sorted(range(n), key=lambda p: tie_break_key(papers[p]))
-        self.rank = [0] * n
-        for r, p in enumerate(order):
-            self.rank[p] = r
         self._keys = _Cache(token_key)
         self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else " \n ")
-        # per term group: every hit as (paper, field, start, end), in text order
+        # per term group: every hit as (paper, field, start, end), in paper then text order
         self.sinks: list[list[tuple[int, Field, int, int]]] = [[] for _ in matcher._group_tids]
         if matcher._automaton is not None:
-            for p, paper in enumerate(papers):
+            for p, paper in enumerate(self.papers):
                 for field, text in text_fields(paper):
                     if text:
                         self._scan(p, field, text)
-        group_mask = [_mask({hit[0] for hit in sink}) for sink in self.sinks]
-        self.term_mask = [group_mask[g] for g in matcher._tid_group]  # by term id
-        self._keyword_hits: dict[int, dict[int, _KeywordHit]] = {}
-        self._matches: dict[tuple[int, ...], tuple[float, int, Match]] = {}
-        self._atom_masks: dict[tuple[int, tuple[str, ...]], int] = {}
+        # per term group: the papers it hit in the title, the abstract, the keywords; per paper:
+        # the term groups that hit it (which of a reader's keywords brought a paper they keep)
+        self.group_fields: list[tuple[int, int, int]] = []
+        self.group_hits: list[dict[int, list[tuple[Field, int, int]]]] = []  # paper -> hits
+        for sink in self.sinks:
+            t = a = k = 0
+            by_paper: dict[int, list[tuple[Field, int, int]]] = defaultdict(list)
+            for p, field, start, end in sink:
+                by_paper[p].append((field, start, end))
+                if field == "title":
+                    t |= 1 << p
+                elif field == "abstract":
+                    a |= 1 << p
+                else:
+                    k |= 1 << p
+            self.group_fields.append((t, a, k))
+            self.group_hits.append(by_paper)
+        del self.sinks
+        self._term_hits: dict[tuple[int, int], tuple[Hit, ...]] = {}
+        group_units = [(t | a | k, field_planes(t, a, k)) for t, a, k in self.group_fields]
+        # by term id: (papers, score planes)
+        self.term_units = [group_units[g] for g in matcher._tid_group]
+        self.term_mask = [mask for mask, _ in self.term_units]
+        self._matches: dict[tuple[object, ...], Match] = {}
         self._upvote_fail: dict[int, int] = {}
         self._category_hits: dict[str, dict[int, tuple[Hit, ...]]] = {}
         self.source_mask: dict[str, int] = defaultdict(int)
         self.category_papers: dict[str, int] = defaultdict(int)
-        for p, paper in enumerate(papers):
+        for p, paper in enumerate(self.papers):
             bit = 1 << p
             for source in paper.sources:
                 self.source_mask[source] |= bit
@@ -348,39 +495,14 @@ class _Run:
 
     # -- cached pieces ---------------------------------------------------------------------------
 
-    def keyword_hits(self, tid: int) -> dict[int, _KeywordHit]:
-        """paper -> the term's hits in it, what they add to the score, and the sort entry of the
-        Match for a reader whom only this term brought the paper; built once per term."""
-        cached = self._keyword_hits.get(tid)
-        if cached is None:
+    def term_hits(self, tid: int, p: int) -> tuple[Hit, ...]:
+        """The term's hits in paper p, in text order; made when a Match that shows them is."""
+        hits = self._term_hits.get((tid, p))
+        if hits is None:
             text = self.m._terms[tid].text
-            by_paper: dict[int, list[Hit]] = {}
-            for p, field, start, end in self.sinks[self.m._tid_group[tid]]:
-                hit = Hit(text, field, start, end)
-                found = by_paper.get(p)
-                if found is None:
-                    by_paper[p] = [hit]
-                else:
-                    found.append(hit)
-            cached = {}
-            papers, rank = self.papers, self.rank
-            for p, hit_list in by_paper.items():
-                hits = tuple(hit_list)
-                score = _FIELDS_SCORE[frozenset(h.field for h in hits)]
-                cached[p] = (hits, score, (-score, rank[p], Match(papers[p], score, hits)))
-            self._keyword_hits[tid] = cached
-        return cached
-
-    def term_hits(self, tid: int, p: int, fields: tuple[str, ...]) -> tuple[Hit, ...]:
-        found = self.keyword_hits(tid).get(p)
-        return tuple(h for h in found[0] if h.field in fields) if found else ()
-
-    def atom_mask(self, tid: int, fields: tuple[str, ...]) -> int:
-        key = (tid, fields)
-        if key not in self._atom_masks:
-            sink = self.sinks[self.m._tid_group[tid]]
-            self._atom_masks[key] = _mask({p for p, field, _, _ in sink if field in fields})
-        return self._atom_masks[key]
+            found = self.group_hits[self.m._tid_group[tid]].get(p, ())
+            hits = self._term_hits[tid, p] = tuple([Hit(text, *where) for where in found])
+        return hits
 
     def upvote_fail(self, minimum: int) -> int:
         if minimum not in self._upvote_fail:
@@ -406,9 +528,11 @@ class _Run:
             self._category_hits[category] = cached
         return cached
 
+    # -- queries ---------------------------------------------------------------------------------
+
     def query_mask(self, node: Node) -> int:
         if isinstance(node, Term):
-            return self.atom(node)
+            return self.atom_mask(node)
         if isinstance(node, Not):
             return self.universe & ~self.query_mask(node.item)
         masks = [self.query_mask(item) for item in node.items]
@@ -417,23 +541,58 @@ class _Run:
             out = out & mask if isinstance(node, And) else out | mask
         return out
 
-    def atom(self, term: Term) -> int:
+    def atom_fields(self, term: Term) -> tuple[int, int, int]:
+        """A text atom's papers per field (title, abstract, keywords), limited to its fields."""
+        tid = self.m._term_ids.get(term.text)
+        if tid is None:
+            return (0, 0, 0)
+        found = self.group_fields[self.m._tid_group[tid]]
+        fields = term.fields
+        return (
+            found[0] if "title" in fields else 0,
+            found[1] if "abstract" in fields else 0,
+            found[2] if "keywords" in fields else 0,
+        )
+
+    def atom_mask(self, term: Term) -> int:
         if term.field == "cat":
             return self.category_papers.get(term.text.lower(), 0)
         if term.field == "author":
-            return self.follow_mask[self.m._follow_ids[term.text]]
-        return self.atom_mask(self.m._term_ids[term.text], term.fields)
+            fid = self.m._follow_ids.get(term.text)
+            return 0 if fid is None else self.follow_mask[fid]
+        t, a, k = self.atom_fields(term)
+        return t | a | k
 
     def atom_hits(self, term: Term, p: int) -> tuple[Hit, ...]:
         if term.field == "cat":
             return self.category_hits(term.text).get(p, ())
         if term.field == "author":
-            return self.follow_hits[self.m._follow_ids[term.text]].get(p, ())
-        return self.term_hits(self.m._term_ids[term.text], p, term.fields)
+            fid = self.m._follow_ids.get(term.text)
+            return () if fid is None else self.follow_hits[fid].get(p, ())
+        tid = self.m._term_ids.get(term.text)
+        if tid is None:
+            return ()
+        return tuple(h for h in self.term_hits(tid, p) if h.field in term.fields)
 
     # -- one profile -----------------------------------------------------------------------------
 
-    def decide(self, prof: _Profile) -> list[Match]:
+    def decide(self, prof: _Profile, k: int | None) -> tuple[list[Match], int]:
+        """The profile's best `k` matches (all when None), best first, and how many matched."""
+        matched, query_mask = self.matched(prof)
+        total = matched.bit_count()
+        if not matched or (k is not None and k <= 0):
+            return [], total
+        chosen, parts = _best(self.scores(prof, matched, query_mask), matched, k)
+        if prof.query is not None:
+            return [
+                self.query_match(prof, p, half / 2, query_mask)
+                for half, part in parts
+                for p in _set_bits(part)
+            ], total
+        return self.plain_matches(prof, chosen, parts), total
+
+    def matched(self, prof: _Profile) -> tuple[int, int]:
+        """The papers the profile gets, and those its query is true for."""
         sub = prof.sub
         allowed = self.universe
         if sub.sources:
@@ -446,13 +605,9 @@ class _Run:
         followed = 0
         for fid in prof.follows:
             followed |= self.follow_mask[fid]
-        followed &= allowed
-        topic = once = twice = 0  # papers hit by at least one keyword, by two or more
+        topic = 0
         for tid in prof.keywords:
-            mask = term_mask[tid]
-            twice |= once & mask
-            once |= mask
-        topic = once
+            topic |= term_mask[tid]
         query_mask = 0
         if prof.query is not None:
             query_mask = self.query_mask(prof.query)
@@ -466,84 +621,111 @@ class _Run:
             topic &= in_categories
         if sub.min_upvotes > 0:
             topic &= ~self.upvote_fail(sub.min_upvotes)
-        matched = (topic & allowed) | followed
-        if not matched:
-            return []
-        papers, rank = self.papers, self.rank
-        positive = [t for t, pos in prof.query_atoms if pos]
-        keyword_maps = [self.keyword_hits(tid) for tid in prof.keywords]
-        follow_maps = [self.follow_hits[fid] for fid in prof.follows]
-        category_maps = [self.category_hits(c) for c in prof.categories]
-        out: list[tuple[float, int, Match]] = []
-        if prof.query is not None:
-            for p in _set_bits(matched):
-                hits: list[Hit] = []
-                for keyword_map in keyword_maps:
-                    found = keyword_map.get(p)
-                    if found is not None:
-                        hits += found[0]
-                if (query_mask >> p) & 1:
-                    for term in positive:
-                        hits += self.atom_hits(term, p)
-                for hits_map in (*follow_maps, *category_maps):
-                    hits += hits_map.get(p, ())
-                # a query term may repeat a keyword: de-duplicate, and score from scratch
-                final = tuple(dict.fromkeys(hits))
-                score = score_hits(final)
-                out.append((-score, rank[p], Match(papers[p], score, final)))
+        return (topic | followed) & allowed, query_mask
+
+    def scores(self, prof: _Profile, matched: int, query_mask: int) -> list[int]:
+        """Every matched paper's score in half points, bit-sliced (see `field_planes`)."""
+        units: list[tuple[int, Planes]] = []  # (papers, planes) of each thing that scores
+        if prof.query is None:
+            term_units = self.term_units
+            units = [term_units[tid] for tid in prof.keywords]
+            for fid in prof.follows:
+                mask = self.follow_mask[fid]
+                units.append((mask, _constant_planes(mask, _AUTHOR_HALVES)))
         else:
-            # The hot path: a paper that exactly one keyword brought (and no followed author) gets
-            # that (term, paper)'s ready-made Match, shared by every such reader; with categories,
-            # the Match of that entry plus the paper's category hits, cached likewise.
-            single = matched & once & ~twice & ~followed
-            if single:
-                cache = self._matches
-                for tid, keyword_map in zip(prof.keywords, keyword_maps, strict=True):
-                    mine = term_mask[tid] & single
-                    if not mine:
-                        continue
-                    if not category_maps:
-                        out += [keyword_map[p][2] for p in _set_bits(mine)]
-                        continue
-                    for p in _set_bits(mine):
-                        base = keyword_map[p]
-                        cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]
-                        key = (-1, id(base), *map(id, cas))  # -1: never a paper index
-                        entry = cache.get(key)
-                        if entry is None:
-                            hits = list(base[0])
-                            for found_hits in cas:
-                                hits += found_hits
-                            entry = cache[key] = (-base[1], rank[p], Match(papers[p], base[1], tuple(hits)))
-                        out.append(entry)
-                matched &= ~single
-            # The rest: combinations, cached by the (term, paper) entries they are made of, which
-            # live as long as this run.
-            cache = self._matches
-            # which keywords hit each remaining paper, walking each keyword's bits of them
-            found_at: dict[int, list[_KeywordHit]] = {p: [] for p in _set_bits(matched)}
-            for tid, keyword_map in zip(prof.keywords, keyword_maps, strict=True):
-                mine = term_mask[tid] & matched
-                if mine:
-                    for p in _set_bits(mine):
-                        found_at[p].append(keyword_map[p])
-            for p, kws in found_at.items():
-                fos = [got for hits_map in follow_maps if (got := hits_map.get(p)) is not None]
-                cas = [got for hits_map in category_maps if (got := hits_map.get(p)) is not None]
-                key = (p, *map(id, kws), *map(id, fos), *map(id, cas))
-                entry = cache.get(key)
-                if entry is None:
-                    hits = []
-                    score = 0.0
-                    for term_hits, term_score, _ in kws:
-                        hits += term_hits
-                        score += term_score
-                    for found_hits in fos:
-                        hits += found_hits
-                        score += AUTHOR_WEIGHT
-                    for found_hits in cas:
-                        hits += found_hits
-                    entry = cache[key] = (-score, rank[p], Match(papers[p], score, tuple(hits)))
-                out.append(entry)
-        out.sort()  # ranks are unique, so two Matches are never compared
-        return [m for _, _, m in out]
+            # A query term may repeat a keyword, and hits are counted once per term text: gather
+            # each text's papers per field from the keywords and the positive query atoms first.
+            texts: dict[str, list[int]] = {}
+            authors: dict[str, int] = {}
+            for tid in prof.keywords:
+                texts[self.m._terms[tid].text] = list(self.group_fields[self.m._tid_group[tid]])
+            for fid in prof.follows:
+                authors[self.m._follows[fid][0]] = self.follow_mask[fid]
+            for term, positive in prof.query_atoms:
+                if not positive or term.field == "cat" or not query_mask:
+                    continue
+                if term.field == "author":
+                    authors[term.text] = authors.get(term.text, 0) | (self.atom_mask(term) & query_mask)
+                    continue
+                fields = texts.setdefault(term.text, [0, 0, 0])
+                for i, found in enumerate(self.atom_fields(term)):
+                    fields[i] |= found & query_mask
+            for t, a, k in texts.values():
+                units.append((t | a | k, field_planes(t, a, k)))
+            for mask in authors.values():
+                units.append((mask, _constant_planes(mask, _AUTHOR_HALVES)))
+        acc: list[int] = []
+        occupied = 0
+        for mask, planes in units:
+            mask &= matched
+            if not mask:
+                continue
+            if mask & occupied:
+                _add(acc, planes)
+            else:  # nothing to carry: the common case of a paper only one term brought
+                if len(acc) < len(planes):
+                    acc += [0] * (len(planes) - len(acc))
+                for b, plane in enumerate(planes):
+                    acc[b] |= plane
+            occupied |= mask
+        return acc
+
+    def plain_matches(self, prof: _Profile, chosen: int, parts: list[tuple[int, int]]) -> list[Match]:
+        """The Matches of a profile without a query, in the order of `parts`.
+
+        A Match is made of the paper and the profile's keywords, followed authors and categories
+        found in it, and keyed by them: alike ones are made once and shared by every reader. What
+        each kept paper has is found by walking each term's bits of the kept papers (a few big-int
+        operations per term) rather than by probing every term for every kept paper.
+        """
+        tids_at = _walk(chosen, prof.keywords, map(self.term_mask.__getitem__, prof.keywords))
+        extras = bool(prof.follows or prof.categories)
+        if extras:
+            fids_at = _walk(chosen, prof.follows, map(self.follow_mask.__getitem__, prof.follows))
+            cats_at = _walk(
+                chosen, prof.categories, (self.category_papers.get(c.lower(), 0) for c in prof.categories)
+            )
+        cache = self._matches
+        out = []
+        fids: list[int] = []
+        cats: list[str] = []
+        for half, part in parts:
+            for p in _set_bits(part):
+                tids = tids_at[p]
+                if extras:
+                    fids, cats = fids_at[p], cats_at[p]
+                    key: tuple[object, ...] = (p, *tids, _FOLLOWS, *fids, _CATEGORIES, *cats)
+                else:
+                    key = (p, *tids)
+                found = cache.get(key)
+                if found is None:
+                    found = cache[key] = self.new_match(p, half / 2, tids, fids, cats)
+                out.append(found)
+        return out
+
+    def new_match(self, p: int, score: float, tids: list[int], fids: list[int], cats: list[str]) -> Match:
+        if len(tids) == 1 and not fids and not cats:  # most of them
+            return Match(self.papers[p], score, self.term_hits(tids[0], p))
+        hits: list[Hit] = []
+        for tid in tids:
+            hits += self.term_hits(tid, p)
+        for fid in fids:
+            hits += self.follow_hits[fid][p]
+        for c in cats:
+            hits += self.category_hits(c)[p]
+        return Match(self.papers[p], score, tuple(hits))
+
+    def query_match(self, prof: _Profile, p: int, score: float, query_mask: int) -> Match:
+        hits: list[Hit] = []
+        for tid in prof.keywords:
+            hits += self.term_hits(tid, p)
+        if (query_mask >> p) & 1:
+            for term, positive in prof.query_atoms:
+                if positive:
+                    hits += self.atom_hits(term, p)
+        for fid in prof.follows:
+            hits += self.follow_hits[fid].get(p, ())
+        for c in prof.categories:
+            hits += self.category_hits(c).get(p, ())
+        # a query term may repeat a keyword: each hit once
+        return Match(self.papers[p], score, tuple(dict.fromkeys(hits)))

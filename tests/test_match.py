@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.match import Matcher, build_digest, naive_match, score_hits
+from digest.match import Matcher, _best, _set_bits, build_digest, field_planes, naive_match, score_hits
 from digest.models import Hit, Match, Paper, Subscriber, merge_papers
+from digest.naive import term_score, tie_break_key
 from digest.profiles import load_subscribers
 from digest.sources import parse_arxiv_rss, parse_hf_daily
 
@@ -396,3 +399,80 @@ def test_alike_profiles_get_equal_but_separate_lists_and_gc_is_restored() -> Non
     assert gc.isenabled()
     assert result["a@example.org"] == result["b@example.org"]
     assert result["a@example.org"] is not result["b@example.org"]
+
+
+# -- top: the best k without the rest --------------------------------------------------------------
+
+
+def check_top(
+    subs: Sequence[Subscriber], papers: Sequence[Paper], extra: dict[str, int] | None = None
+) -> None:
+    """`top` is `match` cut to max_papers + extra, in the same order, with the uncapped count."""
+    full = Matcher(subs).match(papers)
+    capped = Matcher(subs).top(papers, extra=extra)
+    assert capped.keys() == full.keys()
+    for s in subs:
+        k = s.max_papers + (extra or {}).get(s.email, 0)
+        found, total = capped[s.email]
+        assert found == full[s.email][:k], s.email
+        assert total == len(full[s.email]), s.email
+
+
+@PROPS
+@given(
+    st.lists(st.tuples(profiles(), st.integers(1, 12), st.integers(0, 3)), min_size=1, max_size=4),
+)
+def test_top_is_match_cut_to_length(sample: list[Paper], drawn: list[tuple[Subscriber, int, int]]) -> None:
+    subs = [replace(s, email=f"s{i}@example.org", max_papers=k) for i, (s, k, _) in enumerate(drawn)]
+    check_top(subs, sample, extra={s.email: e for s, (_, _, e) in zip(subs, drawn, strict=True)})
+
+
+def test_top_on_the_real_listings(day: list[Paper]) -> None:
+    """Golden: the example profiles and some broad ones (many equal scores, so the tie-break
+    decides the cut) on the whole day, at several caps."""
+    example = Path(__file__).parent.parent / "subscribers.example.toml"
+    subs = list(load_subscribers(example, source_names={"hf", "arxiv"}))
+    subs += [
+        sub(email="all@example.org", all=True),
+        sub(email="cs@example.org", categories=["cs"], keywords=["model", "learning", "LLM"]),
+        sub(email="q@example.org", query="(model OR title:learning) NOT cat:math", authors=["Y. LeCun"]),
+    ]
+    for cap in (1, 3, 20):
+        capped = [replace(s, max_papers=cap) for s in subs]
+        check_top(capped, day)
+    check_top(subs, day, extra={"all@example.org": 7, "cs@example.org": 2000})
+    # the cut falls inside a run of equal scores: best rank first
+    [first] = Matcher([sub(all=True, max_papers=1)]).top(day)["r@example.org"][0]
+    assert first.paper == min(day, key=tie_break_key)
+
+
+def test_top_counts_what_it_leaves_out() -> None:
+    s = sub(all=True, max_papers=2)
+    found, total = Matcher([s]).top(ABCD)[s.email]
+    assert total == 4 and found == Matcher([s]).match(ABCD)[s.email][:2]
+    assert Matcher([s]).top(ABCD, extra={s.email: 1})[s.email][0] == Matcher([s]).match(ABCD)[s.email][:3]
+    assert Matcher([s]).top([]) == {s.email: ([], 0)}
+
+
+def test_score_planes_agree_with_term_score() -> None:
+    """Each term's score is summed bit-sliced, in half points: check every combination of fields."""
+    fields = ("title", "abstract", "keywords")
+    for n in range(1, 8):
+        hit = [bool(n >> i & 1) for i in range(3)]
+        planes = field_planes(*(int(h) for h in hit))  # one paper, bit 0
+        halves = sum(plane << b for b, plane in enumerate(planes))
+        assert halves == 2 * term_score([f for f, h in zip(fields, hit, strict=True) if h])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=0, max_size=70), st.integers(0, 80), st.randoms())
+def test_radix_select_is_a_sort(scores: list[int], k: int, rnd: random.Random) -> None:
+    matched = sum(1 << p for p in range(len(scores)) if rnd.random() < 0.8)
+    acc = [sum(1 << p for p, s in enumerate(scores) if s >> b & 1) for b in range(6)]
+    chosen, parts = _best(acc, matched, k)
+    got = [(s, p) for s, part in parts for p in _set_bits(part)]
+    want = sorted(((s, p) for p, s in enumerate(scores) if matched >> p & 1), key=lambda t: (-t[0], t[1]))
+    assert got == want[:k]
+    assert chosen == sum(1 << p for _, p in want[:k])
+    _, everything = _best(acc, matched, None)
+    assert [(s, p) for s, part in everything for p in _set_bits(part)] == want
