@@ -35,7 +35,7 @@ __all__ = [
 
 # -- highlighting ---------------------------------------------------------------------------------
 
-_MARK_OPEN = '<mark style="background-color:#fff1a8;color:#1f2328;padding:0 1px">'
+_MARK_OPEN = '<mark style="background-color:#fff1a8;color:#1f2328">'
 _MARK_CLOSE = "</mark>"
 
 
@@ -51,19 +51,65 @@ def _pattern(term: str) -> re.Pattern[str] | None:
     return re.compile(pattern, re.IGNORECASE)
 
 
-@lru_cache(maxsize=65536)  # one entry per (text, term) a reader has: the same pairs recur
+@lru_cache(maxsize=65536)
 def _spans_of(text: str, term: str) -> tuple[tuple[int, int], ...]:
     pattern = _pattern(term)
-    if pattern is None:
-        return ()
-    return tuple(m.span() for m in pattern.finditer(text))
+    return tuple(m.span() for m in pattern.finditer(text)) if pattern is not None else ()
+
+
+# Most texts and terms are ASCII, and there the pattern above says no more than: the term's words,
+# lower-cased and one space apart, not right after a letter, digit or underscore. `str.find` on
+# the lower-cased text finds that without compiling a pattern per term, which would be most of
+# the cost of highlighting on a day with thousands of distinct terms.
+
+
+@lru_cache(maxsize=16384)
+def _needle(term: str) -> tuple[str, bool] | None:
+    """The term as `str.find` looks for it, and whether it must start a word; None: use the regex."""
+    words = term.split()
+    if not words or not term.isascii():
+        return None
+    return " ".join(words).lower(), words[0][0].isalnum()
+
+
+# What makes `str.find` and the regex disagree: whitespace but single spaces (the regex's \s+), and
+# the letters IGNORECASE matches to ASCII ones that lower() does not (dotless i, long s, Kelvin,
+# and the dotted capital I, whose lower case is two characters).
+_NOT_PLAIN = re.compile("[^\\S ]| {2}|[\u0130\u0131\u017f\u212a]")
+
+
+@lru_cache(maxsize=16384)
+def _plain_lower(text: str) -> str | None:
+    """`text` lower-cased, where `_find` gives what the regex would; else None."""
+    lower = text.lower()
+    return lower if len(lower) == len(text) and not _NOT_PLAIN.search(text) else None
+
+
+def _find(lower: str, needle: str, at_word: bool) -> list[tuple[int, int]]:
+    spans = []
+    size = len(needle)
+    i = lower.find(needle)
+    while i >= 0:
+        before = lower[i - 1] if i else " "
+        if at_word and (before.isalnum() or before == "_"):
+            i = lower.find(needle, i + 1)
+            continue
+        spans.append((i, i + size))
+        i = lower.find(needle, i + size)
+    return spans
 
 
 def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
     """Where each term occurs in `text`, case-insensitively, starting at a word boundary."""
     spans: list[tuple[int, int]] = []
+    lower = _plain_lower(text)
     for term in terms:
-        spans += _spans_of(text, term)
+        needle = _needle(term) if lower is not None else None
+        if needle is not None and lower is not None:
+            if needle[0] in lower:
+                spans += _find(lower, *needle)
+        else:
+            spans += _spans_of(text, term)
     return spans
 
 
@@ -108,16 +154,6 @@ _FIELD_NAMES = {"keywords": "keywords", "author": "authors", "category": "catego
 _STRONG = '<strong style="color:#1f2328">'
 
 
-def _fields_by_term(hits: Sequence[Hit]) -> dict[str, list[str]]:
-    by_term: dict[str, list[str]] = {}
-    for hit in hits:
-        fields = by_term.setdefault(_term_line(hit.term), [])
-        name = _FIELD_NAMES.get(hit.field, hit.field)
-        if name not in fields:
-            fields.append(name)
-    return by_term
-
-
 @lru_cache(maxsize=16384)
 def _term_line(term: str) -> str:
     return one_line(term)
@@ -129,26 +165,36 @@ def _why_parts(term: str, fields: tuple[str, ...]) -> tuple[str, str]:
     return f'"{term}" in the {where}', f"{_STRONG}{escape(term)}</strong> in the {escape(where)}"
 
 
-def _why(hits: Sequence[Hit]) -> tuple[str, Markup]:
-    parts = [_why_parts(term, tuple(fields)) for term, fields in _fields_by_term(hits).items()]
-    if not parts:
+def _why(by_term: dict[str, list[str]]) -> tuple[str, Markup]:
+    """The why line from {term: [field names]}, in both forms."""
+    if not by_term:
         return "", Markup("")
-    return "matched " + ", ".join(p[0] for p in parts), Markup(", ".join(p[1] for p in parts))
+    parts = [_why_parts(term, tuple(fields)) for term, fields in by_term.items()]
+    return "matched " + ", ".join([p[0] for p in parts]), Markup(", ".join([p[1] for p in parts]))
+
+
+def _fields_by_term(hits: Sequence[Hit]) -> dict[str, list[str]]:
+    by_term: dict[str, list[str]] = {}
+    for hit in hits:
+        fields = by_term.setdefault(_term_line(hit.term), [])
+        name = _FIELD_NAMES.get(hit.field, hit.field)
+        if name not in fields:
+            fields.append(name)
+    return by_term
 
 
 def why_text(hits: Sequence[Hit]) -> str:
     """'matched "prompt tuning" in the title, "LLM" in the abstract' (empty without hits)."""
-    return _why(hits)[0]
+    return _why(_fields_by_term(hits))[0]
 
 
 def why_html(hits: Sequence[Hit]) -> Markup:
     """'<strong>prompt tuning</strong> in the title, <strong>LLM</strong> in the abstract'."""
-    return _why(hits)[1]
+    return _why(_fields_by_term(hits))[1]
 
 
 # -- the view ---------------------------------------------------------------------------------------
 
-_TEXT_FIELDS = ("title", "abstract", "keywords")
 SOURCE_NAMES = {"hf": "Hugging Face", "hf_daily": "Hugging Face", "arxiv": "arXiv", "arxiv_rss": "arXiv"}
 
 
@@ -187,42 +233,72 @@ class _Base:
     title: str  # clean(title): the matcher's offsets are valid in it
     shown: str  # the snippet as shown (cut), before collapsing whitespace
     kept: int  # how much of the abstract `shown` keeps; 0 for an AI summary (no offsets apply)
+    found: dict[str, tuple[tuple[tuple[int, int], ...], ...]]  # term: its spans in title, shown
 
 
 def paper_view(paper: Paper, hits: Sequence[Hit] = ()) -> PaperView:
-    """The view of `paper` for a reader whose profile matched it with `hits`."""
+    """The view of `paper` for a reader whose profile matched it with `hits`.
+
+    This runs for every paper of every email: one pass over the hits, and everything else looked
+    up (this is the hot loop of rendering; a tidier version with a helper per field cost twice as
+    much).
+    """
     base = _base(paper)
     if not hits:
         return base.view
     view = base.view
-    terms = tuple(dict.fromkeys(h.term for h in hits if h.field in _TEXT_FIELDS))
     # `clean` keeps every character in place, so the matcher's offsets stay valid in what we show;
     # re-finding the terms covers what offsets cannot (the AI summary, a cut snippet).
-    title_spans = term_spans(base.title, terms)
-    snippet_spans = term_spans(base.shown, terms)
-    authors, authors_html, matched = view.authors, view.authors_html, view.matched_categories
+    title_spans: list[tuple[int, int]] = []
+    snippet_spans: list[tuple[int, int]] = []
+    text_terms: dict[str, None] = {}
+    by_term: dict[str, list[str]] = {}
     followed: list[str] = []
     categories: set[str] = set()
+    title_size, kept = len(base.title), base.kept
     for h in hits:
         field = h.field
-        if field == "title":
-            if 0 <= h.start < h.end <= len(base.title):
-                title_spans.append((h.start, h.end))
-        elif field == "abstract":
-            if 0 <= h.start < h.end <= base.kept:
+        name = _FIELD_NAMES.get(field, field)
+        fields = by_term.setdefault(_term_line(h.term), [])
+        if name not in fields:
+            fields.append(name)
+        if field == "abstract":
+            text_terms[h.term] = None
+            if 0 <= h.start < h.end <= kept:
                 snippet_spans.append((h.start, h.end))
+        elif field == "title":
+            text_terms[h.term] = None
+            if 0 <= h.start < h.end <= title_size:
+                title_spans.append((h.start, h.end))
+        elif field == "keywords":
+            text_terms[h.term] = None
         elif field == "author":
             followed.append(h.term)
         elif field == "category":
             categories.add(h.term.lower())
+    found = base.found
+    for term in text_terms:
+        spans = found.get(term)
+        if spans is None:
+            spans = found[term] = (
+                tuple(term_spans(base.title, (term,))),
+                tuple(term_spans(base.shown, (term,))),
+            )
+        title_spans += spans[0]
+        snippet_spans += spans[1]
+    authors, authors_html, matched = view.authors, view.authors_html, view.matched_categories
     if followed:
         authors = shorten_authors(paper.authors, must_show=followed)
         authors_html = highlight(authors, term_spans(authors, followed))
     if categories:
         matched = frozenset(c for c in view.categories if c.lower() in categories)
-    why, why_markup = _why(hits)
-    title_html = highlight(base.title, title_spans) if title_spans else view.title_html
-    snippet_html = highlight(base.shown, snippet_spans) if snippet_spans else view.snippet_html
+    why, why_markup = _why(by_term)
+    title_html = view.title_html
+    if title_spans:
+        title_html = _highlight(base.title, tuple(sorted(title_spans)), _MARK_OPEN, _MARK_CLOSE)
+    snippet_html = view.snippet_html
+    if snippet_spans:
+        snippet_html = _highlight(base.shown, tuple(sorted(snippet_spans)), _MARK_OPEN, _MARK_CLOSE)
     # Built field by field: dataclasses.replace costs more than everything above together.
     return PaperView(
         view.id, view.title, title_html, view.url, view.pdf_url, view.github_url, view.project_url,
@@ -263,7 +339,7 @@ def _base(paper: Paper) -> _Base:
         why_html=Markup(""),
         published=paper.published,
     )
-    return _Base(view, title, shown, kept)
+    return _Base(view, title, shown, kept, {})
 
 
 def _counts(paper: Paper) -> tuple[str, ...]:
