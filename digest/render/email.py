@@ -24,6 +24,7 @@ from digest.config import Settings
 from digest.errors import RenderError
 from digest.models import Digest, Hit, Match, Paper, RenderedEmail, Subscriber
 from digest.render.templating import (
+    clear_fragments,
     load,
     long_date,
     make_env,
@@ -71,6 +72,8 @@ class EmailRenderer:
         self._html = self._compile(mjml_template)
         for sample in _samples():
             self.render(*sample)
+        # The samples' made-up paper ids could be real ones: no fragment of theirs may be reused.
+        clear_fragments(self._env)
 
     # -- per email ----------------------------------------------------------------------------
     def render(self, digest: Digest, links: Links) -> RenderedEmail:

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.ext import Extension
+from jinja2.parser import Parser
 from markupsafe import Markup
 
 from digest.errors import RenderError
@@ -54,10 +57,84 @@ def make_env(user_dir: Path | None = None, *, scrub: bool = True) -> jinja2.Envi
         lstrip_blocks=True,
         keep_trailing_newline=True,
         finalize=_finalize if scrub else None,
+        extensions=[FragmentCache],
     )
     env.filters["wrap"] = wrap
     env.filters["clean"] = clean
     return env
+
+
+class FragmentCache(Extension):
+    """`{% cache key, … %}…{% endcache %}`: the block is rendered once per key, then reused.
+
+    For the parts of a paper that every reader gets alike (links, badges, the text part's
+    snippet), which are most of an email: `{% cache p.id %}` renders them once per paper per run,
+    not once per email. The key must name everything the block depends on (`p.id,
+    p.matched_categories` for badges that mark the reader's categories). Each block has its own
+    cache, which lives as long as the environment: one run. Like Django's `{% cache %}` tag.
+    """
+
+    tags = {"cache"}  # noqa: RUF012 - Jinja declares it a plain class attribute
+    LIMIT = 50_000  # fragments kept; past that the cache starts over (a run has ~2 per paper)
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        self.fragments = _Fragments()
+        self.blocks = 0
+
+    def parse(self, parser: Parser) -> list[nodes.Node]:
+        lineno = next(parser.stream).lineno
+        self.blocks += 1  # the block's own id: two blocks with the same key keep their own texts
+        keys: list[nodes.Expr] = [nodes.Const(self.blocks)]
+        while parser.stream.current.type != "block_end":
+            if len(keys) > 1:
+                parser.stream.expect("comma")
+            keys.append(parser.parse_expression())
+        body = parser.parse_statements(("name:endcache",), drop_needle=True)
+        # {% set f = fragments[key] %}{% if f is none %}{% set f %}body{% endset %}
+        # {% set f = put(key, f) %}{% endif %}{{ f }}. A subscript, not a method call: Jinja runs
+        # calls through context.call, which would cost more than the block itself on a hit; and
+        # a captured block, not a {% call %}, which would build a macro every time.
+        name = f"cache_fragment_{self.blocks}"
+        key = nodes.Tuple(keys, "load")
+        found = nodes.Getitem(self.attr("fragments"), key, "load")
+        stored = self.call_method("put", [key, nodes.Name(name, "load")])
+        return [
+            nodes.Assign(nodes.Name(name, "store"), found).set_lineno(lineno),
+            nodes.If(
+                nodes.Test(nodes.Name(name, "load"), "none", [], [], None, None),
+                [
+                    nodes.AssignBlock(nodes.Name(name, "store"), None, body),
+                    nodes.Assign(nodes.Name(name, "store"), stored),
+                ],
+                [],
+                [],
+            ).set_lineno(lineno),
+            nodes.Output([nodes.Name(name, "load")]).set_lineno(lineno),
+        ]
+
+    def put(self, key: tuple[Any, ...], fragment: str) -> str:
+        if len(self.fragments) >= self.LIMIT:
+            self.fragments.clear()
+        self.fragments[key] = fragment
+        return fragment
+
+    def clear(self) -> None:
+        self.fragments.clear()
+
+
+class _Fragments(dict[tuple[Any, ...], str]):
+    """A dict where a missing key is None: what `{% cache %}` tests for."""
+
+    def __missing__(self, key: tuple[Any, ...]) -> None:
+        return None
+
+
+def clear_fragments(env: jinja2.Environment) -> None:
+    """Forget every `{% cache %}` fragment: after rendering sample papers, whose ids are made up."""
+    for ext in env.extensions.values():
+        if isinstance(ext, FragmentCache):
+            ext.clear()
 
 
 def _finalize(value: Any) -> Any:
