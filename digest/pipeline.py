@@ -31,7 +31,7 @@ from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
 from digest.diff import diff
-from digest.match import Matcher, build_digest
+from digest.match import Matcher
 from digest.models import DiffResult, Digest, Hit, Match, Paper, Subscriber, merge_papers, utcnow
 from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
 from digest.progress import Progress, QuietProgress
@@ -234,8 +234,7 @@ def run(
                 store.lift_suppression(sub.email)  # the profile was edited: try the address again
             active.append(sub)
         with timer("match"):
-            matches = Matcher(active).match(result.new)
-        digests = _digests(store, active, matches, date)
+            digests = _digests(store, active, result.new, date)
         summary.matched = sum(1 for d in digests if d.matches)
 
         # 5. render + send, lazily: one message is built just before it goes out
@@ -270,16 +269,46 @@ def run(
 
 
 def _digests(
-    store: Store, subscribers: Sequence[Subscriber], matches: dict[str, list[Match]], date: dt.date
+    store: Store, subscribers: Sequence[Subscriber], papers: Sequence[Paper], date: dt.date
 ) -> list[Digest]:
-    """Each reader's digest: matches minus papers already emailed to them, capped by max_papers."""
+    """Each reader's digest: their best matches minus papers already emailed to them, capped by
+    max_papers, and how many of the others matched."""
+    sent = store.sent_for_papers(p.id for p in papers)  # one query for everybody
+    # ask for as many more as a reader could lose to papers already sent
+    ranked = Matcher(subscribers).top(papers, extra={email: len(ids) for email, ids in sent.items()})
+    below = _sent_below_the_cut(subscribers, papers, sent, ranked)
     out = []
     for sub in subscribers:
-        found = matches.get(sub.email, [])
-        already = store.sent_paper_ids(sub.email, [m.paper.id for m in found]) if found else set()
+        found, total = ranked[sub.email]
+        already = sent.get(sub.email, set())
         fresh = [m for m in found if m.paper.id not in already]
-        out.append(build_digest(sub, fresh, date))
+        total -= len(found) - len(fresh) + below.get(sub.email, 0)
+        out.append(Digest(sub, date, tuple(fresh[: sub.max_papers]), total))
     return out
+
+
+def _sent_below_the_cut(
+    subscribers: Sequence[Subscriber],
+    papers: Sequence[Paper],
+    sent: dict[str, set[str]],
+    ranked: dict[str, tuple[list[Match], int]],
+) -> dict[str, int]:
+    """How many papers already emailed to a reader matched but rank below what `top` returned.
+
+    Rare (a paper sent before that is new again and ranks low), and exact: a paper matches on its
+    own, so matching only those papers again counts them.
+    """
+    unsure = {}
+    for email, ids in sent.items():
+        found, total = ranked.get(email, ([], 0))
+        if total > len(found) and (left := ids - {m.paper.id for m in found}):
+            unsure[email] = left
+    if not unsure:
+        return {}
+    again = Matcher([s for s in subscribers if s.email in unsure]).match(
+        [p for p in papers if any(p.id in left for left in unsure.values())]
+    )
+    return {email: sum(1 for m in again[email] if m.paper.id in left) for email, left in unsure.items()}
 
 
 def _due(

@@ -85,6 +85,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE deliveries ADD COLUMN explanations TEXT NOT NULL DEFAULT '{}'
     """,
+    # 3: which readers already got one of today's papers, in one query per run (sent_for_papers)
+    """
+    CREATE INDEX sent_papers_by_paper ON sent_papers (paper_id)
+    """,
 ]
 
 DeliveryStatus = Literal["pending", "sending", "sent", "failed", "unknown"]
@@ -424,6 +428,21 @@ class Store:
                 f"SELECT paper_id FROM sent_papers WHERE email = ? AND paper_id IN ({marks})", [email, *chunk]
             )
             out.update(r[0] for r in rows)
+        return out
+
+    def sent_for_papers(self, ids: Iterable[str]) -> dict[str, set[str]]:
+        """email -> which of `ids` were already emailed to that reader (readers with none are
+        left out): one query per 500 ids for every reader at once."""
+        out: dict[str, set[str]] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT email, paper_id FROM sent_papers WHERE paper_id IN ({marks})", chunk
+            )
+            for email, paper_id in rows:
+                out.setdefault(email, set()).add(paper_id)
         return out
 
     def matched_history(
