@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import TypeVar
+from typing import cast
 
 import ahocorasick
 
@@ -48,7 +48,6 @@ from digest.terms import (
 )
 
 __all__ = ["Matcher", "build_digest", "naive_match", "score_hits", "tie_break_key"]
-_T = TypeVar("_T")
 
 
 def build_digest(subscriber: Subscriber, matches: Sequence[Match], date: dt.date) -> Digest:
@@ -88,29 +87,31 @@ class Matcher:
         self._automaton = self._build_automaton()
 
     def _term(self, text: str) -> int | None:
-        if text in self._term_ids:
-            return self._term_ids[text]
-        compiled = compile_term(text)
-        if compiled is None:
-            return None
-        self._term_ids[text] = len(self._terms)
-        self._terms.append(compiled)
-        return self._term_ids[text]
+        tid = self._term_ids.get(text)
+        if tid is None and (compiled := compile_term(text)) is not None:
+            tid = self._term_ids[text] = len(self._terms)
+            self._terms.append(compiled)
+        return tid
 
     def _follow(self, text: str) -> int | None:
-        if text in self._follow_ids:
-            return self._follow_ids[text]
-        name = author_name(text)
-        if name is None:
-            return None
-        self._follow_ids[text] = len(self._follows)
-        self._follows.append((text, name))
-        return self._follow_ids[text]
+        fid = self._follow_ids.get(text)
+        if fid is None and (name := author_name(text)) is not None:
+            fid = self._follow_ids[text] = len(self._follows)
+            self._follows.append((text, name))
+        return fid
 
     def _compile(self, sub: Subscriber) -> _Profile:
-        def ids(texts: Iterable[str], make: Callable[[str], int | None]) -> tuple[int, ...]:
-            found = (make(t) for t in dict.fromkeys(texts))
-            return tuple(i for i in found if i is not None)
+        def ids(
+            texts: Iterable[str], known: dict[str, int], make: Callable[[str], int | None]
+        ) -> tuple[int, ...]:
+            out = []
+            for text in dict.fromkeys(texts):
+                i = known.get(text)
+                if i is None:
+                    i = make(text)
+                if i is not None:
+                    out.append(i)
+            return tuple(out)
 
         query = parse_query(sub.query) if sub.query else None
         query_atoms = tuple(atoms(query)) if query is not None else ()
@@ -122,9 +123,9 @@ class Matcher:
         categories = tuple(dict.fromkeys(sub.categories))
         return _Profile(
             sub=sub,
-            keywords=ids(sub.keywords, self._term),
-            exclude=ids(sub.exclude, self._term),
-            follows=ids(sub.authors, self._follow),
+            keywords=ids(sub.keywords, self._term_ids, self._term),
+            exclude=ids(sub.exclude, self._term_ids, self._term),
+            follows=ids(sub.authors, self._follow_ids, self._follow),
             categories=categories,
             query=query,
             query_atoms=query_atoms,
@@ -253,15 +254,15 @@ def _lowest(mask: int, k: int) -> int:
     return mask & ((1 << lo) - 1)
 
 
-def _walk(chosen: int, items: Iterable[_T], masks: Iterable[int]) -> dict[int, list[_T]]:
-    """paper -> the items whose mask has it, in order, for each paper of `chosen`."""
-    at: dict[int, list[_T]] = {p: [] for p in _set_bits(chosen)}
+def _walk(
+    at: dict[int, tuple[object, ...]], chosen: int, items: Iterable[object], masks: Iterable[int]
+) -> None:
+    """Append to `at[p]` each item whose mask has p, in order, for the papers of `chosen`."""
     for item, mask in zip(items, masks, strict=True):
         mine = mask & chosen
         if mine:
             for p in _set_bits(mine):
-                at[p].append(item)
-    return at
+                at[p] += (item,)
 
 
 def _mask(indices: Iterable[int]) -> int:
@@ -314,10 +315,10 @@ def _add(acc: list[int], planes: Planes) -> None:
         b += 1
 
 
-def _best(acc: Sequence[int], matched: int, k: int | None) -> tuple[int, list[tuple[int, int]]]:
-    """The best `k` papers of `matched` (all when None), and the same split by score: (score in
-    half points, papers) from the highest score down. Within a part the lower bit (the better
-    rank) comes first."""
+def _best(acc: Sequence[int], matched: int, k: int | None) -> list[tuple[int, int]]:
+    """The best `k` papers of `matched` (all when None), split by score: (score in half points,
+    papers) from the highest score down. Within a part the lower bit (the better rank) comes
+    first."""
     chosen = matched
     if k is not None and matched.bit_count() > k:
         # Radix select from the most significant plane: `above` surely make the cut, `tied` are
@@ -346,7 +347,7 @@ def _best(acc: Sequence[int], matched: int, k: int | None) -> tuple[int, list[tu
             if ones != part:
                 split.append((score, part ^ ones))
         parts = split
-    return chosen, parts
+    return parts
 
 
 # -- one run ---------------------------------------------------------------------------------------
@@ -492,6 +493,7 @@ class _Run:
                 hits[p] = tuple(Hit(text, "author", *offsets[k]) for k in sorted(ks))
             self.follow_hits.append(hits)
             self.follow_mask.append(_mask(hits))
+        self.follow_units = [(mask, _constant_planes(mask, _AUTHOR_HALVES)) for mask in self.follow_mask]
 
     # -- cached pieces ---------------------------------------------------------------------------
 
@@ -501,7 +503,7 @@ class _Run:
         if hits is None:
             text = self.m._terms[tid].text
             found = self.group_hits[self.m._tid_group[tid]].get(p, ())
-            hits = self._term_hits[tid, p] = tuple([Hit(text, *where) for where in found])
+            hits = self._term_hits[tid, p] = tuple([Hit(text, f, s, e) for f, s, e in found])
         return hits
 
     def upvote_fail(self, minimum: int) -> int:
@@ -570,7 +572,7 @@ class _Run:
             fid = self.m._follow_ids.get(term.text)
             return () if fid is None else self.follow_hits[fid].get(p, ())
         tid = self.m._term_ids.get(term.text)
-        if tid is None:
+        if tid is None or p not in self.group_hits[self.m._tid_group[tid]]:
             return ()
         return tuple(h for h in self.term_hits(tid, p) if h.field in term.fields)
 
@@ -582,14 +584,14 @@ class _Run:
         total = matched.bit_count()
         if not matched or (k is not None and k <= 0):
             return [], total
-        chosen, parts = _best(self.scores(prof, matched, query_mask), matched, k)
+        parts = _best(self.scores(prof, matched, query_mask), matched, k)
         if prof.query is not None:
             return [
                 self.query_match(prof, p, half / 2, query_mask)
                 for half, part in parts
                 for p in _set_bits(part)
             ], total
-        return self.plain_matches(prof, chosen, parts), total
+        return self.plain_matches(prof, parts), total
 
     def matched(self, prof: _Profile) -> tuple[int, int]:
         """The papers the profile gets, and those its query is true for."""
@@ -629,9 +631,8 @@ class _Run:
         if prof.query is None:
             term_units = self.term_units
             units = [term_units[tid] for tid in prof.keywords]
-            for fid in prof.follows:
-                mask = self.follow_mask[fid]
-                units.append((mask, _constant_planes(mask, _AUTHOR_HALVES)))
+            if prof.follows:
+                units += [self.follow_units[fid] for fid in prof.follows]
         else:
             # A query term may repeat a keyword, and hits are counted once per term text: gather
             # each text's papers per field from the keywords and the positive query atoms first.
@@ -654,23 +655,28 @@ class _Run:
                 units.append((t | a | k, field_planes(t, a, k)))
             for mask in authors.values():
                 units.append((mask, _constant_planes(mask, _AUTHOR_HALVES)))
-        acc: list[int] = []
-        occupied = 0
+        # Units that share no matched paper with the ones before them just OR into the planes
+        # (nothing to carry: most papers are brought by one term); the others are added.
+        p0 = p1 = p2 = p3 = occupied = 0
+        overlapping = []
         for mask, planes in units:
             mask &= matched
             if not mask:
                 continue
-            if mask & occupied:
-                _add(acc, planes)
-            else:  # nothing to carry: the common case of a paper only one term brought
-                if len(acc) < len(planes):
-                    acc += [0] * (len(planes) - len(acc))
-                for b, plane in enumerate(planes):
-                    acc[b] |= plane
+            if mask & occupied or len(planes) != 4:
+                overlapping.append(planes)
+            else:
+                q0, q1, q2, q3 = planes
+                p0, p1, p2, p3 = p0 | q0, p1 | q1, p2 | q2, p3 | q3
             occupied |= mask
+        acc = [p0, p1, p2, p3]
+        for planes in overlapping:
+            _add(acc, planes)
+        while acc and not acc[-1] & matched:
+            acc.pop()
         return acc
 
-    def plain_matches(self, prof: _Profile, chosen: int, parts: list[tuple[int, int]]) -> list[Match]:
+    def plain_matches(self, prof: _Profile, parts: list[tuple[int, int]]) -> list[Match]:
         """The Matches of a profile without a query, in the order of `parts`.
 
         A Match is made of the paper and the profile's keywords, followed authors and categories
@@ -678,47 +684,51 @@ class _Run:
         each kept paper has is found by walking each term's bits of the kept papers (a few big-int
         operations per term) rather than by probing every term for every kept paper.
         """
-        tids_at = _walk(chosen, prof.keywords, map(self.term_mask.__getitem__, prof.keywords))
-        extras = bool(prof.follows or prof.categories)
-        if extras:
-            fids_at = _walk(chosen, prof.follows, map(self.follow_mask.__getitem__, prof.follows))
-            cats_at = _walk(
-                chosen, prof.categories, (self.category_papers.get(c.lower(), 0) for c in prof.categories)
-            )
+        order = [(half, p) for half, part in parts for p in _set_bits(part)]
+        chosen = 0
+        for _, part in parts:
+            chosen |= part
+        # the key: (paper, keywords..., [_FOLLOWS, follows..., _CATEGORIES, categories...])
+        at: dict[int, tuple[object, ...]] = {p: (p,) for _, p in order}
+        _walk(at, chosen, prof.keywords, map(self.term_mask.__getitem__, prof.keywords))
+        if prof.follows or prof.categories:
+            _walk(at, chosen, [_FOLLOWS], [chosen])
+            _walk(at, chosen, prof.follows, map(self.follow_mask.__getitem__, prof.follows))
+            _walk(at, chosen, [_CATEGORIES], [chosen])
+            cats = prof.categories
+            _walk(at, chosen, cats, [self.category_papers.get(c.lower(), 0) for c in cats])
         cache = self._matches
         out = []
-        fids: list[int] = []
-        cats: list[str] = []
-        for half, part in parts:
-            for p in _set_bits(part):
-                tids = tids_at[p]
-                if extras:
-                    fids, cats = fids_at[p], cats_at[p]
-                    key: tuple[object, ...] = (p, *tids, _FOLLOWS, *fids, _CATEGORIES, *cats)
-                else:
-                    key = (p, *tids)
-                found = cache.get(key)
-                if found is None:
-                    found = cache[key] = self.new_match(p, half / 2, tids, fids, cats)
-                out.append(found)
+        for half, p in order:
+            key = at[p]
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = self.new_match(key, half / 2)
+            out.append(found)
         return out
 
-    def new_match(self, p: int, score: float, tids: list[int], fids: list[int], cats: list[str]) -> Match:
-        if len(tids) == 1 and not fids and not cats:  # most of them
-            return Match(self.papers[p], score, self.term_hits(tids[0], p))
+    def new_match(self, key: tuple[object, ...], score: float) -> Match:
+        """The Match a `plain_matches` key stands for."""
+        p = cast(int, key[0])
+        if len(key) == 2:  # one keyword and nothing else: most of them
+            return Match(self.papers[p], score, self.term_hits(cast(int, key[1]), p))
+        ends = key.index(_FOLLOWS) if _FOLLOWS in key else len(key)
         hits: list[Hit] = []
-        for tid in tids:
+        for tid in cast(tuple[int, ...], key[1:ends]):
             hits += self.term_hits(tid, p)
-        for fid in fids:
-            hits += self.follow_hits[fid][p]
-        for c in cats:
-            hits += self.category_hits(c)[p]
+        if ends < len(key):
+            middle = key.index(_CATEGORIES)
+            for fid in cast(tuple[int, ...], key[ends + 1 : middle]):
+                hits += self.follow_hits[fid][p]
+            for c in cast(tuple[str, ...], key[middle + 1 :]):
+                hits += self.category_hits(c)[p]
         return Match(self.papers[p], score, tuple(hits))
 
     def query_match(self, prof: _Profile, p: int, score: float, query_mask: int) -> Match:
         hits: list[Hit] = []
         for tid in prof.keywords:
-            hits += self.term_hits(tid, p)
+            if p in self.group_hits[self.m._tid_group[tid]]:
+                hits += self.term_hits(tid, p)
         if (query_mask >> p) & 1:
             for term, positive in prof.query_atoms:
                 if positive:

