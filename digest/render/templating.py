@@ -216,13 +216,22 @@ def one_line(text: str | None) -> str:
     return _SPACES.sub(" ", clean(text)).strip()
 
 
-@lru_cache(maxsize=8192)  # the same titles and snippets go to many readers
 def wrap(text: str, width: int = 76, indent: str = "", first: str | None = None) -> str:
     """Wrap plain text for the text part; `indent` on every line, `first` on the first.
 
     Greedy, like textwrap.fill(break_long_words=False, break_on_hyphens=False), which is several
     times slower and this runs for every paragraph of every email.
     """
+    if first is not None and len(first) == len(indent):
+        # The same lines as with `indent` alone: one cached entry per title, not one per title
+        # and position in the list ("1.  ", "2.  ", ...).
+        body = _wrap(text, width, indent, None)
+        return first + body[len(indent) :] if body else ""
+    return _wrap(text, width, indent, first)
+
+
+@lru_cache(maxsize=32768)  # the same titles and authors go to many readers
+def _wrap(text: str, width: int, indent: str, first: str | None) -> str:
     lines: list[str] = []
     line = indent if first is None else first
     empty = True
