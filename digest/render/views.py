@@ -28,6 +28,7 @@ __all__ = [
     "PaperView",
     "highlight",
     "paper_view",
+    "term_line",
     "term_spans",
     "why_html",
     "why_text",
@@ -63,7 +64,7 @@ def _spans_of(text: str, term: str) -> tuple[tuple[int, int], ...]:
 # the cost of highlighting on a day with thousands of distinct terms.
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=65536)
 def _needle(term: str) -> tuple[str, bool] | None:
     """The term as `str.find` looks for it, and whether it must start a word; None: use the regex."""
     words = term.split()
@@ -142,10 +143,21 @@ def _highlight(text: str, spans: tuple[tuple[int, int], ...], mark_open: str, ma
     out: list[str] = []
     pos = 0
     for start, end in merged:
-        out += (escape(text[pos:start]), mark_open, escape(text[start:end]), mark_close)
+        out += (_escape(text[pos:start]), mark_open, _escape(text[start:end]), mark_close)
         pos = end
-    out.append(escape(text[pos:]))
+    out.append(_escape(text[pos:]))
     return Markup("".join(out))
+
+
+def _escape(text: str) -> str:
+    # markupsafe.escape, character for character, without making a Markup of every piece.
+    return (
+        text.replace("&", "&amp;")
+        .replace(">", "&gt;")
+        .replace("<", "&lt;")
+        .replace("'", "&#39;")
+        .replace('"', "&#34;")
+    )
 
 
 # -- why a paper matched --------------------------------------------------------------------------
@@ -154,12 +166,13 @@ _FIELD_NAMES = {"keywords": "keywords", "author": "authors", "category": "catego
 _STRONG = '<strong style="color:#1f2328">'
 
 
-@lru_cache(maxsize=16384)
-def _term_line(term: str) -> str:
+@lru_cache(maxsize=65536)  # a run has tens of thousands of terms; a thrashing cache costs more
+def term_line(term: str) -> str:
+    """A profile term on one line (`one_line`), cached: a run has a few thousand terms."""
     return one_line(term)
 
 
-@lru_cache(maxsize=16384)  # readers share terms far more often than whole lists of hits
+@lru_cache(maxsize=65536)  # readers share terms far more often than whole lists of hits
 def _why_parts(term: str, fields: tuple[str, ...]) -> tuple[str, str]:
     where = " and ".join(fields)
     return f'"{term}" in the {where}', f"{_STRONG}{escape(term)}</strong> in the {escape(where)}"
@@ -176,7 +189,7 @@ def _why(by_term: dict[str, list[str]]) -> tuple[str, Markup]:
 def _fields_by_term(hits: Sequence[Hit]) -> dict[str, list[str]]:
     by_term: dict[str, list[str]] = {}
     for hit in hits:
-        fields = by_term.setdefault(_term_line(hit.term), [])
+        fields = by_term.setdefault(term_line(hit.term), [])
         name = _FIELD_NAMES.get(hit.field, hit.field)
         if name not in fields:
             fields.append(name)
@@ -259,7 +272,7 @@ def paper_view(paper: Paper, hits: Sequence[Hit] = ()) -> PaperView:
     for h in hits:
         field = h.field
         name = _FIELD_NAMES.get(field, field)
-        fields = by_term.setdefault(_term_line(h.term), [])
+        fields = by_term.setdefault(term_line(h.term), [])
         if name not in fields:
             fields.append(name)
         if field == "abstract":
