@@ -26,6 +26,7 @@ from digest.models import Match, Subscriber
 from digest.render.feeds import (
     Day,
     FeedMeta,
+    ItemCache,
     items,
     private_feed_path,
     private_feed_url,
@@ -99,24 +100,37 @@ def publish_site(
         context = _day_context(settings, latest, prev_day, None, days, root="", now=now)
         files[out / "index.html"] = render(template, context)
 
-    for subscriber, token, entries in private:
-        dates = [d for d, _ in entries] + [d.date for d in days]
-        feed_items = items(entries, oldest=window(dates, settings.output.feed_days))
-        files[private_feed_path(settings, token)] = render_rss(
-            env, private_meta(settings, subscriber, token, now), feed_items
-        )
     if private:
         # Some servers list a folder without an index page; the private feeds must not be listed.
         files[out / "feeds" / "index.html"] = "<!doctype html><title>Private feeds</title>\n"
-
+    # The public site first, all rendered before anything is written, so a broken template
+    # changes nothing; then each private feed as soon as it is rendered (thousands of them would
+    # otherwise all be held in memory at once).
+    written: list[Path] = []
+    folders: set[Path] = set()
     for path, content in files.items():
-        try:
-            write_atomic(path, content)
-        except OSError as exc:
-            raise RenderError(
-                f"writing {path}: {exc.strerror or exc}; check [output] dir and its permissions"
-            ) from None
-    return list(files)
+        _write(path, content, folders)
+        written.append(path)
+    cache: ItemCache = {}  # alike readers get the same items: each is built once
+    for subscriber, token, entries in private:
+        dates = [d for d, _ in entries] + [d.date for d in days]
+        feed_items = items(entries, oldest=window(dates, settings.output.feed_days), cache=cache)
+        path = private_feed_path(settings, token)
+        _write(path, render_rss(env, private_meta(settings, subscriber, token, now), feed_items), folders)
+        written.append(path)
+    for folder in folders:  # once per folder, not once per file: the renames are durable now
+        _sync_folder(folder)
+    return written
+
+
+def _write(path: Path, content: str, folders: set[Path]) -> None:
+    try:
+        write_atomic(path, content, sync_folder=False)
+    except OSError as exc:
+        raise RenderError(
+            f"writing {path}: {exc.strerror or exc}; check [output] dir and its permissions"
+        ) from None
+    folders.add(path.parent)
 
 
 def _day_context(
@@ -154,8 +168,12 @@ def _day_context(
     }
 
 
-def write_atomic(path: Path, content: str) -> None:
-    """Write `content` to `path` so that readers see the old file or the new one, never half."""
+def write_atomic(path: Path, content: str, *, sync_folder: bool = True) -> None:
+    """Write `content` to `path` so that readers see the old file or the new one, never half.
+
+    The rename is durable once the folder is synced: here, or by the caller with `_sync_folder`
+    after writing many files to it (`sync_folder=False`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -168,8 +186,13 @@ def write_atomic(path: Path, content: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if sync_folder:
+        _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
     try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
         return
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +19,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from digest.config import Settings
-from digest.models import Match, Paper, Subscriber
+from digest.models import Hit, Match, Paper, Subscriber
 from digest.render.templating import clean, load, render, rfc822
 from digest.render.views import PaperView, highlight, paper_view, term_spans
 
@@ -75,32 +76,60 @@ def window(dates: Iterable[dt.date], feed_days: int) -> dt.date | None:
     return max(dates) - dt.timedelta(days=feed_days - 1) if dates else None
 
 
-def items(entries: Iterable[tuple[dt.date, Sequence[Match]]], *, oldest: dt.date | None) -> list[FeedItem]:
-    """Feed items newest day first, each paper once (on the newest day that listed it)."""
+ItemCache = dict[tuple[Paper, tuple[Hit, ...], dt.date], FeedItem]
+
+
+def items(
+    entries: Iterable[tuple[dt.date, Sequence[Match]]],
+    *,
+    oldest: dt.date | None,
+    cache: ItemCache | None = None,
+) -> list[FeedItem]:
+    """Feed items newest day first, each paper once (on the newest day that listed it).
+
+    With `cache` (one dict per publishing run), an item is built once for each paper, hits and
+    day, however many private feeds it is in: alike readers get the same hits.
+    """
     out: list[FeedItem] = []
     seen: set[str] = set()
     for date, matches in sorted(entries, key=lambda e: e[0], reverse=True):
         if oldest is not None and date < oldest:
             continue
         moment = dt.datetime.combine(date, dt.time(0, 0), tzinfo=dt.UTC)
+        published, updated = rfc822(moment), moment.isoformat().replace("+00:00", "Z")
         for match in matches:
             if match.paper.id in seen:
                 continue
             seen.add(match.paper.id)
-            view = paper_view(match.paper, match.hits)
-            out.append(
-                FeedItem(
-                    paper=view,
-                    guid=clean(match.paper.id).strip(),
-                    atom_id=_atom_id(clean(match.paper.id).strip()),
-                    date=date,
-                    published=rfc822(moment),
-                    updated=moment.isoformat().replace("+00:00", "Z"),
-                    description=_description(view, match),
-                    abstract=clean(match.paper.abstract),
-                )
-            )
+            key = (match.paper, match.hits, date)
+            item = cache.get(key) if cache is not None else None
+            if item is None:
+                item = _item(match, date, published, updated)
+                if cache is not None:
+                    cache[key] = item
+            out.append(item)
     return out
+
+
+def _item(match: Match, date: dt.date, published: str, updated: str) -> FeedItem:
+    view = paper_view(match.paper, match.hits)
+    guid = clean(match.paper.id).strip()
+    abstract = _clean_abstract(match.paper.abstract)
+    return FeedItem(
+        paper=view,
+        guid=guid,
+        atom_id=_atom_id(guid),
+        date=date,
+        published=published,
+        updated=updated,
+        description=_description(view, match, abstract),
+        abstract=abstract,
+    )
+
+
+# The same abstract goes into many private feeds: cleaned once, it is also the same string object
+# each time, so the highlighting cache does not hash 2 KB again for every feed.
+_clean_abstract = lru_cache(maxsize=8192)(clean)
 
 
 def render_rss(env: jinja2.Environment, meta: FeedMeta, feed_items: Sequence[FeedItem]) -> str:
@@ -139,13 +168,14 @@ def _context(meta: FeedMeta, feed_items: Sequence[FeedItem]) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=8192)
 def _atom_id(paper_id: str) -> str:
     if "://" in paper_id:
         return paper_id
     return "urn:digest:paper:" + quote(paper_id, safe="/.-_:")
 
 
-def _description(view: PaperView, match: Match) -> str:
+def _description(view: PaperView, match: Match, abstract: str) -> str:
     # HTML as a plain str: the XML template escapes it once, which is what RSS readers expect.
     parts = []
     if view.authors:
@@ -154,23 +184,28 @@ def _description(view: PaperView, match: Match) -> str:
         parts.append(f"<p>Why: matched {view.why_html}</p>")
     if view.is_summary:
         parts.append(f"<p><strong>AI summary:</strong> {view.snippet_html}</p>")
-    abstract = clean(match.paper.abstract)
     if abstract.strip():
         terms = [h.term for h in match.hits if h.field in ("title", "abstract", "keywords")]
         spans = [(h.start, h.end) for h in match.hits if h.field == "abstract"]
         # <strong>, not <mark>: feed readers sanitise HTML, and <mark> rarely survives.
         marked = highlight(abstract, spans + term_spans(abstract, terms), mark_open=_B, mark_close=_B_END)
         parts.append(f"<p>{marked}</p>")
-    links = [
-        f'<a href="{escape(url)}">{label}</a>'
-        for label, url in (
-            ("Abstract", view.url),
-            ("PDF", view.pdf_url),
-            ("Code", view.github_url),
-            ("Project page", view.project_url),
-        )
-        if url
-    ]
+    links = _links(view.url, view.pdf_url, view.github_url, view.project_url)
     if links:
-        parts.append("<p>" + " · ".join(links) + "</p>")
+        parts.append(links)
     return "".join(parts)
+
+
+@lru_cache(maxsize=8192)  # the same for every reader of a paper
+def _links(url: str | None, pdf_url: str | None, github_url: str | None, project_url: str | None) -> str:
+    links = [
+        f'<a href="{escape(link)}">{label}</a>'
+        for label, link in (
+            ("Abstract", url),
+            ("PDF", pdf_url),
+            ("Code", github_url),
+            ("Project page", project_url),
+        )
+        if link
+    ]
+    return "<p>" + " · ".join(links) + "</p>" if links else ""
