@@ -341,3 +341,56 @@ def test_without_a_base_url_the_more_line_is_plain_text(renderer: EmailRenderer)
     assert "7 more papers matched." in out.html and "7 more papers matched." in out.text
     assert "archive/" not in out.html
     assert 'href="mailto:digest@example.org?subject=unsubscribe"' in out.html
+
+
+# -- caching ----------------------------------------------------------------------------------------
+def test_sample_fragments_are_not_reused_for_a_real_paper_with_the_same_id() -> None:
+    # The renderer tries its templates on made-up papers (ids 2411.00001 and 2411.00002) when it
+    # is built; a real paper with one of those ids must get its own title, links and snippet.
+    r = EmailRenderer(settings())
+    real = Paper(
+        id="2411.00001",
+        title="The real paper",
+        abstract="Real abstract text.",
+        url="https://arxiv.org/abs/2411.00001v9",
+        sources=("arxiv",),
+    )
+    out = r.render(Digest(READER, DATE, (Match(real, 1.0),)), links())
+    assert "The real paper" in out.html and "Real abstract text." in out.text
+    assert "https://arxiv.org/abs/2411.00001v9" in out.text
+    assert "prompt tuning" not in out.html and "prompt tuning" not in out.text
+
+
+def test_cache_tag_renders_a_block_once_per_key(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt.j2").write_text(
+        "{% for p in papers %}{% cache p.id %}{{ p.title }} {{ subscriber.name }}|{% endcache %}"
+        "{% cache p.id, subscriber.name %}{{ subscriber.name }};{% endcache %}{% endfor %}\n"
+    )
+    r = EmailRenderer(Settings(templates={"dir": tmp_path}))  # type: ignore[arg-type]
+    digest = golden_digest()
+    first = r.render(digest, links()).text
+    bob = Subscriber(email="bob@example.org", name="Bob")
+    second = r.render(Digest(bob, DATE, digest.matches, digest.total_matched), links()).text
+    assert first.count("Ada|") == 9 and first.count("Ada;") == 9
+    # the first block is keyed by the paper alone, so Bob gets Ada's: the key must name it all
+    assert second.count("Ada|") == 9 and second.count("Bob;") == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("x_LLM LLMs llm-based (LLM) 'llm' LLM_x éLLM", "LLM"),
+        ("Reinforcement  learning, reinforcement learning", "reinforcement learning"),
+        ("deep\u00a0learning and deep learning", "deep learning"),
+        ("ſtring and string", "string"),
+        ("\u212aernel kernel", "kernel"),
+        ("\u0130LLM LLM", "llm"),
+        ("C++ and c++ code", "C++"),
+        ("a #tag, #Tag", "#tag"),
+        ("données LLM …", "LLM"),
+    ],
+)
+def test_term_spans_fast_path_finds_what_the_regex_finds(text: str, term: str) -> None:
+    from digest.render import views
+
+    assert views.term_spans(text, [term]) == list(views._spans_of(text, term))
