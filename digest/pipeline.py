@@ -240,9 +240,7 @@ def run(
         # 5. render + send, lazily: one message is built just before it goes out
         with timer("send" if not dry_run else "render"):
             build = _Builder(renderer, settings, key, date, now)
-            jobs = list(
-                _late(store, active, _Builder(renderer, settings, key, date, now), summary, dry_run=dry_run)
-            )
+            jobs = list(_late(store, active, build, summary, dry_run=dry_run))
             jobs += _due(store, digests, build, summary, dry_run=dry_run, retry_unknown=retry_unknown)
             if dry_run:
                 advance = progress.stage("render", len(jobs))
@@ -251,7 +249,7 @@ def run(
                     summary.rendered += 1
                     advance(job.subscriber.email)
             elif jobs:
-                report = _send(settings, store, jobs, stop=stop, progress=progress, transport=transport)
+                report = _send(settings, store, jobs, stop=stop, progress=progress)
                 summary.sent = len(report.sent)
                 summary.failed = report.failed
                 summary.unknown += report.unknown
@@ -418,7 +416,6 @@ def _send(
     *,
     stop: threading.Event | None,
     progress: Progress,
-    transport: Any = None,
 ) -> SendReport:
     if settings.transport == "smtp":
         sink: Any = SmtpTransport(settings.smtp)
