@@ -7,6 +7,7 @@ import datetime as dt
 import email
 import email.header
 import email.policy
+import re
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -224,6 +225,20 @@ def wire_lines(msg: OutgoingMessage) -> list[bytes]:
     return lines
 
 
+def _as_html_reads_it(html: str) -> str:
+    """`html` with numeric character references decoded (what a browser shows for them)."""
+    return re.sub(r"&#(\d{1,7});", lambda m: chr(min(int(m.group(1)), 0x10FFFF)), html)
+
+
+def _same_html(sent: str, original: str) -> bool:
+    """The HTML part reads as the original: character references decoded, and a line break only
+    where the original had a space (whitespace to HTML)."""
+    sent, original = _as_html_reads_it(sent), _as_html_reads_it(original)
+    return len(sent) == len(original) and all(
+        a == b or (a, b) == ("\n", " ") for a, b in zip(sent, original, strict=True)
+    )
+
+
 def test_a_full_size_digest_round_trips_exactly():
     text = "".join(
         f"{i}. A paper title · with a long abstract line {'x' * (i % 120)}\n.dot\n-- \n" for i in range(300)
@@ -231,6 +246,8 @@ def test_a_full_size_digest_round_trips_exactly():
     html = (
         "<html><body>"
         + "".join(f'<p class="x">{i} — ü {"y" * (i % 200)}</p>\n' for i in range(500))
+        + ".starts with a dot\n"
+        + " ".join(f'<td style="padding:0;color:#{i:06x}">&amp;{i} é</td>' for i in range(200))  # one long line
         + "</body></html>\n"
     )
     msg = build(rendered=RenderedEmail(subject="20 new papers · 2024-11-28", html=html, text=text))
@@ -238,16 +255,62 @@ def test_a_full_size_digest_round_trips_exactly():
     parsed = roundtrip(msg)
     plain, rich = parsed.iter_parts()
     assert plain.get_content().replace("\r\n", "\n") == text
-    assert rich.get_content().replace("\r\n", "\n") == html
-    assert (plain["Content-Transfer-Encoding"], rich["Content-Transfer-Encoding"]) == (
-        "quoted-printable",
-        "quoted-printable",
-    )
+    assert (plain["Content-Transfer-Encoding"], rich["Content-Transfer-Encoding"]) == ("quoted-printable", "7bit")
+    sent_html = rich.get_content().replace("\r\n", "\n")
+    assert sent_html.isascii() and "&#8212; &#252;" in sent_html and "&amp;3 &#233;" in sent_html
+    assert _same_html(sent_html, html)
     lines = wire_lines(msg)
-    assert max(len(line) for line in lines if not line.startswith((b"List-Unsubscribe:", b" <https:"))) <= 78
-    assert not any(line.startswith(b".") for line in lines)  # SMTP dot-stuffing has nothing to do
+    assert max(len(line) for line in lines) <= 998
+    head = lines[: lines.index(b"")]
+    assert max(len(line) for line in head if not line.startswith((b"List-Unsubscribe:", b" <https:"))) <= 78
+    text_part = msg.data.split(b"quoted-printable\r\n\r\n", 1)[1].split(b"\r\n--=_", 1)[0]
+    assert not any(line.startswith(b".") for line in text_part.split(b"\r\n"))  # no dot-stuffing there
     boundary = parsed.get_boundary()
     assert boundary is not None and msg.data.count(boundary.encode()) == 4  # header, two parts, the end
+
+
+def test_the_html_is_seven_bit_with_a_fraction_of_the_quoted_printable_lines():
+    html = "".join(
+        f'<div style="font-size:14px;line-height:20px;color:#1a1a2e">Paper {i} by Jürgen Müller</div>' * 12
+        for i in range(60)
+    )
+    msg = build(rendered=RenderedEmail(subject="s", html=html, text="t"))
+    rich = list(roundtrip(msg).iter_parts())[1]
+    assert rich["Content-Transfer-Encoding"] == "7bit"
+    assert _same_html(rich.get_content().replace("\r\n", "\n"), html + "\n")
+    qp_lines = len(html.encode().replace(b"=", b"=3D")) // 76
+    assert msg.data.count(b"\r\n") < qp_lines / 4
+
+
+@pytest.mark.parametrize(
+    "html, why",
+    [
+        ("<style>.a { font-family: 'Jürgen'; }</style><p>x</p>", "non-ASCII CSS: a reference is not decoded there"),
+        ("<p>" + "x" * 1200 + "</p>", "1,200 octets without a space"),
+    ],
+)
+def test_html_that_cannot_be_seven_bit_stays_quoted_printable(html, why):
+    msg = build(rendered=RenderedEmail(subject="s", html=html, text="t"))
+    rich = list(roundtrip(msg).iter_parts())[1]
+    assert rich["Content-Transfer-Encoding"] == "quoted-printable", why
+    assert rich.get_content().replace("\r\n", "\n") == html + "\n"
+    assert max(len(line) for line in wire_lines(msg)) <= 998
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(html=st.text(st.characters(exclude_categories=("Cs",)), max_size=3000))
+def test_any_html_arrives_as_the_same_html(html):
+    msg = build(rendered=RenderedEmail(subject="s", html=html, text="t"))
+    lines = wire_lines(msg)
+    assert max(len(line) for line in lines) <= 998
+    rich = list(roundtrip(msg).iter_parts())[1]
+    got = rich.get_content().replace("\r\n", "\n")
+    want = html.replace("\r\n", "\n").replace("\r", "\n")
+    want = want if want.endswith("\n") else want + "\n"
+    if rich["Content-Transfer-Encoding"] == "7bit":
+        assert got.isascii() and _same_html(got, want)
+    else:
+        assert got == want
 
 
 def test_bare_carriage_returns_and_no_final_newline_are_normalised():
