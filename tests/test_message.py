@@ -247,7 +247,9 @@ def test_a_full_size_digest_round_trips_exactly():
         "<html><body>"
         + "".join(f'<p class="x">{i} — ü {"y" * (i % 200)}</p>\n' for i in range(500))
         + ".starts with a dot\n"
-        + " ".join(f'<td style="padding:0;color:#{i:06x}">&amp;{i} é</td>' for i in range(200))  # one long line
+        + " ".join(
+            f'<td style="padding:0;color:#{i:06x}">&amp;{i} é</td>' for i in range(200)
+        )  # one long line
         + "</body></html>\n"
     )
     msg = build(rendered=RenderedEmail(subject="20 new papers · 2024-11-28", html=html, text=text))
@@ -255,7 +257,10 @@ def test_a_full_size_digest_round_trips_exactly():
     parsed = roundtrip(msg)
     plain, rich = parsed.iter_parts()
     assert plain.get_content().replace("\r\n", "\n") == text
-    assert (plain["Content-Transfer-Encoding"], rich["Content-Transfer-Encoding"]) == ("quoted-printable", "7bit")
+    assert (plain["Content-Transfer-Encoding"], rich["Content-Transfer-Encoding"]) == (
+        "quoted-printable",
+        "7bit",
+    )
     sent_html = rich.get_content().replace("\r\n", "\n")
     assert sent_html.isascii() and "&#8212; &#252;" in sent_html and "&amp;3 &#233;" in sent_html
     assert _same_html(sent_html, html)
@@ -285,7 +290,10 @@ def test_the_html_is_seven_bit_with_a_fraction_of_the_quoted_printable_lines():
 @pytest.mark.parametrize(
     "html, why",
     [
-        ("<style>.a { font-family: 'Jürgen'; }</style><p>x</p>", "non-ASCII CSS: a reference is not decoded there"),
+        (
+            "<style>.a { font-family: 'Jürgen'; }</style><p>x</p>",
+            "non-ASCII CSS: a reference is not decoded there",
+        ),
         ("<p>" + "x" * 1200 + "</p>", "1,200 octets without a space"),
     ],
 )
