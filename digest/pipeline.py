@@ -7,8 +7,10 @@ kill and re-run:
 1. everything that can be checked before touching the network is (config, profiles, templates);
 2. all sources are fetched and parsed before anything is stored, so a failed fetch stores nothing;
 3. the snapshot and its HTTP validators are stored in one transaction;
-4. each digest goes pending → sending → sent/failed/unknown in the ledger, one commit each, so a
-   re-run sends only what is still pending and nobody gets two copies;
+4. each digest goes pending → sending → sent/failed/unknown in the ledger, 'sending' committed
+   before the message goes out (the 'sent' mark rides on the next commit, see
+   `Store.grouped_commits`), so a re-run sends only what is still pending and nobody gets two
+   copies;
 5. feeds and archive are written last, each file atomically.
 """
 
@@ -240,8 +242,9 @@ def run(
         # 5. render + send, lazily: one message is built just before it goes out
         with timer("send" if not dry_run else "render"):
             build = _Builder(renderer, settings, key, date, now)
-            jobs = list(_late(store, active, build, summary, dry_run=dry_run))
-            jobs += _due(store, digests, build, summary, dry_run=dry_run, retry_unknown=retry_unknown)
+            with store.transaction():  # every due digest recorded as pending in one commit
+                jobs = list(_late(store, active, build, summary, dry_run=dry_run))
+                jobs += _due(store, digests, build, summary, dry_run=dry_run, retry_unknown=retry_unknown)
             if dry_run:
                 advance = progress.stage("render", len(jobs))
                 for job in jobs:
@@ -445,7 +448,8 @@ def _send(
             if watcher is not None:
                 watcher.cancel()
 
-    return asyncio.run(go())
+    with store.grouped_commits():
+        return asyncio.run(go())
 
 
 async def _mirror(stop: threading.Event, stop_event: asyncio.Event) -> None:

@@ -132,6 +132,8 @@ class Store:
         self.path = path
         self.conn = conn
         self._lock_fd: int | None = None
+        self._depth = 0  # transaction() blocks open, outermost first
+        self._grouping = False  # inside grouped_commits()
 
     # -- opening, migrations, locking ---------------------------------------------------------
     @classmethod
@@ -170,19 +172,63 @@ class Store:
                 self.conn.execute(f"PRAGMA user_version = {number + 1}")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self.path}: database is busy ({exc})") from None
+    def transaction(self, *, defer_commit: bool = False) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception.
+
+        Blocks nest: an inner one is a SAVEPOINT, undone alone on an exception, committed with
+        the outermost. Inside `grouped_commits()`, `defer_commit=True` leaves the COMMIT to the
+        next block that does not defer (or the end of the group); see there.
+        """
+        outermost = self._depth == 0
+        # A deferred write still open (grouped_commits) is kept whatever happens to this block.
+        savepoint = not outermost or self.conn.in_transaction
+        if not self.conn.in_transaction:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: database is busy ({exc})") from None
+        if savepoint:
+            self.conn.execute("SAVEPOINT block")
+        self._depth += 1
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if savepoint:
+                self.conn.execute("ROLLBACK TO block")
+                self.conn.execute("RELEASE block")
+                if outermost:
+                    self.conn.execute("COMMIT")  # the deferred writes before this block stand
+            else:
+                self.conn.execute("ROLLBACK")
             raise
         else:
-            self.conn.execute("COMMIT")
+            if savepoint:
+                self.conn.execute("RELEASE block")
+            if outermost and not (defer_commit and self._grouping):
+                self.conn.execute("COMMIT")
+        finally:
+            self._depth -= 1
+
+    @contextlib.contextmanager
+    def grouped_commits(self) -> Iterator[None]:
+        """Let ledger writes that may wait (`defer_commit=True`) share the next commit.
+
+        While sending, each message costs a 'pending' row, a 'sending' mark that must be
+        committed before the message goes out, and a 'sent' mark after the server accepts.
+        Committing the 'sent' mark (and the next 'pending' row) together with the next message's
+        'sending' mark writes the WAL once per message instead of three times, a tenth of a
+        run's CPU. It loses nothing a crash could need: a process killed before that commit
+        leaves the accepted message 'sending', which the next run reports as unknown and never
+        sends again; it only reports less precisely. Everything left open is committed when the
+        group ends, whatever ended it.
+        """
+        self._grouping = True
+        try:
+            yield
+        finally:
+            self._grouping = False
+            if self._depth == 0 and self.conn.in_transaction:
+                self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -388,9 +434,11 @@ class Store:
             )
 
     def mark_sent(self, date: dt.date, email: str, reply: str, now: dt.datetime) -> None:
-        """The server accepted the message: the digest and each of its papers are sent, atomically."""
+        """The server accepted the message: the digest and each of its papers are sent, atomically.
+
+        The commit may wait for the next message's (see `grouped_commits`)."""
         day = date.isoformat()
-        with self.transaction() as db:
+        with self.transaction(defer_commit=True) as db:
             row = db.execute(
                 "SELECT papers FROM deliveries WHERE date = ? AND email = ?", (day, email)
             ).fetchone()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from digest.models import Paper
 from digest.sources.fetch import FetchResult
 from digest.store import MIGRATIONS, Store
 
+ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 21, 7, 0, tzinfo=dt.UTC)
 D1, D2, D3 = dt.date(2026, 11, 19), dt.date(2026, 11, 20), dt.date(2026, 11, 21)
 
@@ -129,6 +132,79 @@ def test_ledger_sent_records_papers_atomically(tmp_path: Path) -> None:
         assert store.matched_history("ada@example.org", [D1, D2]) == {
             D1: [("a", why["a"]), ("b", {}), ("c", {})]
         }
+
+
+def _status_seen_by_another_process(path: Path, email: str) -> str:
+    """What a second connection (another process, the next run) reads: committed rows only."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT status FROM deliveries WHERE email = ?", (email,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_nested_transactions_undo_only_the_inner_block(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    with Store.open(path) as store:
+        with store.transaction():
+            store.mark_pending(D1, "ada@example.org", ["a"], NOW)
+            with pytest.raises(RuntimeError), store.transaction():
+                store.mark_pending(D1, "bob@example.org", ["b"], NOW)
+                raise RuntimeError("boom")
+            store.mark_pending(D1, "cy@example.org", ["c"], NOW)
+            with pytest.raises(TypeError):  # nothing committed until the outermost block ends
+                _status_seen_by_another_process(path, "ada@example.org")
+        assert set(store.deliveries(D1)) == {"ada@example.org", "cy@example.org"}
+        assert _status_seen_by_another_process(path, "cy@example.org") == "pending"
+
+
+def test_grouped_commits_let_sent_marks_ride_on_the_next_sending_mark(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    with Store.open(path) as store:
+        for who in ("ada", "bob"):
+            store.mark_pending(D1, f"{who}@example.org", ["a"], NOW)
+        with store.grouped_commits():
+            store.mark_sending(D1, "ada@example.org", "<m1@example.org>", NOW)
+            assert _status_seen_by_another_process(path, "ada@example.org") == "sending"  # before it goes out
+            store.mark_sent(D1, "ada@example.org", "250 ok", NOW)
+            assert store.delivery(D1, "ada@example.org").status == "sent"  # type: ignore[union-attr]
+            assert _status_seen_by_another_process(path, "ada@example.org") == "sending"  # not yet committed
+            store.mark_sending(D1, "bob@example.org", "<m2@example.org>", NOW)
+            assert _status_seen_by_another_process(path, "ada@example.org") == "sent"  # committed with bob's
+            store.mark_sent(D1, "bob@example.org", "250 ok", NOW)
+            with pytest.raises(RuntimeError), store.transaction():  # a failing write keeps bob's sent
+                store.mark_status(D1, "ada@example.org", "failed", "x", NOW)
+                raise RuntimeError("boom")
+            assert _status_seen_by_another_process(path, "bob@example.org") == "sent"
+        store.mark_pending(D2, "ada@example.org", ["b"], NOW)
+        with store.grouped_commits():
+            store.mark_sending(D2, "ada@example.org", "<m3@example.org>", NOW)
+            store.mark_sent(D2, "ada@example.org", "250 ok", NOW)
+        assert not store.conn.in_transaction  # the end of the group commits what was left
+        assert store.sent_paper_ids("ada@example.org") == {"a", "b"}
+
+
+def test_a_process_killed_before_the_grouped_commit_leaves_sending_never_pending(tmp_path: Path) -> None:
+    """The worst a deferred 'sent' can do: the message is reported unknown, never sent twice."""
+    path = tmp_path / "d.sqlite3"
+    with Store.open(path) as store:
+        store.mark_pending(D1, "ada@example.org", ["a"], NOW)
+    script = (
+        "import datetime as dt, os, sys\n"
+        "from digest.store import Store\n"
+        f"now = dt.datetime.fromisoformat({NOW.isoformat()!r}); day = dt.date.fromisoformat({D1.isoformat()!r})\n"
+        f"store = Store.open(sys.argv[1])\n"
+        "with store.grouped_commits():\n"
+        "    store.mark_sending(day, 'ada@example.org', '<m1@example.org>', now)\n"
+        "    store.mark_sent(day, 'ada@example.org', '250 ok', now)\n"
+        "    os._exit(9)  # killed: no finally, no commit\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, check=False)
+    assert done.returncode == 9
+    with Store.open(path) as store:
+        row = store.delivery(D1, "ada@example.org")
+        assert row is not None and row.status == "sending" and row.attempts == 1
+        assert store.sent_paper_ids("ada@example.org") == set()
 
 
 def test_suppressions(tmp_path: Path) -> None:
