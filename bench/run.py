@@ -232,8 +232,9 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
             sorted(samples, key=lambda r: len(r.html) + len(r.text))[len(samples) // 2] if samples else None
         )
         to_send = emailed[: spec["send_n"]]
-        for digest in to_send:
-            store.mark_pending(DATE, digest.subscriber.email, [m.paper.id for m in digest.matches], NOW)
+        with store.transaction():  # as pipeline.run records them: one commit
+            for digest in to_send:
+                store.mark_pending(DATE, digest.subscriber.email, [m.paper.id for m in digest.matches], NOW)
 
         def job(digest: Any) -> Job:
             sub = digest.subscriber
@@ -247,7 +248,7 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
                 )  # fmt: skip
 
         before = sink.count()[0]
-        with stage("send"):
+        with stage("send"), store.grouped_commits():  # as pipeline._send sends
             report = asyncio.run(send()) if to_send else None
         accepted = sink.count()[0] - before
         out["sent"] = len(report.sent) if report else 0
