@@ -391,8 +391,8 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
     import psutil
 
     from bench.smtp_sink import Sink
+    from digest import pipeline
     from digest.config import SourceConfig
-    from digest.pipeline import run
 
     work = Path(spec["work"])
     with listings_server(Path(spec["arxiv"])) as base, Sink() as sink:
@@ -408,11 +408,24 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
 
             profiler = Profiler(interval=0.001)
             profiler.start()
+        # The bar ends at the last message accepted: the run publishes the feeds after that, so
+        # note when publishing starts (every send has been answered by then).
+        sent_by: list[tuple[float, float]] = []
+        publish = pipeline.publish
+
+        def timed_publish(*args: Any, **kwargs: Any) -> Any:
+            sent_by.append((time.perf_counter(), time.process_time()))
+            return publish(*args, **kwargs)
+
+        pipeline.publish = timed_publish
         wall, cpu = time.perf_counter(), time.process_time()
-        summary = run(
+        summary = pipeline.run(
             settings, subscribers_path=spec["profiles"], date=DATE, now=NOW, transport=httpx.HTTPTransport()
         )
+        start = (wall, cpu)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        pipeline.publish = publish
+        to_sent = (sent_by[0][0] - start[0], sent_by[0][1] - start[1]) if sent_by else (wall, cpu)
         if profiler is not None:
             profiler.stop()
             Path(spec["profile_dir"], "e2e.txt").write_text(profiler.output_text(unicode=True, color=False))
@@ -421,6 +434,8 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
         "subscribers": spec["subscribers"],
         "wall": wall,
         "cpu": cpu,
+        "to_sent_wall": to_sent[0],
+        "to_sent_cpu": to_sent[1],
         "timings": summary.timings,
         "new": summary.new,
         "sent": summary.sent,
@@ -684,7 +699,8 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
     ]  # fmt: skip
     if e2e is not None:
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in e2e["timings"].items())
-        ok_time = e2e["wall"] <= BAR_E2E_S
+        to_sent = e2e.get("to_sent_wall", e2e["wall"])
+        ok_time = to_sent <= BAR_E2E_S
         ok_rss = e2e["peak_rss_mb"] <= BAR_RSS_MB
         at_bar = e2e["subscribers"] == BAR_AT
         lines += [
@@ -697,7 +713,8 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
             "",
             "| | measured | bar |",
             "|---|---|---|",
-            f"| fetch → last message accepted | **{_s(e2e['wall'])}** <sub>cpu {_s(e2e['cpu'])}</sub> | ≤ {BAR_E2E_S:g} s {_ok(ok_time) if at_bar else ''} |",
+            f"| fetch → last message accepted | **{_s(to_sent)}** <sub>cpu {_s(e2e.get('to_sent_cpu', e2e['cpu']))}</sub> | ≤ {BAR_E2E_S:g} s {_ok(ok_time) if at_bar else ''} |",
+            f"| the whole run, publishing the feeds and archive after the last message included | {_s(e2e['wall'])} <sub>cpu {_s(e2e['cpu'])}</sub> | |",
             f"| of which (the run's own timings) | {timings} | |",
             f"| new papers / emails sent / accepted by the sink | {e2e['new']:,} / {e2e['sent']:,} / {e2e['sink_accepted']:,} "
             f"(failed {e2e['failed']}, unknown {e2e['unknown']}, pending {e2e['pending']}, skipped {e2e['skipped']:,}) | all accepted {_ok(e2e['sent'] == e2e['sink_accepted'] and not e2e['failed'] and not e2e['pending'])} |",
@@ -709,7 +726,7 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
             bars.append(
                 (
                     f"end to end, {BAR_AT:,} subscribers, fetch to the last message accepted ≤ {BAR_E2E_S:g} s",
-                    _s(e2e["wall"]),
+                    f"{_s(to_sent)} (whole run with publish: {_s(e2e['wall'])})",
                     ok_time,
                 )
             )
@@ -742,7 +759,7 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         "so rendering is not counted twice. The raw limit and the connection-per-message client send the same body.",
         "- **publish**: `publish_site` for two days with every subscriber's private feed (feed = true).",
         "- **peak RSS**: `ru_maxrss` of the process, which ran only that scenario (the SMTP sink and HTTP server are other processes).",
-        "- **end to end**: `digest.pipeline.run(settings, subscribers_path=..., date=..., transport=httpx.HTTPTransport())`, timed from the call to its return.",
+        "- **end to end**: `digest.pipeline.run(settings, subscribers_path=..., date=..., transport=httpx.HTTPTransport())`, timed from the call to the last message accepted (when the run moves on to publishing: every send has been answered) and to its return.",
     ]  # fmt: skip
     return "\n".join(lines) + "\n", bars
 

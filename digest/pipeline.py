@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from digest.config import Settings, signing_key
 from digest.deliver.message import OutgoingMessage, build_message, unsubscribe_urls
@@ -37,7 +37,14 @@ from digest.match import Matcher
 from digest.models import DiffResult, Digest, Hit, Match, Paper, Subscriber, merge_papers, utcnow
 from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
 from digest.progress import Progress, QuietProgress
-from digest.render.archive import Day, archive_url, private_feed_path, private_feed_url, publish_site
+from digest.render.archive import (
+    Day,
+    PrivateFeed,
+    archive_url,
+    private_feed_path,
+    private_feed_url,
+    publish_site,
+)
 from digest.render.email import EmailRenderer, Links
 from digest.sources import fetch_listing
 from digest.sources.fetch import CachedResponse, Fetcher, FetchResult
@@ -482,19 +489,43 @@ def publish(
         days.append(Day(date=d, papers=tuple(papers)))
         for p in papers:
             by_id.setdefault(p.id, p)
-    private = []
-    for sub in subscribers:
-        if not sub.feed:
-            continue
-        history = store.matched_history(sub.email, dates)
+    readers = [sub for sub in subscribers if sub.feed]
+    private = _PrivateFeeds(store, key, readers, dates, by_id)
+    written = publish_site(settings, days, private=private, now=now)
+    _remove_stale_private_feeds(settings, {feed_token(key, sub.email) for sub in readers})
+    return written
+
+
+class _PrivateFeeds(Sequence[PrivateFeed]):
+    """Each feed reader's private feed, built from the ledger when `publish_site` reaches it.
+
+    A list of them all would hold every reader's matches and explanations at once (over 100 MB
+    for 10,000 readers); `publish_site` takes them one at a time and lets each go.
+    """
+
+    def __init__(
+        self, store: Store, key: bytes, readers: Sequence[Subscriber], dates: Sequence[dt.date],
+        papers: dict[str, Paper],
+    ) -> None:  # fmt: skip
+        self.store, self.key, self.readers, self.dates, self.papers = store, key, readers, dates, papers
+
+    def __len__(self) -> int:
+        return len(self.readers)
+
+    @overload
+    def __getitem__(self, index: int) -> PrivateFeed: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PrivateFeed]: ...
+    def __getitem__(self, index: int | slice) -> PrivateFeed | Sequence[PrivateFeed]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        sub = self.readers[index]
+        history = self.store.matched_history(sub.email, self.dates)
         per_day = [
-            (d, [_explained(by_id[pid], why) for pid, why in entries if pid in by_id])
+            (d, [_explained(self.papers[pid], why) for pid, why in entries if pid in self.papers])
             for d, entries in history.items()
         ]
-        private.append((sub, feed_token(key, sub.email), per_day))
-    written = publish_site(settings, days, private=private, now=now)
-    _remove_stale_private_feeds(settings, {token for _sub, token, _days in private})
-    return written
+        return sub, feed_token(self.key, sub.email), per_day
 
 
 def explanations(matches: Sequence[Match]) -> dict[str, Any]:
