@@ -406,15 +406,32 @@ class _Builder:
     now: dt.datetime
 
     def __call__(self, digest: Digest) -> OutgoingMessage:
-        links = links_for(self.settings, self.key, digest.subscriber, self.date)
+        # The footer and the List-Unsubscribe header show the same links: sign them once.
+        unsubscribe = unsubscribe_urls(self.settings, self.key, digest.subscriber.email)
+        links = links_for(self.settings, self.key, digest.subscriber, self.date, unsubscribe=unsubscribe)
         rendered = self.renderer.render(digest, links)
         return build_message(
-            rendered, digest.subscriber, self.settings, date=self.date, key=self.key, now=self.now
+            rendered,
+            digest.subscriber,
+            self.settings,
+            date=self.date,
+            key=self.key,
+            now=self.now,
+            unsubscribe=unsubscribe,
         )
 
 
-def links_for(settings: Settings, key: bytes, sub: Subscriber, date: dt.date) -> Links:
-    mailto, https = unsubscribe_urls(settings, key, sub.email)
+def links_for(
+    settings: Settings,
+    key: bytes,
+    sub: Subscriber,
+    date: dt.date,
+    *,
+    unsubscribe: tuple[str, str | None] | None = None,
+) -> Links:
+    """The reader's links in the email: unsubscribe (`unsubscribe_urls`, unless given), private
+    feed, the day's archive page."""
+    mailto, https = unsubscribe or unsubscribe_urls(settings, key, sub.email)
     feed = private_feed_url(settings, feed_token(key, sub.email)) if sub.feed else None
     return Links(unsubscribe=https or mailto, feed=feed, archive=archive_url(settings, date))
 

@@ -102,18 +102,20 @@ def build_message(
     date: dt.date,
     key: bytes,
     now: dt.datetime,
+    unsubscribe: tuple[str, str | None] | None = None,
 ) -> OutgoingMessage:
     """One digest email for `subscriber`: headers, then text and HTML alternatives (text first).
 
     `date` is the run date (no header needs it today; it keeps every per-day call alike), `key`
-    signs the unsubscribe token, `now` is the Date header.
+    signs the unsubscribe token, `now` is the Date header. `unsubscribe` is what
+    `unsubscribe_urls(settings, key, subscriber.email)` returns, when the caller already has it.
     """
     sender_name, sender = _sender(settings.smtp.from_)
     recipient = _addr_spec(subscriber.email)
     now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
     message_id = make_msgid(domain=_domain_of(settings.smtp.from_))
 
-    mailto, https = unsubscribe_urls(settings, key, subscriber.email)
+    mailto, https = unsubscribe or unsubscribe_urls(settings, key, subscriber.email)
     links = [f"<{mailto}>"] + ([f"<{https}>"] if https else [])
     # RFC 2369 allows folding between the items, never inside one: a client must see each URL whole.
     items = [sanitize_header(i).replace(" ", "%20").encode("ascii", "strict").decode() for i in links]
