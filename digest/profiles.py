@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import unicodedata
 from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
@@ -90,11 +89,16 @@ def _suggest(key: str, options: Collection[str]) -> str:
     return f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(options)}"
 
 
+# Unicode category Cc, exactly: C0, DEL and C1 (one regex search instead of a category per character).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _bad_chars(value: str) -> str | None:
-    for c in value:
-        if unicodedata.category(c) == "Cc":
-            return "a line break" if c in "\r\n" else f"a control character (U+{ord(c):04X})"
-    return None
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    c = found.group()
+    return "a line break" if c in "\r\n" else f"a control character (U+{ord(c):04X})"
 
 
 def _check_email(value: str) -> str:
