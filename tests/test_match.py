@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.match import Matcher, _best, _set_bits, build_digest, field_planes, naive_match, score_hits
+from digest.bitsets import best, set_bits
+from digest.match import Matcher, build_digest, field_planes, naive_match, score_hits
 from digest.models import Hit, Match, Paper, Subscriber, merge_papers
 from digest.naive import term_score, tie_break_key
 from digest.profiles import load_subscribers
@@ -469,8 +470,8 @@ def test_score_planes_agree_with_term_score() -> None:
 def test_radix_select_is_a_sort(scores: list[int], k: int, rnd: random.Random) -> None:
     matched = sum(1 << p for p in range(len(scores)) if rnd.random() < 0.8)
     acc = [sum(1 << p for p, s in enumerate(scores) if s >> b & 1) for b in range(6)]
-    got = [(s, p) for s, part in _best(acc, matched, k) for p in _set_bits(part)]
+    got = [(s, p) for s, part in best(acc, matched, k) for p in set_bits(part)]
     want = sorted(((s, p) for p, s in enumerate(scores) if matched >> p & 1), key=lambda t: (-t[0], t[1]))
     assert got == want[:k]
-    everything = _best(acc, matched, None)
-    assert [(s, p) for s, part in everything for p in _set_bits(part)] == want
+    everything = best(acc, matched, None)
+    assert [(s, p) for s, part in everything for p in set_bits(part)] == want
