@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import re
-from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -148,23 +147,37 @@ class Matcher:
         )
 
     def _build_automaton(self) -> ahocorasick.Automaton | None:
-        """One automaton for every term of every profile.
+        """One automaton for every term of every profile, over texts written as word codes.
+
+        Each distinct term word (its comparison key) gets a code of `_CODE_WIDTH` characters
+        (`word_codes`), and a term is its words' codes joined by spaces; a run writes every text
+        the same way (see `_Run._scan`). So a key can only match whole words, never "graph" inside
+        "paragraph"; the texts the automaton reads are shorter; and since every word is as wide as
+        every other, where a match starts and ends in the text follows from where it ends in the
+        codes. (Codes of one character each would be shorter still, but the automaton looks a
+        character up among a node's children one by one, and the root would have thousands.)
 
         Terms that normalise alike ("LLM" and "LLMs") share a key; each key's terms are split into
         groups by their case-sensitive words. A key's value says what a run does with a match:
-        how many tokens and characters the key spans, and for the group without case-sensitive
-        words (-1 when there is none) and for each group with them (and those words), the group
-        and its terms as (term id, text), each of which gets a hit.
+        how many words it spans, and for the group without case-sensitive words (-1 when there
+        is none) and for each group with them (and those words), the group and its terms as
+        (term id, text), each of which gets a hit.
         """
-        by_key: dict[str, dict[tuple[str | None, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
+        by_key: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         for tid, term in enumerate(self._terms):
-            by_key[" ".join(term.keys)][term.exact].append(tid)
+            by_key[term.keys][term.exact].append(tid)
         self._group_tids: list[tuple[int, ...]] = []
         self._tid_group = [0] * len(self._terms)
+        words = dict.fromkeys(key for keys in by_key for key in keys)
+        encode = _word_encoder(len(words) + 1)  # one more for every word no term has
+        self.word_codes = {word: encode(i) for i, word in enumerate(words)}
+        self.other_code = encode(len(words))
         if not by_key:
             return None
         automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
-        for key, by_exact in by_key.items():
+        for keys, by_exact in by_key.items():
             plain: tuple[int, tuple[tuple[int, str], ...]] = (-1, ())
             exact_groups = []
             for exact, tids in by_exact.items():
@@ -177,9 +190,8 @@ class Matcher:
                     exact_groups.append((exact, group, members))
                 else:
                     plain = (group, members)
-            # Keys are framed by spaces, like every token of the normalised text (see _scan), so
-            # the automaton reports whole words only and never "graph" inside "paragraph".
-            automaton.add_word(f" {key} ", (key.count(" ") + 1, len(key) + 2, *plain, tuple(exact_groups)))
+            code = " ".join([self.word_codes[key] for key in keys])
+            automaton.add_word(code, (len(keys), *plain, tuple(exact_groups)))
         automaton.make_automaton()
         return automaton
 
@@ -260,6 +272,26 @@ _new_hit = cast(Callable[[type[Hit], tuple[str, Field, int, int]], Hit], tuple._
 _new_match = cast(Callable[[type[Match], tuple[Paper, float, tuple[Hit, ...]]], Match], tuple.__new__)
 
 
+_CODE_WIDTH = 3  # characters per word code (see Matcher._build_automaton)
+
+
+def _word_encoder(n: int) -> Callable[[int], str]:
+    """Codes for n words: `_CODE_WIDTH` digits in the smallest base that has room for them,
+    written with characters past Latin-1 (never a gap or a newline)."""
+    base = 2
+    while base**_CODE_WIDTH < n:
+        base += 1
+
+    def encode(i: int) -> str:
+        digits = []
+        for _ in range(_CODE_WIDTH):
+            i, digit = divmod(i, base)
+            digits.append(chr(0x100 + digit))
+        return "".join(digits)
+
+    return encode
+
+
 class _Cache(dict[str, str]):
     """A dict that computes missing values, so `map(cache.__getitem__, ...)` stays in C."""
 
@@ -285,8 +317,9 @@ class _Run:
         self.papers = sorted(papers, key=tie_break_key)
         n = len(papers)
         self.universe = (1 << n) - 1
-        self._keys = _Cache(token_key)
-        self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else " \n ")
+        codes, other = matcher.word_codes, matcher.other_code
+        self._codes = _Cache(lambda token: codes.get(token_key(token), other))
+        self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else "\n")
         # per paper: term id -> the term's hits in it, by field (title, abstract, keywords) and
         # in text order within a field
         self.paper_terms: list[dict[int, tuple[Hit, ...]]] = []
@@ -323,36 +356,39 @@ class _Run:
         """Find every term in one field of one paper: append each term's hits to `found[term
         id]`, and return the term groups hit.
 
-        The normalised text is " tok tok \\n tok ... ": each token replaced by its comparison key
-        (plural folded, lower case), and framed by single spaces; a gap that may not sit inside a
-        phrase (a comma, a full stop, a bracket) becomes " \\n ". Vectorised on purpose: one
-        re.split and a few C-level passes per field rather than a Python loop per token.
+        The text is split into pieces [gap, token, gap, ..., token, gap] and written as the
+        automaton's keys are: each token as its word's code (`Matcher.word_codes`; one shared code
+        for words no term has), each gap as one character, " " when a phrase may run across it
+        (spaces, hyphens) and "\\n" when not (a comma, a full stop, a bracket). Every token then
+        takes `_CODE_WIDTH` + 1 characters with the gap before it, so a match's last character
+        says which token it ends on, and its offsets in the text are read off the pieces'
+        lengths. Vectorised on purpose: one re.split and a few C-level passes per field rather
+        than a Python loop per token.
         """
         # Underscores are gaps; replacing them keeps every offset and lets the token pattern be a
         # single character class (three times faster than TOKEN_RE's alternation).
-        pieces = _SPLIT_RE.split(text.replace("_", " "))  # [gap, token, gap, ..., token, gap]
+        pieces = _SPLIT_RE.split(text.replace("_", " "))
         groups: set[int] = set()
         if len(pieces) < 3:
             return groups
-        norm_pieces = pieces[:]
-        norm_pieces[1::2] = map(self._keys.__getitem__, pieces[1::2])
-        norm_pieces[2:-1:2] = map(self._gaps.__getitem__, pieces[2:-1:2])
-        norm_pieces[0] = norm_pieces[-1] = " "
-        norm_pos = list(accumulate(map(len, norm_pieces), initial=0))
-        starts = norm_pos[1::2]  # where each token starts in the normalised text
-        orig_pos = list(accumulate(map(len, pieces), initial=0))
-        automaton = cast(ahocorasick.Automaton, self.m._automaton)
-        for end, (ntok, klen, plain, members, exact_groups) in automaton.iter("".join(norm_pieces)):
-            i = bisect_left(starts, end - klen + 2)
-            start, stop = orig_pos[2 * i + 1], orig_pos[2 * (i + ntok)]
+        codes = pieces[:]
+        codes[1::2] = map(self._codes.__getitem__, pieces[1::2])
+        codes[2:-1:2] = map(self._gaps.__getitem__, pieces[2:-1:2])
+        codes[0] = codes[-1] = "\n"
+        matches = list(cast(ahocorasick.Automaton, self.m._automaton).iter("".join(codes)))
+        if not matches:
+            return groups
+        at = list(accumulate(map(len, pieces), initial=0))  # where each piece starts in the text
+        for end, (words, plain, members, exact_groups) in matches:
+            last = 2 * (end // (_CODE_WIDTH + 1)) + 1  # the piece the match ends on
+            first = last - 2 * (words - 1)
+            start, stop = at[first], at[last + 1]
             if plain >= 0:
                 groups.add(plain)
                 for tid, term in members:
                     found[tid].append(_new_hit(Hit, (term, field, start, stop)))
             for exact, group, exact_members in exact_groups:
-                if all(
-                    x is None or token_matches(pieces[2 * (i + k) + 1], "", x) for k, x in enumerate(exact)
-                ):
+                if all(x is None or token_matches(pieces[first + 2 * k], "", x) for k, x in enumerate(exact)):
                     groups.add(group)
                     for tid, term in exact_members:
                         found[tid].append(_new_hit(Hit, (term, field, start, stop)))
