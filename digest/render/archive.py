@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,6 @@ from digest.models import Match, Subscriber
 from digest.render.feeds import (
     Day,
     FeedMeta,
-    ItemCache,
     items,
     private_feed_path,
     private_feed_url,
@@ -37,7 +38,7 @@ from digest.render.feeds import (
     window,
 )
 from digest.render.templating import load, long_date, make_env, plural, render, short_date
-from digest.render.views import paper_view
+from digest.render.views import Views
 
 __all__ = ["Day", "archive_url", "private_feed_path", "private_feed_url", "publish_site"]
 
@@ -73,11 +74,12 @@ def publish_site(
     out = settings.output.dir
     base = settings.output.base_url
     env = make_env(settings.templates.dir)
+    views = Views()  # what every page and feed shows of a paper, built once per paper
     days = sorted(days, key=lambda d: d.date)
     files: dict[Path, str] = {}
 
     oldest = window((d.date for d in days), settings.output.feed_days)
-    public = items(public_entries(days), oldest=oldest)
+    public = items(public_entries(days), oldest=oldest, views=views)
     description = "New papers, every day."
     rss = FeedMeta(SITE_TITLE, description, base, f"{base}feed.xml" if base else None,
                    f"{base}feed.atom" if base and settings.output.atom else None,
@@ -92,12 +94,12 @@ def publish_site(
     for i, day in enumerate(days):
         prev_day = days[i - 1].date if i > 0 else None
         next_day = days[i + 1].date if i + 1 < len(days) else None
-        context = _day_context(settings, day, prev_day, next_day, days, root="../", now=now)
+        context = _day_context(settings, day, prev_day, next_day, days, views, root="../", now=now)
         files[out / archive_path(day.date)] = render(template, context)
     if days:
         latest = days[-1]
         prev_day = days[-2].date if len(days) > 1 else None
-        context = _day_context(settings, latest, prev_day, None, days, root="", now=now)
+        context = _day_context(settings, latest, prev_day, None, days, views, root="", now=now)
         files[out / "index.html"] = render(template, context)
 
     if private:
@@ -106,31 +108,62 @@ def publish_site(
     # The public site first, all rendered before anything is written, so a broken template
     # changes nothing; then each private feed as soon as it is rendered (thousands of them would
     # otherwise all be held in memory at once).
-    written: list[Path] = []
-    folders: set[Path] = set()
-    for path, content in files.items():
-        _write(path, content, folders)
-        written.append(path)
-    cache: ItemCache = {}  # alike readers get the same items: each is built once
-    for subscriber, token, entries in private:
-        dates = [d for d, _ in entries] + [d.date for d in days]
-        feed_items = items(entries, oldest=window(dates, settings.output.feed_days), cache=cache)
-        path = private_feed_path(settings, token)
-        _write(path, render_rss(env, private_meta(settings, subscriber, token, now), feed_items), folders)
-        written.append(path)
-    for folder in folders:  # once per folder, not once per file: the renames are durable now
-        _sync_folder(folder)
-    return written
+    with _Writer() as writer:
+        for path, content in files.items():
+            writer.write(path, content)
+        for subscriber, token, entries in private:
+            dates = [d for d, _ in entries] + [d.date for d in days]
+            feed_items = items(entries, oldest=window(dates, settings.output.feed_days), views=views)
+            meta = private_meta(settings, subscriber, token, now)
+            writer.write(private_feed_path(settings, token), render_rss(env, meta, feed_items))
+    return writer.written
 
 
-def _write(path: Path, content: str, folders: set[Path]) -> None:
+class _Writer:
+    """Writes files atomically on a few threads, while the caller renders the next one.
+
+    Each write mostly waits for the disk (the fsync, and creating the temporary file while other
+    fsyncs hold the journal): a third of publishing 2,000 private feeds, when it was done in line.
+    At most `AHEAD` contents wait in memory. Leaving the `with` block waits for every write, raises
+    the first failure, and syncs each folder once, which makes the renames durable.
+    """
+
+    THREADS = 2
+    AHEAD = 16
+
+    def __init__(self) -> None:
+        self.written: list[Path] = []
+        self._folders: set[Path] = set()
+        self._pending: deque[Future[None]] = deque()
+        self._pool = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="digest-write")
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def write(self, path: Path, content: str) -> None:
+        while len(self._pending) >= self.AHEAD:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(_write, path, content))
+        self._folders.add(path.parent)
+        self.written.append(path)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        for folder in self._folders:  # once per folder, not once per file
+            _sync_folder(folder)
+
+
+def _write(path: Path, content: str) -> None:
     try:
         write_atomic(path, content, sync_folder=False)
     except OSError as exc:
         raise RenderError(
             f"writing {path}: {exc.strerror or exc}; check [output] dir and its permissions"
         ) from None
-    folders.add(path.parent)
 
 
 def _day_context(
@@ -139,6 +172,7 @@ def _day_context(
     prev_day: dt.date | None,
     next_day: dt.date | None,
     days: Sequence[Day],
+    views: Views,
     *,
     root: str,
     now: dt.datetime,
@@ -153,7 +187,7 @@ def _day_context(
         "date_long": long_date(day.date),
         "count": len(day.papers),
         "count_text": plural(len(day.papers), "new paper"),
-        "papers": [paper_view(p) for p in day.papers],
+        "papers": [views(p) for p in day.papers],
         "prev": {"url": page(prev_day), "label": short_date(prev_day)} if prev_day else None,
         "next": {"url": page(next_day), "label": short_date(next_day)} if next_day else None,
         "recent": [

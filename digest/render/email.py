@@ -36,7 +36,7 @@ from digest.render.templating import (
     short_date,
     template_error,
 )
-from digest.render.views import PaperView, paper_view, term_line
+from digest.render.views import PaperView, Views, escape_text, term_line
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -61,9 +61,10 @@ class EmailRenderer:
         self._subject = settings.delivery.subject
         self._check_subject()
         # No output scrubbing: every string the templates get is cleaned already (papers by
-        # paper_view, the subject and preheader by one_line, the links below), and scrubbing
+        # `Views`, the subject and preheader by one_line, the links below), and scrubbing
         # every printed value costs a fifth of the rendering time.
         self._env = make_env(settings.templates.dir, scrub=False)
+        self._views = Views()  # this run's paper views and their caches
         mjml_template = load(self._env, HTML_TEMPLATE)
         self._text = load(self._env, TEXT_TEMPLATE)
         # Render the MJML template once with a sample, for runtime errors with their real line
@@ -74,15 +75,16 @@ class EmailRenderer:
         self._html = self._compile(mjml_template)
         for sample in _samples():
             self.render(*sample)
-        # The samples' made-up paper ids could be real ones: no fragment of theirs may be reused.
-        clear_fragments(self._env)
+        # The samples' made-up paper ids could be real ones: nothing of theirs may be reused.
+        self.clear()
 
     # -- per email ----------------------------------------------------------------------------
     def render(self, digest: Digest, links: Links) -> RenderedEmail:
         # No paper takes less than ~500 bytes of HTML, so more than budget/500 never fit: do not
         # build views for the other 1,400 papers of a huge digest.
         matches = digest.matches[: max(1, self.budget // 500)]
-        views = [paper_view(m.paper, m.hits) for m in matches]
+        view = self._views
+        views = [view(m.paper, m.hits) for m in matches]
         context = self._context(digest, links, views)
         html = self._render_html(context)
         size = len(html.encode())
@@ -105,12 +107,18 @@ class EmailRenderer:
         subject = template.format(count=count or "No", date=short_date(digest.date), name=name)
         return one_line(subject)
 
+    def clear(self) -> None:
+        """Forget every paper this renderer has seen (views, cached fragments): at the end of a
+        run, to give the memory back before publishing, or when papers may have changed."""
+        self._views.clear()
+        clear_fragments(self._env)
+
     # -- internals ----------------------------------------------------------------------------
     def _context(
         self, digest: Digest, links: Links, views: Sequence[PaperView] | None = None
     ) -> dict[str, Any]:
         if views is None:
-            views = [paper_view(m.paper, m.hits) for m in digest.matches]
+            views = [self._views(m.paper, m.hits) for m in digest.matches]
         count = digest.total_matched
         return {
             "subject": self.subject(digest),
@@ -183,22 +191,28 @@ _INDENT = re.compile(r"\n[ \t]+")
 
 
 def _markup_passes(template: jinja2.Template) -> jinja2.Template:
-    """The template, printing Markup values as they are instead of through `markupsafe.escape`.
+    """The template, escaping what it prints without making a Markup of every value.
 
-    Autoescaping sends every printed value through `escape`, which gives a Markup back as a fresh
-    copy of itself by way of four Python calls. An email prints some 150 Markup values (the
-    marked-up titles and snippets, the cached fragments), so that was a tenth of the rendering
-    time. Everything else is escaped exactly as before. The compiled template looks `escape` up
-    in its module globals; if a Jinja version does not, this changes nothing.
+    Autoescaping sends every printed value through `markupsafe.escape`, a Python function that
+    gives back a new Markup (another Python call) even for a Markup, which it copies. An email
+    prints some 400 values, so that was a tenth of the rendering time. The compiled template only
+    ever joins what `escape` gives into its output, so a plain str, escaped exactly as markupsafe
+    does, serves as well. The compiled template looks `escape` up in its module globals; if a
+    Jinja version does not, this changes nothing.
     """
     namespace = template.root_render_func.__globals__
     if namespace.get("escape") is markupsafe.escape:
-        namespace["escape"] = _escape_unless_markup
+        namespace["escape"] = _escape_for_output
     return template
 
 
-def _escape_unless_markup(value: Any) -> Markup:
-    return value if type(value) is Markup else markupsafe.escape(value)
+def _escape_for_output(value: Any) -> str:
+    kind = type(value)
+    if kind is Markup:
+        return value
+    if kind is str:
+        return escape_text(value)
+    return markupsafe.escape(value)
 
 
 def _protect(source: str) -> tuple[str, list[str]]:

@@ -19,9 +19,9 @@ import jinja2
 from markupsafe import Markup, escape
 
 from digest.config import Settings
-from digest.models import Hit, Match, Paper, Subscriber
+from digest.models import Match, Paper, Subscriber
 from digest.render.templating import clean, load, render, rfc822
-from digest.render.views import PaperView, highlight, paper_view, term_spans
+from digest.render.views import PaperView, Views, highlight
 
 RSS_TEMPLATE = "feed.xml.j2"
 _B, _B_END = Markup("<strong>"), Markup("</strong>")
@@ -76,45 +76,39 @@ def window(dates: Iterable[dt.date], feed_days: int) -> dt.date | None:
     return max(dates) - dt.timedelta(days=feed_days - 1) if dates else None
 
 
-ItemCache = dict[tuple[Paper, tuple[Hit, ...], dt.date], FeedItem]
-
-
 def items(
-    entries: Iterable[tuple[dt.date, Sequence[Match]]],
-    *,
-    oldest: dt.date | None,
-    cache: ItemCache | None = None,
+    entries: Iterable[tuple[dt.date, Sequence[Match]]], *, oldest: dt.date | None, views: Views
 ) -> list[FeedItem]:
     """Feed items newest day first, each paper once (on the newest day that listed it).
 
-    With `cache` (one dict per publishing run), an item is built once for each paper, hits and
-    day, however many private feeds it is in: alike readers get the same hits.
+    `views` (one per publishing run) holds what every feed shares of a paper; what an item says
+    about its reader (the why line, the marked abstract) is built for each feed, not kept: most
+    (paper, hits) pairs are a single reader's, and keeping them took 100 MB at 10,000 readers.
     """
     out: list[FeedItem] = []
     seen: set[str] = set()
     for date, matches in sorted(entries, key=lambda e: e[0], reverse=True):
         if oldest is not None and date < oldest:
             continue
-        moment = dt.datetime.combine(date, dt.time(0, 0), tzinfo=dt.UTC)
-        published, updated = rfc822(moment), moment.isoformat().replace("+00:00", "Z")
+        published, updated = _dates(date)
         for match in matches:
             if match.paper.id in seen:
                 continue
             seen.add(match.paper.id)
-            key = (match.paper, match.hits, date)
-            item = cache.get(key) if cache is not None else None
-            if item is None:
-                item = _item(match, date, published, updated)
-                if cache is not None:
-                    cache[key] = item
-            out.append(item)
+            out.append(_item(match, date, published, updated, views))
     return out
 
 
-def _item(match: Match, date: dt.date, published: str, updated: str) -> FeedItem:
-    view = paper_view(match.paper, match.hits)
+@lru_cache(maxsize=64)
+def _dates(date: dt.date) -> tuple[str, str]:
+    moment = dt.datetime.combine(date, dt.time(0, 0), tzinfo=dt.UTC)
+    return rfc822(moment), moment.isoformat().replace("+00:00", "Z")
+
+
+def _item(match: Match, date: dt.date, published: str, updated: str, views: Views) -> FeedItem:
+    view = views(match.paper, match.hits)
     guid = clean(match.paper.id).strip()
-    abstract = _clean_abstract(match.paper.abstract)
+    abstract, spans = views.abstract(match.paper, match.hits)
     return FeedItem(
         paper=view,
         guid=guid,
@@ -122,14 +116,9 @@ def _item(match: Match, date: dt.date, published: str, updated: str) -> FeedItem
         date=date,
         published=published,
         updated=updated,
-        description=_description(view, match, abstract),
+        description=_description(view, abstract, spans),
         abstract=abstract,
     )
-
-
-# The same abstract goes into many private feeds: cleaned once, it is also the same string object
-# each time, so the highlighting cache does not hash 2 KB again for every feed.
-_clean_abstract = lru_cache(maxsize=8192)(clean)
 
 
 def render_rss(env: jinja2.Environment, meta: FeedMeta, feed_items: Sequence[FeedItem]) -> str:
@@ -175,7 +164,7 @@ def _atom_id(paper_id: str) -> str:
     return "urn:digest:paper:" + quote(paper_id, safe="/.-_:")
 
 
-def _description(view: PaperView, match: Match, abstract: str) -> str:
+def _description(view: PaperView, abstract: str, spans: list[tuple[int, int]]) -> str:
     # HTML as a plain str: the XML template escapes it once, which is what RSS readers expect.
     parts = []
     if view.authors:
@@ -185,11 +174,8 @@ def _description(view: PaperView, match: Match, abstract: str) -> str:
     if view.is_summary:
         parts.append(f"<p><strong>AI summary:</strong> {view.snippet_html}</p>")
     if abstract.strip():
-        terms = [h.term for h in match.hits if h.field in ("title", "abstract", "keywords")]
-        spans = [(h.start, h.end) for h in match.hits if h.field == "abstract"]
         # <strong>, not <mark>: feed readers sanitise HTML, and <mark> rarely survives.
-        marked = highlight(abstract, spans + term_spans(abstract, terms), mark_open=_B, mark_close=_B_END)
-        parts.append(f"<p>{marked}</p>")
+        parts.append(f"<p>{highlight(abstract, spans, mark_open=_B, mark_close=_B_END)}</p>")
     links = _links(view.url, view.pdf_url, view.github_url, view.project_url)
     if links:
         parts.append(links)

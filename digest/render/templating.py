@@ -141,7 +141,9 @@ def _finalize(value: Any) -> Any:
     # The last line of defence: no control character reaches any output, whatever a template
     # prints. Markup stays Markup so it is not escaped twice.
     if isinstance(value, str):
-        if not _OUTPUT_CONTROL_RE.search(value):  # the common case, and fast
+        # The common case, and fast: a printable str has none of those characters (isprintable
+        # is a plain loop; a feed prints 2 KB descriptions), and one with newlines is searched.
+        if value.isprintable() or not _OUTPUT_CONTROL_RE.search(value):
             return value
         if isinstance(value, Markup):
             return Markup(_OUTPUT_CONTROL_RE.sub(" ", value))

@@ -1,22 +1,23 @@
 """What a template sees of a paper (`PaperView`), and the highlighting that goes into it.
 
 A view has two halves. What does not depend on the reader (cleaned title, shortened authors, the
-snippet, links, badges) is computed once per paper (`_base_view`). What does (the marked title
+snippet, links, badges) is computed once per paper per run (`_Base`). What does (the marked title
 and snippet, followed authors, matched categories, the "why" line) is recomputed for every reader
 and paper, because readers rarely share the exact same hits: on the benchmark day more than half
-of the (paper, hits) pairs in the digests are unique. So the per-reader work is built from small
-caches of what *is* shared: where a term occurs in a text, a marked-up text for a set of spans,
-one "why" phrase per term. This module holds no business logic: what a reader gets is decided by
-the matcher and laid out by the templates.
+of the (paper, hits) pairs in the digests are unique. So the per-reader work is built from what
+*is* shared: where a term occurs in a paper's texts, a marked-up text for a set of spans, one
+"why" phrase per term. Those caches belong to a `Views` object, one per renderer or publish run,
+so they are bounded and go away with it. This module holds no business logic: what a reader gets
+is decided by the matcher and laid out by the templates.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 from markupsafe import Markup, escape
 
@@ -26,8 +27,9 @@ from digest.render.templating import clean, cut, one_line, plural, shorten_autho
 __all__ = [
     "SOURCE_NAMES",
     "PaperView",
+    "Views",
+    "escape_text",
     "highlight",
-    "paper_view",
     "term_line",
     "term_spans",
     "why_html",
@@ -40,7 +42,7 @@ _MARK_OPEN = '<mark style="background-color:#fff1a8;color:#1f2328">'
 _MARK_CLOSE = "</mark>"
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=2048)
 def _pattern(term: str) -> re.Pattern[str] | None:
     # Compiled once per term: `re`'s own cache holds 512 patterns, and a run has thousands of terms.
     words = term.split()
@@ -52,7 +54,7 @@ def _pattern(term: str) -> re.Pattern[str] | None:
     return re.compile(pattern, re.IGNORECASE)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # only texts or terms `str.find` cannot do go here: few
 def _spans_of(text: str, term: str) -> tuple[tuple[int, int], ...]:
     pattern = _pattern(term)
     return tuple(m.span() for m in pattern.finditer(text)) if pattern is not None else ()
@@ -79,9 +81,11 @@ def _needle(term: str) -> tuple[str, bool] | None:
 _NOT_PLAIN = re.compile("[^\\S ]| {2}|[\u0130\u0131\u017f\u212a]")
 
 
-@lru_cache(maxsize=16384)
 def _plain_lower(text: str) -> str | None:
-    """`text` lower-cased, where `_find` gives what the regex would; else None."""
+    """`text` lower-cased, where `_find` gives what the regex would; else None.
+
+    Not cached here: a view keeps it for each of its paper's texts (`_Base`).
+    """
     lower = text.lower()
     return lower if len(lower) == len(text) and not _NOT_PLAIN.search(text) else None
 
@@ -102,16 +106,19 @@ def _find(lower: str, needle: str, at_word: bool) -> list[tuple[int, int]]:
 
 def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
     """Where each term occurs in `text`, case-insensitively, starting at a word boundary."""
-    spans: list[tuple[int, int]] = []
     lower = _plain_lower(text)
+    spans: list[tuple[int, int]] = []
     for term in terms:
-        needle = _needle(term) if lower is not None else None
-        if needle is not None and lower is not None:
-            if needle[0] in lower:
-                spans += _find(lower, *needle)
-        else:
-            spans += _spans_of(text, term)
+        spans += _term_spans(text, lower, term)
     return spans
+
+
+def _term_spans(text: str, lower: str | None, term: str) -> Sequence[tuple[int, int]]:
+    """`term_spans` for one term, with `_plain_lower(text)` computed by the caller."""
+    needle = _needle(term) if lower is not None else None
+    if needle is None or lower is None:
+        return _spans_of(text, term)
+    return _find(lower, *needle) if needle[0] in lower else ()
 
 
 def highlight(
@@ -125,7 +132,6 @@ def highlight(
     return _highlight(text, tuple(sorted(spans)), str(mark_open), str(mark_close))
 
 
-@lru_cache(maxsize=32768)  # the same title with the same term marked goes to many readers
 def _highlight(text: str, spans: tuple[tuple[int, int], ...], mark_open: str, mark_close: str) -> Markup:
     merged: list[list[int]] = []
     size = len(text)
@@ -143,14 +149,15 @@ def _highlight(text: str, spans: tuple[tuple[int, int], ...], mark_open: str, ma
     out: list[str] = []
     pos = 0
     for start, end in merged:
-        out += (_escape(text[pos:start]), mark_open, _escape(text[start:end]), mark_close)
+        out += (escape_text(text[pos:start]), mark_open, escape_text(text[start:end]), mark_close)
         pos = end
-    out.append(_escape(text[pos:]))
-    return Markup("".join(out))
+    out.append(escape_text(text[pos:]))
+    return _markup("".join(out))
 
 
-def _escape(text: str) -> str:
-    # markupsafe.escape, character for character, without making a Markup of every piece.
+def escape_text(text: str) -> str:
+    """`markupsafe.escape`, character for character, as a plain str: for pieces that are joined
+    into something larger, where a Markup of each piece would only cost time."""
     return (
         text.replace("&", "&amp;")
         .replace(">", "&gt;")
@@ -160,30 +167,44 @@ def _escape(text: str) -> str:
     )
 
 
+def _markup(html: str) -> Markup:
+    # Markup(html) without Markup.__new__, a Python function that checks for __html__ and an
+    # encoding: this runs for most of the 200,000 views of a run. Markup is a str subclass with
+    # no state of its own, so this is the same object.
+    return str.__new__(Markup, html)
+
+
 # -- why a paper matched --------------------------------------------------------------------------
 
 _FIELD_NAMES = {"keywords": "keywords", "author": "authors", "category": "categories"}
 _STRONG = '<strong style="color:#1f2328">'
 
 
-@lru_cache(maxsize=65536)  # a run has tens of thousands of terms; a thrashing cache costs more
+@lru_cache(maxsize=32768)  # a run has a few thousand terms (16,876 at 10,000 readers)
 def term_line(term: str) -> str:
     """A profile term on one line (`one_line`), cached: a run has a few thousand terms."""
     return one_line(term)
 
 
-@lru_cache(maxsize=65536)  # readers share terms far more often than whole lists of hits
-def _why_parts(term: str, fields: tuple[str, ...]) -> tuple[str, str]:
-    where = " and ".join(fields)
-    return f'"{term}" in the {where}', f"{_STRONG}{escape(term)}</strong> in the {escape(where)}"
+_WhyPart = Callable[[str, str], tuple[str, Markup]]
 
 
-def _why(by_term: dict[str, list[str]]) -> tuple[str, Markup]:
+def _why_part(term: str, where: str) -> tuple[str, Markup]:
+    return f'"{term}" in the {where}', _markup(f"{_STRONG}{escape(term)}</strong> in the {escape(where)}")
+
+
+def _why(by_term: dict[str, list[str]], part: _WhyPart = _why_part) -> tuple[str, Markup]:
     """The why line from {term: [field names]}, in both forms."""
     if not by_term:
         return "", Markup("")
-    parts = [_why_parts(term, tuple(fields)) for term, fields in by_term.items()]
-    return "matched " + ", ".join([p[0] for p in parts]), Markup(", ".join([p[1] for p in parts]))
+    parts = [
+        part(term, fields[0] if len(fields) == 1 else " and ".join(fields))
+        for term, fields in by_term.items()
+    ]
+    if len(parts) == 1:
+        return "matched " + parts[0][0], parts[0][1]
+    texts, htmls = zip(*parts, strict=True)
+    return "matched " + ", ".join(texts), _markup(", ".join(htmls))
 
 
 def _fields_by_term(hits: Sequence[Hit]) -> dict[str, list[str]]:
@@ -211,9 +232,13 @@ def why_html(hits: Sequence[Hit]) -> Markup:
 SOURCE_NAMES = {"hf": "Hugging Face", "hf_daily": "Hugging Face", "arxiv": "arXiv", "arxiv_rss": "arXiv"}
 
 
-@dataclass(frozen=True, slots=True)
-class PaperView:
-    """A paper ready for a template: cleaned text, escaped-and-highlighted HTML, links."""
+class PaperView(NamedTuple):
+    """A paper ready for a template: cleaned text, escaped-and-highlighted HTML, links.
+
+    A NamedTuple, like `Hit` and `Match`: a run makes one for every paper of every email (some
+    200,000 at 10,000 readers), and a frozen dataclass with 21 fields costs more to make than
+    everything else a view needs together.
+    """
 
     id: str
     title: str  # one line
@@ -238,121 +263,175 @@ class PaperView:
     published: dt.datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+_Spans = tuple[tuple[int, int], ...]
+_NOWHERE: tuple[_Spans, _Spans] = ((), ())  # most terms of a view occur in neither text
+
+
 class _Base:
     """The reader-independent half of a view, and the texts that offsets and terms refer to."""
 
-    view: PaperView
-    title: str  # clean(title): the matcher's offsets are valid in it
-    shown: str  # the snippet as shown (cut), before collapsing whitespace
-    kept: int  # how much of the abstract `shown` keeps; 0 for an AI summary (no offsets apply)
-    found: dict[str, tuple[tuple[tuple[int, int], ...], ...]]  # term: its spans in title, shown
+    __slots__ = ("abstract", "found", "kept", "lower", "paper", "shown", "title", "view")
+
+    def __init__(self, paper: Paper) -> None:
+        title = clean(paper.title)
+        source = clean(paper.ai_summary or paper.abstract)
+        shown = cut(source)
+        authors = shorten_authors(paper.authors)
+        sources = tuple(SOURCE_NAMES.get(s, one_line(s)) for s in dict.fromkeys(paper.sources))
+        categories = tuple(one_line(c) for c in paper.categories[:4])
+        self.paper = paper
+        self.title = title  # clean(title): the matcher's offsets are valid in it
+        self.shown = shown  # the snippet as shown (cut), before collapsing whitespace
+        # How much of the abstract `shown` keeps; 0 for an AI summary (no offsets apply).
+        self.kept = 0 if paper.ai_summary else len(shown) if shown == source else len(shown) - 1  # no "…"
+        self.lower = (_plain_lower(title), _plain_lower(shown))
+        self.found: dict[str, tuple[_Spans, _Spans]] = {}  # term: its spans in title, shown
+        self.abstract: tuple[str, str | None, dict[str, _Spans]] | None = None  # for feeds
+        self.view = PaperView(
+            id=paper.id,
+            title=one_line(title),
+            title_html=escape(title),
+            url=_url(paper.url),
+            pdf_url=_url(paper.pdf_url),
+            github_url=_url(paper.github_url),
+            project_url=_url(paper.project_url),
+            authors=authors,
+            authors_html=escape(authors),
+            sources=sources,
+            categories=categories,
+            matched_categories=frozenset(),
+            upvotes=paper.upvotes,
+            comments=paper.comments,
+            facts=(*sources, *categories, *_counts(paper)),
+            snippet=one_line(shown),
+            snippet_html=escape(shown),
+            is_summary=bool(paper.ai_summary),
+            why="",
+            why_html=Markup(""),
+            published=paper.published,
+        )
+
+    def spans(self, term: str) -> tuple[_Spans, _Spans]:
+        """Where `term` occurs in the title and in the snippet as shown."""
+        found = self.found.get(term)
+        if found is None:
+            title = _term_spans(self.title, self.lower[0], term)
+            shown = _term_spans(self.shown, self.lower[1], term)
+            found = self.found[term] = (tuple(title), tuple(shown)) if title or shown else _NOWHERE
+        return found
 
 
-def paper_view(paper: Paper, hits: Sequence[Hit] = ()) -> PaperView:
-    """The view of `paper` for a reader whose profile matched it with `hits`.
+class Views:
+    """Paper views for one run: one per `EmailRenderer`, one per `publish_site`.
 
-    This runs for every paper of every email: one pass over the hits, and everything else looked
-    up (this is the hot loop of rendering; a tidier version with a helper per field cost twice as
-    much).
+    The reader-independent half of each paper's view is built once (a run has ~1,500 papers and
+    each is in some 130 emails); so is where each term occurs in a paper. Marked-up titles and
+    snippets and the "why" phrases are kept in bounded caches: they are shared by readers with the
+    same terms, and unbounded they would grow with the number of readers. Everything goes when
+    the object does, or on `clear()`.
     """
-    base = _base(paper)
-    if not hits:
-        return base.view
-    view = base.view
-    # `clean` keeps every character in place, so the matcher's offsets stay valid in what we show;
-    # re-finding the terms covers what offsets cannot (the AI summary, a cut snippet).
-    title_spans: list[tuple[int, int]] = []
-    snippet_spans: list[tuple[int, int]] = []
-    text_terms: dict[str, None] = {}
-    by_term: dict[str, list[str]] = {}
-    followed: list[str] = []
-    categories: set[str] = set()
-    title_size, kept = len(base.title), base.kept
-    for h in hits:
-        field = h.field
-        name = _FIELD_NAMES.get(field, field)
-        fields = by_term.setdefault(term_line(h.term), [])
-        if name not in fields:
-            fields.append(name)
-        if field == "abstract":
-            text_terms[h.term] = None
-            if 0 <= h.start < h.end <= kept:
-                snippet_spans.append((h.start, h.end))
-        elif field == "title":
-            text_terms[h.term] = None
-            if 0 <= h.start < h.end <= title_size:
-                title_spans.append((h.start, h.end))
-        elif field == "keywords":
-            text_terms[h.term] = None
-        elif field == "author":
-            followed.append(h.term)
-        elif field == "category":
-            categories.add(h.term.lower())
-    found = base.found
-    for term in text_terms:
-        spans = found.get(term)
-        if spans is None:
-            spans = found[term] = (
-                tuple(term_spans(base.title, (term,))),
-                tuple(term_spans(base.shown, (term,))),
-            )
-        title_spans += spans[0]
-        snippet_spans += spans[1]
-    authors, authors_html, matched = view.authors, view.authors_html, view.matched_categories
-    if followed:
-        authors = shorten_authors(paper.authors, must_show=followed)
-        authors_html = highlight(authors, term_spans(authors, followed))
-    if categories:
-        matched = frozenset(c for c in view.categories if c.lower() in categories)
-    why, why_markup = _why(by_term)
-    title_html = view.title_html
-    if title_spans:
-        title_html = _highlight(base.title, tuple(sorted(title_spans)), _MARK_OPEN, _MARK_CLOSE)
-    snippet_html = view.snippet_html
-    if snippet_spans:
-        snippet_html = _highlight(base.shown, tuple(sorted(snippet_spans)), _MARK_OPEN, _MARK_CLOSE)
-    # Built field by field: dataclasses.replace costs more than everything above together.
-    return PaperView(
-        view.id, view.title, title_html, view.url, view.pdf_url, view.github_url, view.project_url,
-        authors, authors_html, view.sources, view.categories, matched, view.upvotes, view.comments,
-        view.facts, view.snippet, snippet_html, view.is_summary, why, why_markup, view.published,
-    )  # fmt: skip
 
+    MARKED = 8192  # marked titles and snippets kept (~0.5 KB each)
+    PHRASES = 16384  # "why" phrases kept, one per (term, fields)
 
-@lru_cache(maxsize=8192)  # computed once per paper per run, however many digests the paper is in
-def _base(paper: Paper) -> _Base:
-    title = clean(paper.title)
-    source = clean(paper.ai_summary or paper.abstract)
-    shown = cut(source)
-    kept = 0 if paper.ai_summary else len(shown) if shown == source else len(shown) - 1  # no "…"
-    authors = shorten_authors(paper.authors)
-    sources = tuple(SOURCE_NAMES.get(s, one_line(s)) for s in dict.fromkeys(paper.sources))
-    categories = tuple(one_line(c) for c in paper.categories[:4])
-    view = PaperView(
-        id=paper.id,
-        title=one_line(title),
-        title_html=escape(title),
-        url=_url(paper.url),
-        pdf_url=_url(paper.pdf_url),
-        github_url=_url(paper.github_url),
-        project_url=_url(paper.project_url),
-        authors=authors,
-        authors_html=escape(authors),
-        sources=sources,
-        categories=categories,
-        matched_categories=frozenset(),
-        upvotes=paper.upvotes,
-        comments=paper.comments,
-        facts=(*sources, *categories, *_counts(paper)),
-        snippet=one_line(shown),
-        snippet_html=escape(shown),
-        is_summary=bool(paper.ai_summary),
-        why="",
-        why_html=Markup(""),
-        published=paper.published,
-    )
-    return _Base(view, title, shown, kept, {})
+    def __init__(self) -> None:
+        self._bases: dict[str, _Base] = {}
+        self._marked = lru_cache(maxsize=self.MARKED)(_highlight)
+        self._why_part = lru_cache(maxsize=self.PHRASES)(_why_part)
+
+    def clear(self) -> None:
+        self._bases.clear()
+        self._marked.cache_clear()
+        self._why_part.cache_clear()
+
+    def base(self, paper: Paper) -> _Base:
+        """The reader-independent half of `paper`'s view, built once per run."""
+        base = self._bases.get(paper.id)
+        # Keyed by id, checked by identity (a run shares one Paper object per paper) and only
+        # then by value: hashing a Paper hashes all of its 22 fields.
+        if base is None or (base.paper is not paper and base.paper != paper):
+            base = self._bases[paper.id] = _Base(paper)
+        return base
+
+    def __call__(self, paper: Paper, hits: Sequence[Hit] = ()) -> PaperView:
+        """The view of `paper` for a reader whose profile matched it with `hits`.
+
+        This runs for every paper of every email: one pass over the hits, and everything else
+        looked up (this is the hot loop of rendering; a tidier version with a helper per field
+        cost twice as much).
+        """
+        base = self.base(paper)
+        view = base.view
+        if not hits:
+            return view
+        # `clean` keeps every character in place, so the matcher's offsets stay valid in what we
+        # show; re-finding the terms covers what offsets cannot (the AI summary, a cut snippet).
+        title_spans: set[tuple[int, int]] = set()
+        snippet_spans: set[tuple[int, int]] = set()
+        by_term: dict[str, list[str]] = {}
+        followed: list[str] = []
+        categories: set[str] = set()
+        title_size, kept = len(base.title), base.kept
+        for h in hits:
+            field, term = h.field, h.term
+            name = _FIELD_NAMES.get(field, field)
+            line = term_line(term)
+            fields = by_term.get(line)
+            if fields is None:
+                by_term[line] = [name]
+            elif name not in fields:
+                fields.append(name)
+            if field == "abstract" or field == "title" or field == "keywords":
+                in_title, in_shown = base.spans(term)
+                if in_title:
+                    title_spans.update(in_title)
+                if in_shown:
+                    snippet_spans.update(in_shown)
+                if field == "abstract":
+                    if 0 <= h.start < h.end <= kept:
+                        snippet_spans.add((h.start, h.end))
+                elif field == "title" and 0 <= h.start < h.end <= title_size:
+                    title_spans.add((h.start, h.end))
+            elif field == "author":
+                followed.append(term)
+            elif field == "category":
+                categories.add(term.lower())
+        authors, authors_html, matched = view.authors, view.authors_html, view.matched_categories
+        if followed:
+            authors = shorten_authors(paper.authors, must_show=followed)
+            authors_html = highlight(authors, term_spans(authors, followed))
+        if categories:
+            matched = frozenset(c for c in view.categories if c.lower() in categories)
+        why, why_markup = _why(by_term, self._why_part)
+        title_html = view.title_html
+        if title_spans:
+            title_html = self._marked(base.title, tuple(sorted(title_spans)), _MARK_OPEN, _MARK_CLOSE)
+        snippet_html = view.snippet_html
+        if snippet_spans:
+            snippet_html = self._marked(base.shown, tuple(sorted(snippet_spans)), _MARK_OPEN, _MARK_CLOSE)
+        return PaperView(
+            view.id, view.title, title_html, view.url, view.pdf_url, view.github_url, view.project_url,
+            authors, authors_html, view.sources, view.categories, matched, view.upvotes, view.comments,
+            view.facts, view.snippet, snippet_html, view.is_summary, why, why_markup, view.published,
+        )  # fmt: skip
+
+    def abstract(self, paper: Paper, hits: Sequence[Hit]) -> tuple[str, list[tuple[int, int]]]:
+        """The cleaned abstract and the spans to mark in it: the abstract hits, and wherever the
+        terms of title, abstract and keyword hits occur. Where a term occurs is found once per
+        paper and term, however many feeds mark it."""
+        base = self.base(paper)
+        if base.abstract is None:
+            text = clean(paper.abstract)
+            base.abstract = (text, _plain_lower(text), {})
+        text, lower, found = base.abstract
+        spans: list[tuple[int, int]] = [(h.start, h.end) for h in hits if h.field == "abstract"]
+        for h in hits:
+            if h.field in ("title", "abstract", "keywords"):
+                where = found.get(h.term)
+                if where is None:
+                    where = found[h.term] = tuple(_term_spans(text, lower, h.term))
+                spans += where
+        return text, spans
 
 
 def _counts(paper: Paper) -> tuple[str, ...]:
