@@ -232,14 +232,13 @@ def wrap(text: str, width: int = 76, indent: str = "", first: str | None = None)
     return _wrap(text, width, indent, first)
 
 
-@lru_cache(maxsize=32768)  # the same titles and authors go to many readers
+@lru_cache(maxsize=8192)  # the same titles and authors go to many readers; why lines rarely
 def _wrap(text: str, width: int, indent: str, first: str | None) -> str:
     lines: list[str] = []
     line = indent if first is None else first
     empty = True
-    for word in one_line(text).split(" "):
-        if not word:
-            continue
+    # The words of one_line(text): str.split() splits at exactly the characters \s matches.
+    for word in clean(text).split():
         if not empty and len(line) + 1 + len(word) > width:
             lines.append(line)
             line, empty = indent + word, False
