@@ -265,6 +265,10 @@ def run(
                 summary.unknown += report.unknown
                 summary.pending = report.pending
                 summary.stopped_reason = report.stopped_reason
+        # Every digest is out: let the matches and the renderer's caches go before publishing,
+        # which reads what it needs back from the ledger (the run's peak memory is here).
+        del digests, jobs, build
+        renderer.clear()
 
         # 6. publish feeds and archive
         if not dry_run:
