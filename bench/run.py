@@ -418,12 +418,14 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
             return publish(*args, **kwargs)
 
         pipeline.publish = timed_publish
+        sink_cpu = sink.cpu()
         wall, cpu = time.perf_counter(), time.process_time()
         summary = pipeline.run(
             settings, subscribers_path=spec["profiles"], date=DATE, now=NOW, transport=httpx.HTTPTransport()
         )
         start = (wall, cpu)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        sink_cpu = sink.cpu() - sink_cpu
         pipeline.publish = publish
         to_sent = (sent_by[0][0] - start[0], sent_by[0][1] - start[1]) if sent_by else (wall, cpu)
         if profiler is not None:
@@ -436,6 +438,7 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu": cpu,
         "to_sent_wall": to_sent[0],
         "to_sent_cpu": to_sent[1],
+        "sink_cpu": sink_cpu,
         "timings": summary.timings,
         "new": summary.new,
         "sent": summary.sent,
@@ -716,6 +719,7 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
             f"| fetch → last message accepted | **{_s(to_sent)}** <sub>cpu {_s(e2e.get('to_sent_cpu', e2e['cpu']))}</sub> | ≤ {BAR_E2E_S:g} s {_ok(ok_time) if at_bar else ''} |",
             f"| the whole run, publishing the feeds and archive after the last message included | {_s(e2e['wall'])} <sub>cpu {_s(e2e['cpu'])}</sub> | |",
             f"| of which (the run's own timings) | {timings} | |",
+            f"| CPU of the SMTP sink meanwhile (its own process) | {_s(e2e.get('sink_cpu', 0.0))} | |",
             f"| new papers / emails sent / accepted by the sink | {e2e['new']:,} / {e2e['sent']:,} / {e2e['sink_accepted']:,} "
             f"(failed {e2e['failed']}, unknown {e2e['unknown']}, pending {e2e['pending']}, skipped {e2e['skipped']:,}) | all accepted {_ok(e2e['sent'] == e2e['sink_accepted'] and not e2e['failed'] and not e2e['pending'])} |",
             f"| emails per second, whole run | {e2e['sent'] / e2e['wall']:,.0f} | |",

@@ -110,6 +110,15 @@ class Sink:
         messages, connections = self.proc.stdout.readline().split()
         return int(messages), int(connections)
 
+    def cpu(self) -> float:
+        """CPU seconds the sink has used so far (user + system): when it nears the wall time
+        of a send, the sink, not the client, sets the pace."""
+        import psutil
+
+        assert self.proc is not None
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is None:
             return
