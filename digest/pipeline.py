@@ -347,9 +347,10 @@ def _due(
             continue
         if row is not None and row.status == "sending":
             # a run died between handing the message over and hearing back: it may have arrived
+            why = "the previous run stopped while sending"
             if not dry_run:
-                store.mark_status(date, sub.email, "unknown", "the previous run stopped while sending", now)
-            row = store.delivery(date, sub.email) if not dry_run else row
+                store.mark_status(date, sub.email, "unknown", why, now)
+            row = dataclasses.replace(row, status="unknown", reply=why)  # a dry run reports it the same
         if row is not None and row.status == "unknown" and not retry_unknown:
             summary.unknown.append((sub.email, row.reply or "delivery unknown"))
             continue

@@ -8,6 +8,7 @@ import email.policy
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -123,6 +124,15 @@ def state_bytes(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def state_dump(tmp_path: Path) -> list[str]:
+    """The state database's content as SQL, whatever its files look like."""
+    conn = sqlite3.connect(tmp_path / "state" / "digest.sqlite3")
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
 def test_run_end_to_end_then_rerun_sends_nothing_twice(tmp_path: Path, httpserver: HTTPServer) -> None:
     serve_listings(httpserver)
     with smtp_server(AcceptAll()) as (_host, port, handler):
@@ -180,7 +190,7 @@ def test_dry_run_sends_and_records_nothing(tmp_path: Path, httpserver: HTTPServe
     with smtp_server(AcceptAll()) as (_host, port, handler):
         config = write_config(tmp_path, httpserver, port)
         digest("fetch", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path)
-        before = state_bytes(tmp_path)
+        before = state_dump(tmp_path)
         dry = digest("run", "--config", str(config), "--date", DATE, "--dry-run", cwd=tmp_path)
         assert dry.returncode == 0, dry.stderr
         assert "rendered" in dry.stdout
@@ -233,6 +243,13 @@ def test_killed_mid_send_then_rerun_everyone_gets_exactly_one(tmp_path: Path, ht
         proc.wait(timeout=120)
         assert proc.returncode == -signal.SIGKILL
         assert len(handler.recipients()) == 3
+
+        before = state_dump(tmp_path)
+        dry = digest("run", "--config", str(config), "--date", DATE, "--dry-run", cwd=tmp_path)
+        # a dry run tells what the real one would: the digest in flight is unknown, not rendered
+        assert dry.returncode == 4, dry.stderr + dry.stdout
+        assert "unknown" in dry.stdout and len(handler.recipients()) == 3
+        assert state_dump(tmp_path) == before  # (not the bytes: closing folds the killed run's WAL in)
 
         rerun = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
         # the digest in flight when the process died is 'unknown': reported, not resent blindly
