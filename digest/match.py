@@ -26,7 +26,8 @@ import datetime as dt
 import gc
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import cast
@@ -45,9 +46,9 @@ from digest.terms import (
     category_keys,
     category_matches,
     compile_term,
+    fold_plural,
     given_compatible,
     joined_offsets,
-    token_key,
     token_matches,
 )
 
@@ -87,8 +88,9 @@ class Matcher:
         self._term_ids: dict[str, int] = {}
         self._follows: list[tuple[str, AuthorName]] = []
         self._follow_ids: dict[str, int] = {}
-        self._profiles = [self._compile(sub) for sub in subscribers]
-        self._automaton = self._build_automaton()
+        with _gc_paused():
+            self._profiles = [self._compile(sub) for sub in subscribers]
+            self._automaton = self._build_automaton()
 
     def _term(self, text: str) -> int | None:
         tid = self._term_ids.get(text)
@@ -217,12 +219,7 @@ class Matcher:
     def _run(
         self, papers: Sequence[Paper], cap: Callable[[Subscriber], int | None]
     ) -> dict[str, tuple[list[Match], int]]:
-        # A run allocates many small objects and no reference cycles; left on, the cyclic garbage
-        # collector re-walks the growing heap again and again. It is switched off for the run and
-        # restored as it was.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with _gc_paused():
             run = _Run(self, papers)
             # Profiles that ask for the same thing (every `all = true` reader, say) are decided once.
             decided: dict[tuple[object, ...], tuple[list[Match], int]] = {}
@@ -235,9 +232,23 @@ class Matcher:
                     found = decided[key] = run.decide(profile, k)
                 out[profile.sub.email] = (list(found[0]), found[1])
             return out
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off, then restored as it was.
+
+    Compiling profiles and a run allocate many small objects and no reference cycles; left on,
+    the collector re-walks the growing heap again and again (a fifth of the compile time at
+    10,000 readers, more in a process that has loaded much before).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # -- scoring, bit-sliced -------------------------------------------------------------------------
@@ -261,10 +272,6 @@ _AUTHOR_HALVES = int(2 * AUTHOR_WEIGHT)
 # -- one run ---------------------------------------------------------------------------------------
 
 _SPLIT_RE = re.compile(r"([\w\u0300-\u036f]+)")  # TOKEN_RE once "_" is gone
-
-# What a kept paper has of a profile, in the order a Match shows it.
-_TERM, _FOLLOW, _CATEGORY = 0, 1, 2
-
 
 # Hits and Matches are NamedTuples: made from a tuple of their fields directly, they skip the
 # generated __new__ (a Python call), which is most of their cost.
@@ -304,6 +311,23 @@ class _Cache(dict[str, str]):
         return value
 
 
+class _Codes(dict[str, str]):
+    """Text token -> the code of its word (`token_key`, written out) in `Matcher.word_codes`, or
+    `other` for words no term has.
+
+    Filled as tokens are met, so `map(codes.__getitem__, tokens)` stays in C; a run meets some
+    20,000 distinct tokens, so the miss is written out rather than calling through `_Cache`.
+    """
+
+    def __init__(self, codes: dict[str, str], other: str) -> None:
+        super().__init__()
+        self.codes, self.other = codes, other
+
+    def __missing__(self, token: str) -> str:
+        code = self[token] = self.codes.get(fold_plural(token).lower(), self.other)
+        return code
+
+
 class _Run:
     """One `Matcher.top`/`match` call: the papers scanned once, then each profile decided.
 
@@ -318,11 +342,11 @@ class _Run:
         n = len(papers)
         self.universe = (1 << n) - 1
         codes, other = matcher.word_codes, matcher.other_code
-        self._codes = _Cache(lambda token: codes.get(token_key(token), other))
+        self._codes = _Codes(codes, other)
         self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else "\n")
-        # per paper: term id -> the term's hits in it, by field (title, abstract, keywords) and
+        # per term id: paper -> the term's hits in it, by field (title, abstract, keywords) and
         # in text order within a field
-        self.paper_terms: list[dict[int, tuple[Hit, ...]]] = []
+        self.term_hits: list[dict[int, tuple[Hit, ...]]] = [{} for _ in matcher._terms]
         # per term group, per field: the papers it hit there
         in_field: list[tuple[list[int], list[int], list[int]]] = [([], [], []) for _ in matcher._group_tids]
         for p, paper in enumerate(self.papers):
@@ -332,7 +356,8 @@ class _Run:
                     if text:
                         for group in self._scan(found, field, text):
                             in_field[group][i].append(p)
-            self.paper_terms.append({tid: tuple(hits) for tid, hits in found.items()})
+            for tid, hits in found.items():
+                self.term_hits[tid][p] = tuple(hits)
         # per term group: the papers it hit in the title, the abstract, the keywords
         self.group_fields = [(mask(t), mask(a), mask(k)) for t, a, k in in_field]
         group_units = [(t | a | k, field_planes(t, a, k)) for t, a, k in self.group_fields]
@@ -504,7 +529,7 @@ class _Run:
             fid = self.m._follow_ids.get(term.text)
             return () if fid is None else self.follow_hits[fid].get(p, ())
         tid = self.m._term_ids.get(term.text)
-        hits = () if tid is None else self.paper_terms[p].get(tid, ())
+        hits = () if tid is None else self.term_hits[tid].get(p, ())
         return tuple(h for h in hits if h.field in term.fields)
 
     # -- one profile -----------------------------------------------------------------------------
@@ -610,65 +635,55 @@ class _Run:
     def plain_matches(self, prof: _Profile, parts: list[tuple[int, int]]) -> list[Match]:
         """The Matches of a profile without a query, in the order of `parts`.
 
-        A Match shows the paper's hits of the profile's keywords, then followed authors, then
-        categories. Which of them each kept paper has is found by walking each one's papers among
-        the kept ones (a big-int AND each, then only the bits set), not by asking every one about
-        every kept paper: a kept paper mostly has one keyword of the profile's dozen.
+        A Match shows the paper's hits of the profile's keywords (in the profile's order), then
+        of its followed authors, then of its categories, every one made before: each is a source
+        of hits (paper -> hits). Only the few sources with a kept paper are asked about each
+        kept paper; which they are is one big-int AND per source.
         """
         chosen = 0
         for _, part in parts:
             chosen |= part
-        has: dict[int, list[tuple[int, int]]] = {}  # paper -> (kind, id) in the order shown
-        term_mask = self.term_mask
-        walks = [((_TERM, tid), term_mask[tid]) for tid in prof.keywords]
+        # (paper -> hits, which kept papers it has) of each source with a kept paper, in order
+        term_hits, term_mask = self.term_hits, self.term_mask
+        sources = [(term_hits[tid], kept) for tid in prof.keywords if (kept := term_mask[tid] & chosen)]
         if prof.follows:
-            walks += [((_FOLLOW, fid), self.follow_mask[fid]) for fid in prof.follows]
+            follow_hits, follow_mask = self.follow_hits, self.follow_mask
+            sources += [
+                (follow_hits[fid], kept) for fid in prof.follows if (kept := follow_mask[fid] & chosen)
+            ]
         if prof.categories:
             category_papers = self.category_papers
-            walks += [
-                ((_CATEGORY, i), category_papers.get(low, 0)) for i, (_, low) in enumerate(prof.categories)
+            sources += [
+                (self.category_hits(c), kept)
+                for c, low in prof.categories
+                if (kept := category_papers.get(low, 0) & chosen)
             ]
-        for item, found in walks:
-            found &= chosen
-            if found:
-                for p in set_bits(found):
-                    items = has.get(p)
-                    if items is None:
-                        has[p] = [item]
-                    else:
-                        items.append(item)
-        out = []
-        paper_terms, all_papers = self.paper_terms, self.papers
+        out: list[Match] = []
+        append = out.append
+        all_papers = self.papers
+        if len(sources) == 1 and sources[0][1] == chosen:  # one source, in every kept paper: common
+            hits_in = sources[0][0]
+            for half, part in parts:
+                score = half / 2
+                for p in set_bits(part):
+                    append(_new_match(Match, (all_papers[p], score, hits_in[p])))
+            return out
+        hits_ins = [hits_in for hits_in, _ in sources]
         for half, part in parts:
             score = half / 2
             for p in set_bits(part):
-                items = has.get(p)
-                if items is None:  # `all` or categories alone, and no category shown: no hit
-                    hits: tuple[Hit, ...] = ()
-                elif len(items) == 1 and items[0][0] == _TERM:  # one keyword alone: most of them
-                    hits = paper_terms[p][items[0][1]]
-                else:
-                    hits = self.hits_of(prof, p, items)
-                out.append(_new_match(Match, (all_papers[p], score, hits)))
+                hits: tuple[Hit, ...] = ()
+                for hits_in in hits_ins:
+                    more = hits_in.get(p)
+                    if more:
+                        hits += more
+                append(_new_match(Match, (all_papers[p], score, hits)))
         return out
 
-    def hits_of(self, prof: _Profile, p: int, items: list[tuple[int, int]]) -> tuple[Hit, ...]:
-        here = self.paper_terms[p]
-        hits: list[Hit] = []
-        for kind, i in items:
-            if kind == _TERM:
-                hits += here[i]
-            elif kind == _FOLLOW:
-                hits += self.follow_hits[i][p]
-            else:
-                hits += self.category_hits(prof.categories[i][0])[p]
-        return tuple(hits)
-
     def query_match(self, prof: _Profile, p: int, score: float, query_mask: int) -> Match:
-        here = self.paper_terms[p]
         hits: list[Hit] = []
         for tid in prof.keywords:
-            hits += here.get(tid, ())
+            hits += self.term_hits[tid].get(p, ())
         if (query_mask >> p) & 1:
             for term, positive in prof.query_atoms:
                 if positive:

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 # A token: letters and digits, with combining accents kept inside (a decomposed "é").
 TOKEN_CHARS = r"(?:[^\W_]|[\u0300-\u036f])"
 TOKEN_RE = re.compile(TOKEN_CHARS + "+")
+# TOKEN_RE for a text whose underscores are replaced by spaces (offsets stay): one character
+# class instead of an alternation, several times faster.
+_WORD_RE = re.compile(r"[\w\u0300-\u036f]+")
 # What may separate the words of a phrase in the text: spaces, hyphens, underscores.
 GAP_CHARS = r"[\s\-_\u2010\u2011]"
 GAP_RE = re.compile(GAP_CHARS + "+")
@@ -53,6 +56,8 @@ def token_key(token: str) -> str:
 
 def is_acronym(folded: str) -> bool:
     """2-5 capitals or digits with at least two letters: 'SLAM', 'RAG', 'GPT4', 'LLM' (of 'LLMs')."""
+    if folded.islower():  # most words: a lower-case letter rules it out, without the regex
+        return False
     return bool(_ACRONYM_RE.fullmatch(folded)) and sum(c.isalpha() for c in folded) >= 2
 
 
@@ -76,14 +81,14 @@ class CompiledTerm:
 @functools.lru_cache(maxsize=100_000)
 def compile_term(text: str) -> CompiledTerm | None:
     """None when the term has no letters or digits at all (nothing to search for)."""
-    tokens = TOKEN_RE.findall(text)
+    tokens = _WORD_RE.findall(text.replace("_", " "))
     if not tokens:
         return None
-    folded = [fold_plural(t) for t in tokens]
+    folded = list(map(fold_plural, tokens))
     return CompiledTerm(
         text=text,
-        keys=tuple(f.lower() for f in folded),
-        exact=tuple(f if is_acronym(f) else None for f in folded),
+        keys=tuple([f.lower() for f in folded]),
+        exact=tuple([f if is_acronym(f) else None for f in folded]),
     )
 
 
