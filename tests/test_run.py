@@ -190,7 +190,7 @@ def test_dry_run_sends_and_records_nothing(tmp_path: Path, httpserver: HTTPServe
     with smtp_server(AcceptAll()) as (_host, port, handler):
         config = write_config(tmp_path, httpserver, port)
         digest("fetch", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path)
-        before = state_dump(tmp_path)
+        before = state_bytes(tmp_path)
         dry = digest("run", "--config", str(config), "--date", DATE, "--dry-run", cwd=tmp_path)
         assert dry.returncode == 0, dry.stderr
         assert "rendered" in dry.stdout
