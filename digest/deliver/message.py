@@ -285,7 +285,11 @@ def _encoded_words(text: str) -> list[str]:
 # -- bodies -----------------------------------------------------------------------------------------
 def _lines(text: str) -> bytes:
     """UTF-8, every line ending (CR, LF, CRLF) one LF, ending with one; as the stdlib does."""
-    data = text.encode("utf-8", "replace")
+    return _lf_lines(text.encode("utf-8", "replace"))
+
+
+def _lf_lines(data: bytes) -> bytes:
+    """`data` with every line ending (CR, LF, CRLF) one LF, ending with one."""
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return data if data.endswith(b"\n") else data + b"\n"
@@ -309,7 +313,7 @@ def _html_body(html: str) -> tuple[str, bytes]:
     """The HTML part as (Content-Transfer-Encoding, CRLF bytes): 7bit when it can be, see above."""
     if not html.isascii() and _NON_ASCII_STYLE.search(html):
         return "quoted-printable", _quoted_printable(html)
-    data = _lines(html.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+    data = _lf_lines(html.encode("ascii", "xmlcharrefreplace"))
     lines = data.split(b"\n")
     if max(map(len, lines)) > _MAX_LINE:
         broken = _break_long_lines(lines)
