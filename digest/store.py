@@ -213,11 +213,11 @@ class Store:
     def grouped_commits(self) -> Iterator[None]:
         """Let ledger writes that may wait (`defer_commit=True`) share the next commit.
 
-        While sending, each message costs a 'pending' row, a 'sending' mark that must be
-        committed before the message goes out, and a 'sent' mark after the server accepts.
-        Committing the 'sent' mark (and the next 'pending' row) together with the next message's
-        'sending' mark writes the WAL once per message instead of three times, a tenth of a
-        run's CPU. It loses nothing a crash could need: a process killed before that commit
+        While sending, each message costs a 'sending' mark that must be committed before the
+        message goes out, and a 'sent' mark after the server accepts. Committing the 'sent' mark
+        together with the next message's 'sending' mark writes the WAL once per message instead
+        of twice (the run's 'pending' rows are one commit before sending starts); with those,
+        ledger commits were a tenth of a run's CPU. It loses nothing a crash could need: a process killed before that commit
         leaves the accepted message 'sending', which the next run reports as unknown and never
         sends again; it only reports less precisely. Everything left open is committed when the
         group ends, whatever ended it.
