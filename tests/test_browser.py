@@ -10,17 +10,21 @@ into the title for --dump-dom to report.
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import html
 import re
 import shutil
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import pytest
 from test_feeds import NOW, day1, day2, site
 from test_render_email import arxiv_papers, golden_digest, links, match, settings
 
-from digest.models import Digest, Paper
+from digest.deliver.message import build_message
+from digest.models import Digest, Paper, Subscriber
 from digest.render.archive import Day, publish_site
 from digest.render.email import EmailRenderer
 
@@ -152,3 +156,62 @@ def test_nothing_overflows(widths: dict[tuple[str, int], tuple[int, int]], page:
 @pytest.mark.parametrize("page", ["email", "index"])
 def test_screenshots_for_people(tmp_path: Path, pages: dict[str, Path], page: str, width: int) -> None:
     screenshot(tmp_path, pages[page], page, width)
+
+
+def _visible_texts(tmp_path: Path, pages: dict[str, str]) -> dict[str, str]:
+    """document.body.innerText of each page as Chromium lays it out, in one browser run."""
+    frames = "".join(
+        f'<iframe data-key="{name}" style="width:800px;height:900px;border:0" '
+        f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
+        for name, page in pages.items()
+    )
+    wrapper = f"""<!doctype html><html><head><meta charset="utf-8"><title>pending</title></head><body>{frames}
+<script>
+window.addEventListener("load", function () {{
+  var out = [];
+  document.querySelectorAll("iframe").forEach(function (f) {{
+    out.push(f.dataset.key + "=" + encodeURIComponent(f.contentWindow.document.body.innerText));
+  }});
+  document.title = "texts|" + out.join("|");
+}});
+</script></body></html>"""
+    path = tmp_path / "texts.html"
+    path.write_text(wrapper, encoding="utf-8")
+    dom = run_chromium(
+        tmp_path, "--window-size=1000,1000", "--virtual-time-budget=10000", "--dump-dom", path.as_uri()
+    )
+    found = re.search(r"<title>texts\|([^<]*)</title>", dom)
+    assert found, dom[:500]
+    return {
+        key: urllib.parse.unquote(value)
+        for key, _, value in (entry.partition("=") for entry in html.unescape(found.group(1)).split("|"))
+    }
+
+
+def test_the_html_as_it_arrives_reads_exactly_as_rendered(tmp_path: Path) -> None:
+    """The wire message's HTML part (7bit, non-ASCII as character references, long lines broken
+    at spaces) shows a reader the same text as the HTML the renderer made."""
+    accented = Paper(
+        id="2411.88888",
+        title="Müller–Schrödinger bounds ≤ ε for naïve LLM agents",
+        abstract="Résumé: Jürgen’s “agents” reach 95 % — see Łukasz Kaiser’s 東京 results. " * 8,
+        authors=("Jürgen Müller", "Łukasz Kaiser", "Zoë Çelik"),
+        categories=("cs.CL",),
+        url="https://arxiv.org/abs/2411.88888",
+        sources=("arxiv",),
+    )
+    digest = golden_digest()
+    full = Digest(digest.subscriber, digest.date, (match(accented, "agents"), *digest.matches), 20)
+    rendered = EmailRenderer(settings()).render(full, links())
+    message = build_message(
+        rendered, Subscriber(email="ada@example.org"), settings(), date=digest.date, key=b"k" * 32, now=NOW
+    )
+    parsed = email.message_from_bytes(message.data, policy=email.policy.SMTP)
+    html_part = next(p for p in parsed.walk() if p.get_content_type() == "text/html")
+    assert html_part["Content-Transfer-Encoding"] == "7bit"
+    arrived = html_part.get_content()
+    assert arrived.isascii() and "&#252;" in arrived  # the ü of Müller, as a character reference
+
+    texts = _visible_texts(tmp_path, {"rendered": rendered.html, "arrived": arrived})
+    assert "Müller–Schrödinger bounds ≤ ε" in texts["rendered"]
+    assert texts["arrived"] == texts["rendered"]
