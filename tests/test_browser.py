@@ -66,20 +66,35 @@ def measure(
     tmp_path: Path, pages: dict[str, str], widths: tuple[int, ...]
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """(scrollWidth, innerWidth) of each page laid out `width` px wide: one browser run for all."""
-    frames = "".join(
-        f'<iframe data-key="{name} {width}" style="width:{width}px;height:900px;border:0" '
-        f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
-        for name, page in pages.items()
-        for width in widths
+    frames = {f"{name} {width}": (page, width) for name, page in pages.items() for width in widths}
+    report = in_frames(
+        tmp_path,
+        frames,
+        'f.dataset.key + " " + w.document.documentElement.scrollWidth + " " + w.innerWidth',
     )
-    wrapper = f"""<!doctype html><html><head><title>pending</title></head><body style="margin:0">{frames}
+    out = {}
+    for entry in report:
+        name, width, scroll, inner = entry.split(" ")
+        out[(name, int(width))] = (int(scroll), int(inner))
+    return out
+
+
+def in_frames(tmp_path: Path, frames: dict[str, tuple[str, int]], collect: str) -> list[str]:
+    """Lay out each page (key -> (html, width px)) in an iframe, all in one browser run, and
+    return what the JavaScript expression `collect` gives for each frame `f` (window `w`)."""
+    iframes = "".join(
+        f'<iframe data-key="{key}" style="width:{width}px;height:900px;border:0" '
+        f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
+        for key, (page, width) in frames.items()
+    )
+    wrapper = f"""<!doctype html><html><head><meta charset="utf-8"><title>pending</title></head><body style="margin:0">{iframes}
 <script>
 // window "load" waits for every iframe: a listener on each frame could miss a fast one.
 window.addEventListener("load", function () {{
   var results = [];
   document.querySelectorAll("iframe").forEach(function (f) {{
     var w = f.contentWindow;
-    results.push(f.dataset.key + " " + w.document.documentElement.scrollWidth + " " + w.innerWidth);
+    results.push(encodeURIComponent({collect}));
   }});
   document.title = "measured|" + results.join("|");
 }});
@@ -91,11 +106,7 @@ window.addEventListener("load", function () {{
     )
     found = re.search(r"<title>measured\|([^<]*)</title>", dom)
     assert found, dom[:500]
-    out = {}
-    for entry in found.group(1).split("|"):
-        name, width, scroll, inner = entry.split(" ")
-        out[(name, int(width))] = (int(scroll), int(inner))
-    return out
+    return [urllib.parse.unquote(entry) for entry in found.group(1).split("|")]
 
 
 def screenshot(tmp_path: Path, page: Path, name: str, width: int, height: int = 1400) -> Path:
@@ -160,32 +171,9 @@ def test_screenshots_for_people(tmp_path: Path, pages: dict[str, Path], page: st
 
 def _visible_texts(tmp_path: Path, pages: dict[str, str]) -> dict[str, str]:
     """document.body.innerText of each page as Chromium lays it out, in one browser run."""
-    frames = "".join(
-        f'<iframe data-key="{name}" style="width:800px;height:900px;border:0" '
-        f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
-        for name, page in pages.items()
-    )
-    wrapper = f"""<!doctype html><html><head><meta charset="utf-8"><title>pending</title></head><body>{frames}
-<script>
-window.addEventListener("load", function () {{
-  var out = [];
-  document.querySelectorAll("iframe").forEach(function (f) {{
-    out.push(f.dataset.key + "=" + encodeURIComponent(f.contentWindow.document.body.innerText));
-  }});
-  document.title = "texts|" + out.join("|");
-}});
-</script></body></html>"""
-    path = tmp_path / "texts.html"
-    path.write_text(wrapper, encoding="utf-8")
-    dom = run_chromium(
-        tmp_path, "--window-size=1000,1000", "--virtual-time-budget=10000", "--dump-dom", path.as_uri()
-    )
-    found = re.search(r"<title>texts\|([^<]*)</title>", dom)
-    assert found, dom[:500]
-    return {
-        key: urllib.parse.unquote(value)
-        for key, _, value in (entry.partition("=") for entry in html.unescape(found.group(1)).split("|"))
-    }
+    frames = {name: (page, 800) for name, page in pages.items()}
+    report = in_frames(tmp_path, frames, 'f.dataset.key + "=" + w.document.body.innerText')
+    return {key: value for key, _, value in (entry.partition("=") for entry in report)}
 
 
 def test_the_html_as_it_arrives_reads_exactly_as_rendered(tmp_path: Path) -> None:
