@@ -533,15 +533,16 @@ class _Run:
         t, a, k = self.atom_fields(term)
         return t | a | k
 
-    def atom_hits(self, term: Term, p: int) -> tuple[Hit, ...]:
+    def atom_hits(self, term: Term) -> tuple[dict[int, tuple[Hit, ...]], str | None]:
+        """paper -> the hits of a query atom, and the one field they are limited to (None when
+        they are not: a bare term, or a category or author atom, whose hits are its own)."""
         if term.field == "cat":
-            return self.category_hits(term.text).get(p, ())
+            return self.category_hits(term.text), None
         if term.field == "author":
             fid = self.m._follow_ids.get(term.text)
-            return () if fid is None else self.follow_hits[fid].get(p, ())
+            return ({} if fid is None else self.follow_hits[fid]), None
         tid = self.m._term_ids.get(term.text)
-        hits = () if tid is None else self.term_hits[tid].get(p, ())
-        return tuple(h for h in hits if h.field in term.fields)
+        return ({} if tid is None else self.term_hits[tid]), term.field
 
     # -- one profile -----------------------------------------------------------------------------
 
@@ -553,11 +554,7 @@ class _Run:
             return [], total
         parts = best(self.scores(prof, matched, query_mask), matched, k)
         if prof.query is not None:
-            return [
-                self.query_match(prof, p, half / 2, query_mask)
-                for half, part in parts
-                for p in set_bits(part)
-            ], total
+            return self.query_matches(prof, parts, query_mask), total
         return self.plain_matches(prof, parts), total
 
     def matched(self, prof: _Profile) -> tuple[int, int]:
@@ -691,17 +688,29 @@ class _Run:
                 append(_new_match(Match, (all_papers[p], score, hits)))
         return out
 
-    def query_match(self, prof: _Profile, p: int, score: float, query_mask: int) -> Match:
-        hits: list[Hit] = []
-        for tid in prof.keywords:
-            hits += self.term_hits[tid].get(p, ())
-        if (query_mask >> p) & 1:
-            for term, positive in prof.query_atoms:
-                if positive:
-                    hits += self.atom_hits(term, p)
-        for fid in prof.follows:
-            hits += self.follow_hits[fid].get(p, ())
-        for c, _ in prof.categories:
-            hits += self.category_hits(c).get(p, ())
-        # a query term may repeat a keyword: each hit once
-        return Match(self.papers[p], score, tuple(dict.fromkeys(hits)))
+    def query_matches(self, prof: _Profile, parts: list[tuple[int, int]], query_mask: int) -> list[Match]:
+        """The Matches of a profile with a query, in the order of `parts`: the hits of its
+        keywords, then (where the query is true) of its query's positive atoms, then of its
+        followed authors and its categories, each hit once."""
+        term_hits, follow_hits = self.term_hits, self.follow_hits
+        keywords = [term_hits[tid] for tid in prof.keywords]
+        atoms = [self.atom_hits(term) for term, positive in prof.query_atoms if positive]
+        rest = [follow_hits[fid] for fid in prof.follows]
+        rest += [self.category_hits(c) for c, _ in prof.categories]
+        out: list[Match] = []
+        all_papers = self.papers
+        for half, part in parts:
+            score = half / 2
+            for p in set_bits(part):
+                hits: list[Hit] = []
+                for hits_in in keywords:
+                    hits += hits_in.get(p, ())
+                if (query_mask >> p) & 1:
+                    for hits_in, field in atoms:
+                        found = hits_in.get(p, ())
+                        hits += found if field is None else [h for h in found if h.field == field]
+                for hits_in in rest:
+                    hits += hits_in.get(p, ())
+                # a query term may repeat a keyword: each hit once
+                out.append(_new_match(Match, (all_papers[p], score, tuple(dict.fromkeys(hits)))))
+        return out
