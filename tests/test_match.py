@@ -402,6 +402,47 @@ def test_alike_profiles_get_equal_but_separate_lists_and_gc_is_restored() -> Non
     assert result["a@example.org"] is not result["b@example.org"]
 
 
+def test_what_compiling_and_a_run_make_is_handed_to_the_oldest_generation() -> None:
+    # Acyclic and long-lived: a young pass of the collector over them would find no garbage.
+    import gc
+
+    matcher = Matcher([sub(email="a@example.org", keywords=["graph"]), sub(email="b@example.org", all=True)])
+    found = matcher.top(ABCD)["b@example.org"][0]
+    assert found and gc.is_tracked(found[0])
+    assert not any(o is found[0] for o in gc.get_objects(generation=0))
+    assert any(o is found[0] for o in gc.get_objects(generation=2))
+    assert gc.get_freeze_count() == 0  # nothing was left frozen
+
+
+def test_garbage_made_before_a_run_is_still_collected() -> None:
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    cycle = Node()
+    cycle.self = cycle  # type: ignore[attr-defined]
+    gone = weakref.ref(cycle)
+    del cycle
+    Matcher([sub(email="a@example.org", all=True)]).top(ABCD)
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_program_s_own_frozen_objects_stay_frozen() -> None:
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        Matcher([sub(email="a@example.org", all=True)]).top(ABCD)
+        assert gc.get_freeze_count() == frozen
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
 # -- top: the best k without the rest --------------------------------------------------------------
 
 
