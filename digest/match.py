@@ -42,6 +42,7 @@ from digest.terms import (
     GAP_RE,
     AuthorName,
     CompiledTerm,
+    SurnameFilter,
     author_name,
     category_keys,
     category_matches,
@@ -438,8 +439,11 @@ class _Run:
             followed_surnames |= followed.surnames
         by_initial: dict[tuple[str, str], list[tuple[int, int, AuthorName]]] = defaultdict(list)
         by_surname: dict[str, list[tuple[int, int, AuthorName]]] = defaultdict(list)
+        may_match = SurnameFilter(followed_surnames).may_match
         for p, paper in enumerate(self.papers):
             for k, name in enumerate(paper.authors):
+                if not may_match(name):
+                    continue
                 parsed = author_name(name)
                 if parsed is None or parsed.surnames.isdisjoint(followed_surnames):
                     continue

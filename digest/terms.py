@@ -166,6 +166,31 @@ def author_name(name: str) -> AuthorName | None:
     return AuthorName(initial=initial, full=full, surnames=surnames)
 
 
+_NEEDS_PARSING = re.compile(r"[\\{}()]")  # TeX, braces, affiliations: see author_name
+
+
+class SurnameFilter:
+    """Which author names may have one of `surnames`, told without parsing most of them.
+
+    Every surname `author_name` gives a plain ASCII name is a suffix of the whole name squashed
+    (lower case, only letters and digits: "Yann Le Cun" -> "yannlecun" ends with "cun" and
+    "lecun"), so a name none of `surnames` ends is known to have none of them. Names with
+    accents, TeX, braces or parentheses are let through, to be parsed in full. A paper's
+    authors are thousands of names, and only a few share a surname with someone followed.
+    """
+
+    def __init__(self, surnames: set[str] | frozenset[str]) -> None:
+        self.surnames = frozenset(surnames)
+        self.lengths = sorted({len(s) for s in self.surnames})
+
+    def may_match(self, name: str) -> bool:
+        if not name.isascii() or _NEEDS_PARSING.search(name):
+            return True
+        squashed = _NOT_ALNUM.sub("", name.lower())
+        surnames, size = self.surnames, len(squashed)
+        return any(squashed[size - n :] in surnames for n in self.lengths if n <= size)
+
+
 def given_compatible(a: AuthorName, b: AuthorName) -> bool:
     """'yann' ~ 'y.' ~ 'y'; 'yann' !~ 'yves'; a missing given name is compatible with any."""
     if not a.initial or not b.initial:

@@ -217,6 +217,37 @@ def test_query_explains_with_its_positive_terms_only() -> None:
 # -- ranking ---------------------------------------------------------------------------------------
 
 
+_NAME_CHARS = "abcdeABCDE xyzXYZ.,-'0é{}\\()"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(_NAME_CHARS, max_size=24),
+    others=st.lists(st.text(_NAME_CHARS, min_size=1, max_size=16), max_size=4),
+    own=st.booleans(),
+)
+def test_surname_filter_never_drops_a_name_with_a_followed_surname(
+    name: str, others: list[str], own: bool
+) -> None:
+    from digest.terms import SurnameFilter, author_name
+
+    followed = {s for other in others if (parsed := author_name(other)) for s in parsed.surnames}
+    author = author_name(name)
+    if own and author is not None:
+        followed |= set(list(author.surnames)[:1])
+    if author is not None and not author.surnames.isdisjoint(followed):
+        assert SurnameFilter(followed).may_match(name)
+
+
+def test_surname_filter_drops_plain_names_without_a_followed_surname() -> None:
+    from digest.terms import SurnameFilter
+
+    only_lecun = SurnameFilter({"lecun"})
+    assert only_lecun.may_match("Yann Le Cun") and only_lecun.may_match("Y. LeCun")
+    assert not only_lecun.may_match("Yoshua Bengio")
+    assert only_lecun.may_match("José Bengio")  # accents: parsed in full
+
+
 def test_ranking_title_over_abstract_over_keywords_and_authors_high() -> None:
     t = paper("t", "Diffusion", abstract="x")
     a = paper("ab", "x", abstract="diffusion")
