@@ -14,8 +14,10 @@ hits and of papers kept, not with subscribers × papers × terms:
   points, one big-int addition per term rather than one per (term, paper);
 - `top` picks each reader's best k from the planes (a radix select, most significant plane
   first), and only the papers kept get their `Match`;
-- a hit belongs to a (paper, term), not to a reader: each term's hits in each paper are made once,
-  during the scan, and shared by every reader with that term (and by alike Matches).
+- a hit belongs to a (paper, term), not to a reader: each term's hits in each paper are made once
+  and shared by every reader with that term (and by alike Matches); terms that hit the same
+  places ("LLM", "LLMs") are one group, whose first term's hits are made during the scan and the
+  others' the first time a kept paper needs them.
 
 The bit-set and bit-plane helpers are in `digest.bitsets`.
 """
@@ -161,10 +163,10 @@ class Matcher:
         character up among a node's children one by one, and the root would have thousands.)
 
         Terms that normalise alike ("LLM" and "LLMs") share a key; each key's terms are split into
-        groups by their case-sensitive words. A key's value says what a run does with a match:
-        how many words it spans, and for the group without case-sensitive words (-1 when there
-        is none) and for each group with them (and those words), the group and its terms as
-        (term id, text), each of which gets a hit.
+        groups by their case-sensitive words, and a group's terms hit the same places. A key's
+        value says what a run does with a match: how many words it spans, and for the group
+        without case-sensitive words (-1 when there is none) and for each group with them (and
+        those words), the group and the text of its first term, which the run's hits carry.
         """
         by_key: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = defaultdict(
             lambda: defaultdict(list)
@@ -181,18 +183,18 @@ class Matcher:
             return None
         automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
         for keys, by_exact in by_key.items():
-            plain: tuple[int, tuple[tuple[int, str], ...]] = (-1, ())
+            plain: tuple[int, str] = (-1, "")
             exact_groups = []
             for exact, tids in by_exact.items():
                 group = len(self._group_tids)
                 self._group_tids.append(tuple(tids))
                 for tid in tids:
                     self._tid_group[tid] = group
-                members = tuple((tid, self._terms[tid].text) for tid in tids)
+                first = self._terms[tids[0]].text
                 if any(x is not None for x in exact):
-                    exact_groups.append((exact, group, members))
+                    exact_groups.append((exact, group, first))
                 else:
-                    plain = (group, members)
+                    plain = (group, first)
             code = " ".join([self.word_codes[key] for key in keys])
             automaton.add_word(code, (len(keys), *plain, tuple(exact_groups)))
         automaton.make_automaton()
@@ -340,11 +342,36 @@ class _Codes(dict[str, str]):
         return code
 
 
+class _AlsoHits(dict[int, tuple[Hit, ...]]):
+    """paper -> the hits of a term that hits where the first term of its group does (`of`),
+    made on first use: the same places, with this term's text.
+
+    For lookups only (`[p]`, `get`, `in`), which is all a run does with hits: iterating it would
+    show only the papers asked about so far.
+    """
+
+    def __init__(self, of: dict[int, tuple[Hit, ...]], term: str) -> None:
+        super().__init__()
+        self.of, self.term = of, term
+
+    def __missing__(self, p: int) -> tuple[Hit, ...]:
+        term = self.term
+        hits = self[p] = tuple([_new_hit(Hit, (term, *h[1:])) for h in self.of[p]])
+        return hits
+
+    def __contains__(self, p: object) -> bool:
+        return p in self.of
+
+    def get(self, p: int, default: tuple[Hit, ...] | None = None) -> tuple[Hit, ...] | None:  # type: ignore[override]
+        return self[p] if p in self.of else default
+
+
 class _Run:
     """One `Matcher.top`/`match` call: the papers scanned once, then each profile decided.
 
-    A hit belongs to a (paper, term), not to a reader: every term's hits in every paper are made
-    once here, during the scan, and every reader who has the term shares them.
+    A hit belongs to a (paper, term), not to a reader: every term's hits in a paper are made once,
+    here during the scan for the first term of each group and on first use for the others
+    (`_AlsoHits`), and every reader who has the term shares them.
     """
 
     def __init__(self, matcher: Matcher, papers: Sequence[Paper]) -> None:
@@ -356,9 +383,9 @@ class _Run:
         codes, other = matcher.word_codes, matcher.other_code
         self._codes = _Codes(codes, other)
         self._gaps = _Cache(lambda gap: " " if GAP_RE.fullmatch(gap) else "\n")
-        # per term id: paper -> the term's hits in it, by field (title, abstract, keywords) and
-        # in text order within a field
-        self.term_hits: list[dict[int, tuple[Hit, ...]]] = [{} for _ in matcher._terms]
+        # per term group: paper -> the hits of its first term there, by field (title, abstract,
+        # keywords) and in text order within a field
+        group_hits: list[dict[int, tuple[Hit, ...]]] = [{} for _ in matcher._group_tids]
         # per term group, per field: the papers it hit there
         in_field: list[tuple[list[int], list[int], list[int]]] = [([], [], []) for _ in matcher._group_tids]
         for p, paper in enumerate(self.papers):
@@ -368,8 +395,18 @@ class _Run:
                     if text:
                         for group in self._scan(found, field, text):
                             in_field[group][i].append(p)
-            for tid, hits in found.items():
-                self.term_hits[tid][p] = tuple(hits)
+            for group, hits in found.items():
+                group_hits[group][p] = tuple(hits)
+        # per term id: paper -> the term's hits. A group's other terms ("LLMs" beside "LLM") hit
+        # the same places; their hits are made when a kept paper asks for them, since most
+        # (term, paper) pairs of them are never shown, and a hit per term at every match was
+        # half the hits of a run.
+        self.term_hits: list[dict[int, tuple[Hit, ...]]] = [
+            group_hits[g]
+            if matcher._group_tids[g][0] == tid
+            else _AlsoHits(group_hits[g], matcher._terms[tid].text)
+            for tid, g in enumerate(matcher._tid_group)
+        ]
         # per term group: the papers it hit in the title, the abstract, the keywords
         self.group_fields = [(mask(t), mask(a), mask(k)) for t, a, k in in_field]
         group_units = [(t | a | k, field_planes(t, a, k)) for t, a, k in self.group_fields]
@@ -390,8 +427,8 @@ class _Run:
         self._scan_authors()
 
     def _scan(self, found: defaultdict[int, list[Hit]], field: Field, text: str) -> set[int]:
-        """Find every term in one field of one paper: append each term's hits to `found[term
-        id]`, and return the term groups hit.
+        """Find every term in one field of one paper: append each term group's hits to
+        `found[group]`, and return the term groups hit.
 
         The text is split into pieces [gap, token, gap, ..., token, gap] and written as the
         automaton's keys are: each token as its word's code (`Matcher.word_codes`; one shared code
@@ -416,19 +453,17 @@ class _Run:
         if not matches:
             return groups
         at = list(accumulate(map(len, pieces), initial=0))  # where each piece starts in the text
-        for end, (words, plain, members, exact_groups) in matches:
+        for end, (words, plain, term, exact_groups) in matches:
             last = 2 * (end // (_CODE_WIDTH + 1)) + 1  # the piece the match ends on
             first = last - 2 * (words - 1)
             start, stop = at[first], at[last + 1]
             if plain >= 0:
                 groups.add(plain)
-                for tid, term in members:
-                    found[tid].append(_new_hit(Hit, (term, field, start, stop)))
-            for exact, group, exact_members in exact_groups:
+                found[plain].append(_new_hit(Hit, (term, field, start, stop)))
+            for exact, group, exact_term in exact_groups:
                 if all(x is None or token_matches(pieces[first + 2 * k], "", x) for k, x in enumerate(exact)):
                     groups.add(group)
-                    for tid, term in exact_members:
-                        found[tid].append(_new_hit(Hit, (term, field, start, stop)))
+                    found[group].append(_new_hit(Hit, (exact_term, field, start, stop)))
         return groups
 
     def _scan_authors(self) -> None:
@@ -649,8 +684,8 @@ class _Run:
 
         A Match shows the paper's hits of the profile's keywords (in the profile's order), then
         of its followed authors, then of its categories, every one made before: each is a source
-        of hits (paper -> hits). Only the few sources with a kept paper are asked about each
-        kept paper; which they are is one big-int AND per source.
+        of hits (paper -> hits). Only the few sources with a kept paper are asked, each about
+        the kept papers it has; which they are is one big-int AND per source.
         """
         chosen = 0
         for _, part in parts:
@@ -680,16 +715,22 @@ class _Run:
                 for p in set_bits(part):
                     append(_new_match(Match, (all_papers[p], score, hits_in[p])))
             return out
-        hits_ins = [hits_in for hits_in, _ in sources]
+        # Each kept paper's hits, source by source in the profile's order, asking each source
+        # only about the kept papers it has (a bit test when it has one, as it mostly does), so
+        # that a term's hits are looked up, and made if need be (`_AlsoHits`), only where shown.
+        hits_of: dict[int, tuple[Hit, ...]] = {}
+        get = hits_of.get
+        for hits_in, kept in sources:
+            if kept & (kept - 1):
+                for p in set_bits(kept):
+                    hits_of[p] = get(p, ()) + hits_in[p]
+            else:
+                p = kept.bit_length() - 1
+                hits_of[p] = get(p, ()) + hits_in[p]
         for half, part in parts:
             score = half / 2
             for p in set_bits(part):
-                hits: tuple[Hit, ...] = ()
-                for hits_in in hits_ins:
-                    more = hits_in.get(p)
-                    if more:
-                        hits += more
-                append(_new_match(Match, (all_papers[p], score, hits)))
+                append(_new_match(Match, (all_papers[p], score, get(p, ()))))
         return out
 
     def query_matches(self, prof: _Profile, parts: list[tuple[int, int]], query_mask: int) -> list[Match]:
