@@ -64,6 +64,7 @@ BAR_SEND_SHARE = 0.80  # of the raw limit measured in the same run
 BAR_E2E_S = 60.0  # seconds, 10,000 subscribers, fetch to the last message accepted
 BAR_RSS_MB = 300.0  # peak RSS at 10,000 subscribers
 BAR_AT = 10_000
+MATCH_STAGES = ("match: compile", "match: match")
 
 
 # -- small helpers ------------------------------------------------------------------------------------
@@ -386,6 +387,22 @@ def listings_server(listing: Path) -> Iterator[str]:
             proc.wait()
 
 
+def worker_match(spec: dict[str, Any]) -> dict[str, Any]:
+    """Matching alone, as the scenario worker measures it (after parsing and loading the profiles
+    in the same process): one more sample of the match stages, in a fresh interpreter."""
+    from digest.match import Matcher
+    from digest.profiles import load_subscribers
+
+    papers = load_papers(Path(spec["arxiv"]))
+    subscribers = load_subscribers(Path(spec["profiles"]), source_names=list(SOURCES))
+    stage = Stages()
+    with stage("match: compile"):
+        matcher = Matcher(subscribers)
+    with stage("match: match"):
+        matcher.top(papers)
+    return {name: stage.times[name] for name in MATCH_STAGES}
+
+
 def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
     import httpx
     import psutil
@@ -452,7 +469,12 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-WORKERS = {"scenario": worker_scenario, "baselines": worker_baselines, "e2e": worker_e2e}
+WORKERS = {
+    "scenario": worker_scenario,
+    "baselines": worker_baselines,
+    "match": worker_match,
+    "e2e": worker_e2e,
+}
 
 
 def run_worker(kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -540,9 +562,24 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
     def stage(r: dict[str, Any], name: str) -> dict[str, float]:
         return r["stages"][name]
 
-    def match_total(r: dict[str, Any]) -> dict[str, float]:
-        a, b = stage(r, "match: compile"), stage(r, "match: match")
+    def total(sample: dict[str, dict[str, float]]) -> dict[str, float]:
+        a, b = sample["match: compile"], sample["match: match"]
         return {"wall": a["wall"] + b["wall"], "cpu": a["cpu"] + b["cpu"]}
+
+    def match_sample(r: dict[str, Any]) -> dict[str, dict[str, float]]:
+        """The median of the fresh processes that timed matching, by their total wall time."""
+        samples = sorted(r.get("match_samples") or [r["stages"]], key=lambda x: total(x)["wall"])
+        return samples[len(samples) // 2]
+
+    def match_total(r: dict[str, Any]) -> dict[str, float]:
+        return total(match_sample(r))
+
+    def match_runs(r: dict[str, Any]) -> str:
+        samples = r.get("match_samples") or []
+        if len(samples) < 2:
+            return ""
+        walls = ", ".join(_s(total(x)["wall"]) for x in samples)
+        return f" <sub>median of {len(samples)} processes: {walls}</sub>"
 
     def naive_total(r: dict[str, Any]) -> float:
         return stage(r, "naive")["wall"] * r["subscribers"] / max(1, r["naive_sample"])
@@ -560,22 +597,22 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
     row("parse both listings", [_t(stage(r, "parse")) for r in results])
     row("load profiles (TOML + validation)", [_t(stage(r, "load profiles")) for r in results])
     row("diff (snapshot + seen_before + diff, SQLite)", [_t(stage(r, "diff")) for r in results])
-    row("match: compile profiles", [_t(stage(r, "match: compile")) for r in results])
-    row("match: top max_papers of all papers", [_t(stage(r, "match: match")) for r in results])
+    row("match: compile profiles", [_t(match_sample(r)["match: compile"]) for r in results])
+    row("match: top max_papers of all papers", [_t(match_sample(r)["match: match"]) for r in results])
     match_cells = []
     for r in results:
-        total = match_total(r)["wall"]
+        wall = match_total(r)["wall"]
         cell = _t(match_total(r))
         if r["subscribers"] == BAR_AT:
-            cell += f" {_ok(total <= BAR_MATCH_S)}"
+            cell += f" {_ok(wall <= BAR_MATCH_S)}"
             bars.append(
                 (
                     f"matching {BAR_AT:,} subscribers × 1,504 papers ≤ {BAR_MATCH_S:g} s",
-                    _s(total),
-                    total <= BAR_MATCH_S,
+                    _s(wall) + (" (median)" if len(r.get("match_samples") or []) > 1 else ""),
+                    wall <= BAR_MATCH_S,
                 )
             )
-        match_cells.append(cell)
+        match_cells.append(cell + match_runs(r))
     row("**match total**", match_cells, f"≤ {BAR_MATCH_S:g} s at S = {BAR_AT:,}")
     naive_cells, ratio_cells = [], []
     for r in results:
@@ -754,6 +791,8 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         "- **load profiles**: `digest.profiles.load_subscribers` on the generated subscribers.toml, validation included.",
         "- **diff**: `Store.record_snapshot` of the day on a real SQLite file (a smaller earlier day stored first), `seen_before`, `diff`.",
         "- **match**: `Matcher(subscribers)` (compile) and `.top(papers)` (each reader's best `max_papers` and the total, what the pipeline runs) against every paper of the day, not only the new ones. "
+        f"Timed in {args.match_runs} fresh process{'es' if args.match_runs > 1 else ''} per S (the scenario's own and `--worker match` ones, each after parsing the listing and loading the profiles, as the scenario does); "
+        "the table shows the median by total and lists every run, since this machine's speed varies from run to run by more than the bar's margin. "
         "The naive loop is `digest.match.naive_match` on a seeded sample of subscribers; its time is scaled linearly to S "
         "(it is a loop over subscribers, so linear is exact up to the sample's mix), and its results on the sample are compared "
         "with the fast matcher's: same subscribers, same paper ids, same order.",
@@ -788,6 +827,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--send-n", type=int, help="messages per send measurement (default 2000; --quick: 40)"
     )
+    parser.add_argument(
+        "--match-runs", type=int,
+        help="fresh processes that time matching per S; the report takes their median (default 3; --quick: 1)",
+    )  # fmt: skip
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     parser.add_argument("--out", help="markdown file to write (default BENCHMARKS.md; none with --quick)")
     parser.add_argument("--json", help="also write the raw numbers as JSON here")
@@ -820,6 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     args.naive_sample = args.naive_sample or 10
     args.send_n = args.send_n or (40 if args.quick else 2000)
+    args.match_runs = max(1, args.match_runs or (1 if args.quick else 3))
     out = args.out or (None if args.quick else str(ROOT / "BENCHMARKS.md"))
     info = machine()
     from bench import scenario
@@ -845,6 +889,10 @@ def main(argv: list[str] | None = None) -> int:
                     "naive_sample": args.naive_sample, "send_n": args.send_n, "profile_dir": args.profile,
                     "arxiv": str(listing)}  # fmt: skip
             results.append(run_worker("scenario", spec, work))
+            samples = [{name: results[-1]["stages"][name] for name in MATCH_STAGES}]
+            for _ in range(args.match_runs - 1):
+                samples.append(run_worker("match", spec, work))
+            results[-1]["match_samples"] = samples
             print(f"bench: S = {count:,}: {json.dumps(results[-1]['stages'])}", file=sys.stderr, flush=True)
         print("bench: send baselines ...", file=sys.stderr, flush=True)
         message = tmpdir / f"s{counts[-1]}" / "message.eml"
