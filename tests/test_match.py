@@ -433,6 +433,38 @@ def test_alike_profiles_get_equal_but_separate_lists_and_gc_is_restored() -> Non
     assert result["a@example.org"] is not result["b@example.org"]
 
 
+def test_terms_that_normalise_alike_each_get_hits_with_their_own_text() -> None:
+    # "LLMs", "LLM" and "llms" hit the same places; each reader's hits carry what they wrote,
+    # whichever of them the run made first and whichever paper is asked about first.
+    papers = [
+        paper("x", "LLMs for code", abstract="We tune LLMs. An LLM helps."),
+        paper("y", "Retrieval", abstract="No model here."),
+        paper("z", "Small LLM", abstract="One LLM only."),
+    ]
+    subs = [
+        sub(email="plural@example.org", keywords=["LLMs"]),
+        sub(email="single@example.org", keywords=["LLM", "retrieval"]),
+        sub(email="lower@example.org", keywords=["llms"], max_papers=1),
+        sub(email="query@example.org", query="title:LLM OR retrieval"),
+    ]
+    fast = Matcher(subs).top(papers)
+    naive = naive_match(subs, papers)
+    for s in subs:
+        found, total = fast[s.email]
+        assert found == naive[s.email][: s.max_papers] and total == len(naive[s.email])
+    hits = {s.email: {h.term for m in fast[s.email][0] for h in m.hits} for s in subs}
+    assert hits["plural@example.org"] == {"LLMs"}
+    assert hits["single@example.org"] == {"LLM", "retrieval"}
+    assert hits["lower@example.org"] == {"llms"}
+    assert hits["query@example.org"] == {"LLM", "retrieval"}
+    x_plural = next(m for m in fast["plural@example.org"][0] if m.paper.id == "x")
+    x_single = next(m for m in fast["single@example.org"][0] if m.paper.id == "x")
+    assert [(h.field, h.start, h.end) for h in x_plural.hits] == [
+        (h.field, h.start, h.end) for h in x_single.hits
+    ]
+    assert len(x_plural.hits) == 3  # the title's LLMs, the abstract's LLMs and LLM
+
+
 def test_what_compiling_and_a_run_make_is_handed_to_the_oldest_generation() -> None:
     # Acyclic and long-lived: a young pass of the collector over them would find no garbage.
     import gc
