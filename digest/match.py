@@ -71,7 +71,7 @@ def build_digest(subscriber: Subscriber, matches: Sequence[Match], date: dt.date
 # -- compiled profiles -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # not frozen: made per reader, and a frozen __init__ is slower
 class _Profile:
     sub: Subscriber
     keywords: tuple[int, ...]  # term ids
@@ -355,8 +355,13 @@ class _AlsoHits(dict[int, tuple[Hit, ...]]):
         self.of, self.term = of, term
 
     def __missing__(self, p: int) -> tuple[Hit, ...]:
-        term = self.term
-        hits = self[p] = tuple([_new_hit(Hit, (term, *h[1:])) for h in self.of[p]])
+        term, of = self.term, self.of[p]
+        hits: tuple[Hit, ...]
+        if len(of) == 1:  # most often: no list to build
+            _, field, start, end = of[0]
+            hits = self[p] = (_new_hit(Hit, (term, field, start, end)),)
+        else:
+            hits = self[p] = tuple([_new_hit(Hit, (term, *h[1:])) for h in of])
         return hits
 
     def __contains__(self, p: object) -> bool:

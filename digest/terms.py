@@ -181,14 +181,15 @@ class SurnameFilter:
 
     def __init__(self, surnames: set[str] | frozenset[str]) -> None:
         self.surnames = frozenset(surnames)
-        self.lengths = sorted({len(s) for s in self.surnames})
+        # the last n characters, for every length n of a surname (a slice longer than the
+        # name gives all of it: a candidate only if it is a surname itself, so still a fair test)
+        self.ends = tuple(slice(-n, None) for n in sorted({len(s) for s in self.surnames}))
 
     def may_match(self, name: str) -> bool:
         if not name.isascii() or _NEEDS_PARSING.search(name):
             return True
         squashed = _NOT_ALNUM.sub("", name.lower())
-        surnames, size = self.surnames, len(squashed)
-        return any(squashed[size - n :] in surnames for n in self.lengths if n <= size)
+        return not self.surnames.isdisjoint(map(squashed.__getitem__, self.ends))
 
 
 def given_compatible(a: AuthorName, b: AuthorName) -> bool:
