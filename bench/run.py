@@ -567,7 +567,8 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         return {"wall": a["wall"] + b["wall"], "cpu": a["cpu"] + b["cpu"]}
 
     def match_sample(r: dict[str, Any]) -> dict[str, dict[str, float]]:
-        """The median of the fresh processes that timed matching, by their total wall time."""
+        """The median of the fresh processes that timed matching, by their total wall time (of an
+        even number, the slower of the middle two: a bar is not met by rounding down)."""
         samples = sorted(r.get("match_samples") or [r["stages"]], key=lambda x: total(x)["wall"])
         return samples[len(samples) // 2]
 
