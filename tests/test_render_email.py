@@ -15,6 +15,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from digest.config import Settings
 from digest.errors import RenderError
@@ -394,3 +397,28 @@ def test_term_spans_fast_path_finds_what_the_regex_finds(text: str, term: str) -
     from digest.render import views
 
     assert views.term_spans(text, [term]) == list(views._spans_of(text, term))
+
+
+# Whitespace of every kind \s matches, controls, surrogates, non-characters, the letters that
+# IGNORECASE folds to ASCII, and the ellipsis `cut` adds: what the fast paths must tell apart.
+_AWKWARD = [
+    *" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u2009\u200a\u2028\u2029\u202f\u205f\u3000",
+    *"\x00\x07\x1b\x7f\x9f\ud800\udfff\ufffe\uffff\u200b",
+    *"\u0130\u0131\u017f\u212a…éaZ",
+]
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(st.text(st.one_of(st.sampled_from(_AWKWARD), st.characters()), max_size=30))
+@example("Deep  learning")
+@example("deep\u00a0learning …")
+@example("\u212aernel")
+def test_text_fast_paths_agree_with_their_regexes(text: str) -> None:
+    from digest.render import templating, views
+
+    cleaned = templating._CONTROL_RE.sub(" ", text)
+    assert templating.clean(text) == cleaned
+    assert templating.one_line(text) == re.sub(r"\s+", " ", cleaned).strip()
+    lower = text.lower()
+    plain = len(lower) == len(text) and not views._NOT_PLAIN.search(text)
+    assert views._plain_lower(text) == (lower if plain else None)

@@ -79,6 +79,7 @@ def _needle(term: str) -> tuple[str, bool] | None:
 # the letters IGNORECASE matches to ASCII ones that lower() does not (dotless i, long s, Kelvin,
 # and the dotted capital I, whose lower case is two characters).
 _NOT_PLAIN = re.compile("[^\\S ]| {2}|[\u0130\u0131\u017f\u212a]")
+_ODD_LETTERS = ("\u0131", "\u017f", "\u212a")  # of those, the ones lower() keeps one character
 
 
 def _plain_lower(text: str) -> str | None:
@@ -87,7 +88,15 @@ def _plain_lower(text: str) -> str | None:
     Not cached here: a view keeps it for each of its paper's texts (`_Base`).
     """
     lower = text.lower()
-    return lower if len(lower) == len(text) and not _NOT_PLAIN.search(text) else None
+    if len(lower) != len(text):
+        return None
+    if text.isprintable():
+        # The same test without the regex (a tenth of the time of a view): printable text has
+        # no whitespace but " ", and ASCII text none of those letters.
+        if "  " in text or (not text.isascii() and any(c in text for c in _ODD_LETTERS)):
+            return None
+        return lower
+    return None if _NOT_PLAIN.search(text) else lower
 
 
 def _find(lower: str, needle: str, at_word: bool) -> list[tuple[int, int]]:
@@ -290,13 +299,13 @@ class _Base:
         self.view = PaperView(
             id=paper.id,
             title=one_line(title),
-            title_html=escape(title),
+            title_html=_markup(escape_text(title)),
             url=_url(paper.url),
             pdf_url=_url(paper.pdf_url),
             github_url=_url(paper.github_url),
             project_url=_url(paper.project_url),
             authors=authors,
-            authors_html=escape(authors),
+            authors_html=_markup(escape_text(authors)),
             sources=sources,
             categories=categories,
             matched_categories=frozenset(),
@@ -304,7 +313,7 @@ class _Base:
             comments=paper.comments,
             facts=(*sources, *categories, *_counts(paper)),
             snippet=one_line(shown),
-            snippet_html=escape(shown),
+            snippet_html=_markup(escape_text(shown)),
             is_summary=bool(paper.ai_summary),
             why="",
             why_html=Markup(""),
