@@ -314,9 +314,11 @@ def shorten_authors(
     """
     names = [a for a in authors if a and not a.isspace()]
     if len(names) > limit:
-        wanted = [t.lower() for t in must_show]
-        extra = [one_line(n) for n in names[keep:] if any(w in n.lower() for w in wanted)]
-        head = ", ".join(one_line(n) for n in names[:keep])
+        extra = []
+        if must_show:  # only a reader's view asks; the shared view of every paper does not
+            wanted = [t.lower() for t in must_show]
+            extra = [one_line(n) for n in names[keep:] if any(w in n.lower() for w in wanted)]
+        head = ", ".join([one_line(n) for n in names[:keep]])
         return head + (", … " + ", ".join(extra) if extra else "") + " et al."
     names = [one_line(n) for n in names]
     if len(names) <= 2:
