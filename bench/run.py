@@ -54,6 +54,7 @@ NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)
 SOURCES = ("arxiv", "hf")
 SECRET = "bench-secret-not-for-production"
 CONCURRENCY = 4
+SENDER, RECIPIENT = "digest@example.org", "reader@example.org"  # of the baselines' messages
 SENDER = "Paper Digest <digest@example.org>"
 
 # The bars of the benchmark issue.
@@ -248,15 +249,38 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
                     concurrency=CONCURRENCY, clock=utcnow,
                 )  # fmt: skip
 
+        # The raw limit, measured on either side of the product's send with the same body, the
+        # same sink and as many messages in all: this machine's speed drifts by a quarter over
+        # tens of seconds, and a limit measured minutes apart moved the ratio by as much.
+        raw_walls: list[float] = []
+        payload = b""
+        if typical is not None:
+            message = build_message(typical, to_send[0].subscriber, settings, date=DATE, key=key, now=NOW)
+            payload = message.as_bytes(policy=POLICY)
+            Path(work / "message.eml").write_bytes(payload)
+
+        def raw_limit(n: int) -> None:
+            if n:
+                start = time.perf_counter()
+                asyncio.run(raw_send(sink.host, sink.port, payload, n))
+                raw_walls.append(time.perf_counter() - start)
+
+        first = sink.count()[0]
+        raw_limit(len(to_send) // 2)
         before = sink.count()[0]
         with stage("send"), store.grouped_commits():  # as pipeline._send sends
             report = asyncio.run(send()) if to_send else None
         accepted = sink.count()[0] - before
+        raw_limit(len(to_send) - len(to_send) // 2)
         out["sent"] = len(report.sent) if report else 0
         out["sink_accepted"] = accepted
-        if typical is not None:
-            message = build_message(typical, to_send[0].subscriber, settings, date=DATE, key=key, now=NOW)
-            Path(work / "message.eml").write_bytes(message.as_bytes(policy=POLICY))
+        raw_wall = sum(raw_walls)
+        out["raw"] = {
+            "n": len(to_send),
+            "wall": raw_wall,
+            "rate": len(to_send) / raw_wall if raw_wall else 0.0,
+        }
+        out["raw_accepted"] = sink.count()[0] - first - accepted
 
         # -- publish: public feeds, archive pages, private feeds -------------------------------------
         private = [
@@ -279,6 +303,22 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- worker: the send baselines ------------------------------------------------------------------------
+async def raw_send(host: str, port: int, payload: bytes, n: int) -> None:
+    """The physical limit: n messages over CONCURRENCY connections, each reused, doing nothing else."""
+    import aiosmtplib
+
+    share = [n // CONCURRENCY + (1 if i < n % CONCURRENCY else 0) for i in range(CONCURRENCY)]
+
+    async def one(k: int) -> None:
+        client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False)
+        await client.connect()
+        for _ in range(k):
+            await client.sendmail(SENDER, [RECIPIENT], payload)
+        await client.quit()
+
+    await asyncio.gather(*(one(k) for k in share if k))
+
+
 def worker_baselines(spec: dict[str, Any]) -> dict[str, Any]:
     import aiosmtplib
 
@@ -286,20 +326,9 @@ def worker_baselines(spec: dict[str, Any]) -> dict[str, Any]:
 
     payload = Path(spec["message"]).read_bytes()
     n = spec["send_n"]
-    sender, recipient = "digest@example.org", "reader@example.org"
 
     async def pooled(host: str, port: int) -> None:
-        """The physical limit: CONCURRENCY connections, each reused, doing nothing else."""
-        share = [n // CONCURRENCY + (1 if i < n % CONCURRENCY else 0) for i in range(CONCURRENCY)]
-
-        async def one(k: int) -> None:
-            client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False)
-            await client.connect()
-            for _ in range(k):
-                await client.sendmail(sender, [recipient], payload)
-            await client.quit()
-
-        await asyncio.gather(*(one(k) for k in share))
+        await raw_send(host, port, payload, n)
 
     async def per_message(host: str, port: int) -> None:
         """The common peer approach (rss2email): a new connection for every message."""
@@ -309,7 +338,7 @@ def worker_baselines(spec: dict[str, Any]) -> dict[str, Any]:
             async with gate:
                 client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False)
                 await client.connect()
-                await client.sendmail(sender, [recipient], payload)
+                await client.sendmail(SENDER, [RECIPIENT], payload)
                 await client.quit()
 
         await asyncio.gather(*(one() for _ in range(n)))
@@ -668,9 +697,11 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
     for r in results:
         wall = stage(r, "send")["wall"]
         rate = r["sent"] / wall if wall else 0.0
-        share = rate / raw if raw else 0.0
+        limit = r["raw"]["rate"]
+        share = rate / limit if limit else 0.0
         send_cells.append(
-            f"{r['sent']:,} in {_s(wall)}: **{rate:,.0f} msg/s**, {share:.0%} of raw {_ok(share >= BAR_SEND_SHARE)}"
+            f"{r['sent']:,} in {_s(wall)}: **{rate:,.0f} msg/s**, {share:.0%} of raw "
+            f"<sub>({limit:,.0f} msg/s around it)</sub> {_ok(share >= BAR_SEND_SHARE)}"
         )
     row(
         "send (product sender + SMTP pool + ledger, to the sink)",
@@ -678,7 +709,8 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         f"≥ {BAR_SEND_SHARE:.0%} of the raw limit",
     )
     big_send = big["sent"] / max(stage(big, "send")["wall"], 1e-9)
-    bars.append((f"sending ≥ {BAR_SEND_SHARE:.0%} of the raw limit measured in the same run", f"{big_send:,.0f} msg/s = {big_send / raw:.0%} of {raw:,.0f} msg/s", big_send / raw >= BAR_SEND_SHARE))  # fmt: skip
+    big_raw = big["raw"]["rate"] or 1e-9
+    bars.append((f"sending ≥ {BAR_SEND_SHARE:.0%} of the raw limit measured in the same run (on either side of it)", f"{big_send:,.0f} msg/s = {big_send / big_raw:.0%} of {big_raw:,.0f} msg/s", big_send / big_raw >= BAR_SEND_SHARE))  # fmt: skip
     row(
         "publish (feeds, archive, private feeds)",
         [_t(stage(r, "publish")) + f" <sub>{r['published_files']:,} files</sub>" for r in results],
@@ -733,8 +765,9 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         "",
         "| client | messages | time | msg/s | vs raw |",
         "|---|---|---|---|---|",
-        f"| raw limit: bare aiosmtplib, {CONCURRENCY} connections each reused, nothing else | {base['n']:,} | {_s(base['raw']['wall'])} | {raw:,.0f} | 100% |",
-        f"| digest: send_all + SmtpTransport + SQLite ledger, message built per recipient (S = {big['subscribers']:,}) | {big['sent']:,} | {_s(stage(big, 'send')['wall'])} | {big_send:,.0f} | {big_send / raw:.0%} |",
+        f"| raw limit: bare aiosmtplib, {CONCURRENCY} connections each reused, nothing else; half just before digest's send, half just after | {big['raw']['n']:,} | {_s(big['raw']['wall'])} | {big_raw:,.0f} | 100% |",
+        f"| digest: send_all + SmtpTransport + SQLite ledger, message built per recipient (S = {big['subscribers']:,}) | {big['sent']:,} | {_s(stage(big, 'send')['wall'])} | {big_send:,.0f} | {big_send / big_raw:.0%} |",
+        f"| raw limit again, just before the peer approach (its own process) | {base['n']:,} | {_s(base['raw']['wall'])} | {raw:,.0f} | 100% |",
         f"| common peer approach (rss2email): a new connection per message, {CONCURRENCY} at a time | {base['n']:,} | {_s(base['per_message']['wall'])} | {base['per_message']['rate']:,.0f} | {base['per_message']['rate'] / raw:.0%} |",
         "",
     ]  # fmt: skip
@@ -800,7 +833,9 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         "- **render**: `EmailRenderer.render` (HTML + text) for every digest with at least one paper; the process is single-threaded, so emails/s is emails/s/core.",
         f"- **send**: up to {args.send_n:,} digests through `send_all` with `SmtpTransport` ({CONCURRENCY} connections) and the SQLite ledger; "
         "each job builds its message (`build_message`, per-recipient headers and unsubscribe token) from one pre-rendered body, "
-        "so rendering is not counted twice. The raw limit and the connection-per-message client send the same body.",
+        "so rendering is not counted twice. The raw limit and the connection-per-message client send the same body. "
+        "The raw limit the send is compared with is measured in the same process and the same sink, half of it just before the send "
+        "and half just after, so that the machine's drift over a run (a quarter, over tens of seconds) falls on both alike.",
         "- **publish**: `publish_site` for two days with every subscriber's private feed (feed = true).",
         "- **peak RSS**: `ru_maxrss` of the process, which ran only that scenario (the SMTP sink and HTTP server are other processes).",
         "- **end to end**: `digest.pipeline.run(settings, subscribers_path=..., date=..., transport=httpx.HTTPTransport())`, timed from the call to the last message accepted (when the run moves on to publishing: every send has been answered) and to its return.",
@@ -921,7 +956,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print(f"bench: pyinstrument profiles in {args.profile}", file=sys.stderr)
     # Bars are reported, not asserted (a loaded machine misses them); wrong results are a failure.
-    correct = all(not r["mismatches"] and r["sent"] == r["sink_accepted"] for r in results)
+    correct = all(
+        not r["mismatches"] and r["sent"] == r["sink_accepted"] and r["raw_accepted"] == r["raw"]["n"]
+        for r in results
+    )
     if e2e is not None:
         correct = correct and e2e["sent"] == e2e["sink_accepted"] and not e2e["failed"] and not e2e["pending"]
     return 0 if correct else 1
