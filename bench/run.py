@@ -189,11 +189,13 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
         out["new"], out["updates"] = len(result.new), len(result.updates)
 
         # -- match, against every paper of the day (the issue's "S x 1,504 papers") -----------------
+        probe = speed_probe()
         with stage("match: compile"):
             matcher = Matcher(subscribers)
         with stage("match: match"):
             # what the pipeline runs: each reader's best max_papers and the total count
             top = matcher.top(papers)
+        out["match_probe_ms"] = [probe, speed_probe()]
         sample_size = min(count, spec["naive_sample"])
         sample = sorted(random.Random(spec["seed"]).sample(range(count), sample_size))
         sampled = [subscribers[i] for i in sample]
@@ -425,11 +427,24 @@ def worker_match(spec: dict[str, Any]) -> dict[str, Any]:
     papers = load_papers(Path(spec["arxiv"]))
     subscribers = load_subscribers(Path(spec["profiles"]), source_names=list(SOURCES))
     stage = Stages()
+    probe = speed_probe()
     with stage("match: compile"):
         matcher = Matcher(subscribers)
     with stage("match: match"):
         matcher.top(papers)
-    return {name: stage.times[name] for name in MATCH_STAGES}
+    return {**{name: stage.times[name] for name in MATCH_STAGES}, "probe_ms": [probe, speed_probe()]}
+
+
+def speed_probe() -> float:
+    """Milliseconds for a fixed piece of pure-Python work (dict lookups and stores, int sums, as
+    in matching): how fast the machine is at that moment. Reported beside each matching sample,
+    since this VM's speed swings (the same probe took 57 to 119 ms over 40 seconds, idle)."""
+    start = time.perf_counter()
+    counts: dict[int, int] = {}
+    for i in range(400_000):
+        k = i % 5003
+        counts[k] = counts.get(k, 0) + i
+    return (time.perf_counter() - start) * 1000
 
 
 def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
@@ -608,8 +623,12 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         samples = r.get("match_samples") or []
         if len(samples) < 2:
             return ""
-        walls = ", ".join(_s(total(x)["wall"]) for x in samples)
+        walls = ", ".join(_s(total(x)["wall"]) + _probe(x) for x in samples)
         return f" <sub>median of {len(samples)} processes: {walls}</sub>"
+
+    def _probe(sample: dict[str, Any]) -> str:
+        before, after = sample.get("probe_ms") or (None, None)
+        return "" if before is None else f" (probe {before:.0f}/{after:.0f} ms)"
 
     def naive_total(r: dict[str, Any]) -> float:
         return stage(r, "naive")["wall"] * r["subscribers"] / max(1, r["naive_sample"])
@@ -826,7 +845,9 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         "- **diff**: `Store.record_snapshot` of the day on a real SQLite file (a smaller earlier day stored first), `seen_before`, `diff`.",
         "- **match**: `Matcher(subscribers)` (compile) and `.top(papers)` (each reader's best `max_papers` and the total, what the pipeline runs) against every paper of the day, not only the new ones. "
         f"Timed in {args.match_runs} fresh process{'es' if args.match_runs > 1 else ''} per S (the scenario's own and `--worker match` ones, each after parsing the listing and loading the profiles, as the scenario does); "
-        "the table shows the median by total and lists every run, since this machine's speed varies from run to run by more than the bar's margin. "
+        "the table shows the median by total and lists every run, since this machine's speed varies from run to run by more than the bar's margin; "
+        "beside each run, `speed_probe` (a fixed piece of pure-Python work) timed just before and just after it says how fast the machine was then "
+        "(the same probe takes 57 ms on this VM in a quiet moment and up to twice that in its slow spells). "
         "The naive loop is `digest.match.naive_match` on a seeded sample of subscribers; its time is scaled linearly to S "
         "(it is a loop over subscribers, so linear is exact up to the sample's mix), and its results on the sample are compared "
         "with the fast matcher's: same subscribers, same paper ids, same order.",
@@ -865,7 +886,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--match-runs", type=int,
-        help="fresh processes that time matching per S; the report takes their median (default 3; --quick: 1)",
+        help="fresh processes that time matching per S; the report takes their median (default 5; --quick: 1)",
     )  # fmt: skip
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     parser.add_argument("--out", help="markdown file to write (default BENCHMARKS.md; none with --quick)")
@@ -899,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     args.naive_sample = args.naive_sample or 10
     args.send_n = args.send_n or (40 if args.quick else 2000)
-    args.match_runs = max(1, args.match_runs or (1 if args.quick else 3))
+    args.match_runs = max(1, args.match_runs or (1 if args.quick else 5))
     out = args.out or (None if args.quick else str(ROOT / "BENCHMARKS.md"))
     info = machine()
     from bench import scenario
@@ -925,7 +946,12 @@ def main(argv: list[str] | None = None) -> int:
                     "naive_sample": args.naive_sample, "send_n": args.send_n, "profile_dir": args.profile,
                     "arxiv": str(listing)}  # fmt: skip
             results.append(run_worker("scenario", spec, work))
-            samples = [{name: results[-1]["stages"][name] for name in MATCH_STAGES}]
+            samples = [
+                {
+                    **{name: results[-1]["stages"][name] for name in MATCH_STAGES},
+                    "probe_ms": results[-1]["match_probe_ms"],
+                }
+            ]
             for _ in range(args.match_runs - 1):
                 samples.append(run_worker("match", spec, work))
             results[-1]["match_samples"] = samples
