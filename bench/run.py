@@ -54,7 +54,7 @@ NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)
 SOURCES = ("arxiv", "hf")
 SECRET = "bench-secret-not-for-production"
 CONCURRENCY = 4
-SENDER, RECIPIENT = "digest@example.org", "reader@example.org"  # of the baselines' messages
+RAW_FROM, RAW_TO = "digest@example.org", "reader@example.org"  # envelope of the baselines' messages
 SENDER = "Paper Digest <digest@example.org>"
 
 # The bars of the benchmark issue.
@@ -252,7 +252,7 @@ def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
                 )  # fmt: skip
 
         # The raw limit, measured on either side of the product's send with the same body, the
-        # same sink and as many messages in all: this machine's speed drifts by a quarter over
+        # same sink and as many messages in all: this machine's speed drifts by a quarter and more over
         # tens of seconds, and a limit measured minutes apart moved the ratio by as much.
         raw_walls: list[float] = []
         payload = b""
@@ -315,7 +315,7 @@ async def raw_send(host: str, port: int, payload: bytes, n: int) -> None:
         client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False)
         await client.connect()
         for _ in range(k):
-            await client.sendmail(SENDER, [RECIPIENT], payload)
+            await client.sendmail(RAW_FROM, [RAW_TO], payload)
         await client.quit()
 
     await asyncio.gather(*(one(k) for k in share if k))
@@ -340,7 +340,7 @@ def worker_baselines(spec: dict[str, Any]) -> dict[str, Any]:
             async with gate:
                 client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False)
                 await client.connect()
-                await client.sendmail(SENDER, [RECIPIENT], payload)
+                await client.sendmail(RAW_FROM, [RAW_TO], payload)
                 await client.quit()
 
         await asyncio.gather(*(one() for _ in range(n)))

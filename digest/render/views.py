@@ -79,7 +79,8 @@ def _needle(term: str) -> tuple[str, bool] | None:
 # the letters IGNORECASE matches to ASCII ones that lower() does not (dotless i, long s, Kelvin,
 # and the dotted capital I, whose lower case is two characters).
 _NOT_PLAIN = re.compile("[^\\S ]| {2}|[\u0130\u0131\u017f\u212a]")
-_ODD_LETTERS = ("\u0131", "\u017f", "\u212a")  # of those, the ones lower() keeps one character
+# Those letters but the dotted capital I, which the length test in `_plain_lower` catches.
+_ODD_LETTERS = ("\u0131", "\u017f", "\u212a")
 
 
 def _plain_lower(text: str) -> str | None:
@@ -91,8 +92,8 @@ def _plain_lower(text: str) -> str | None:
     if len(lower) != len(text):
         return None
     if text.isprintable():
-        # The same test without the regex (a tenth of the time of a view): printable text has
-        # no whitespace but " ", and ASCII text none of those letters.
+        # The same test without the regex, which was a tenth of the time of building the views:
+        # printable text has no whitespace but " ", and ASCII text none of those letters.
         if "  " in text or (not text.isascii() and any(c in text for c in _ODD_LETTERS)):
             return None
         return lower
