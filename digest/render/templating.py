@@ -219,14 +219,15 @@ def clean(text: str | None) -> str:
 
 def one_line(text: str | None) -> str:
     """Clean and collapse whitespace: for titles, subjects and anything shown on one line."""
-    text = clean(text)
-    # Printable text has no whitespace but " " (every other character \s matches is a control
-    # or a separator, which are not printable), so without a double space there is nothing to
-    # collapse. This runs on every title and snippet of a run, and the regex, which replaced
-    # each single space with another, took 40 us an abstract.
-    if "  " not in text and text.isprintable():
-        return text.strip()
-    return _SPACES.sub(" ", text).strip()
+    if not text:
+        return ""
+    # Printable text needs no cleaning (see `clean`) and has no whitespace but " " (every other
+    # character \s matches is a control or a separator, which are not printable), so without a
+    # double space there is nothing to collapse. This runs on every title and snippet of a run,
+    # and the regex, which replaced each single space with another, took 40 us an abstract.
+    if text.isprintable():
+        return text.strip() if "  " not in text else _SPACES.sub(" ", text).strip()
+    return _SPACES.sub(" ", _CONTROL_RE.sub(" ", text)).strip()
 
 
 def wrap(text: str, width: int = 76, indent: str = "", first: str | None = None) -> str:
