@@ -223,12 +223,14 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
     Example: digest check --subscribers subscribers.toml
     """
     from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
+    from digest.render.email import EmailRenderer
     from digest.store import Store
 
     try:
         settings = _settings(config)
         path = subscribers_path_from(subscribers, settings)
         subs = load_subscribers(path, source_names=[s.name for s in settings.sources])
+        EmailRenderer(settings)  # compiles the templates (yours in [templates] dir) as a run would
     except DigestError as exc:
         raise _fail(exc) from None
     table = Table(title=f"{path}: OK", title_justify="left")
@@ -243,8 +245,11 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
     )
     out.print(table)
     if settings.state.path.exists():
-        with Store.open(settings.state.path) as store:
-            held = store.suppressions()
+        try:
+            with Store.open(settings.state.path) as store:
+                held = store.suppressions()
+        except DigestError as exc:
+            raise _fail(exc) from None
         by_email = {s.email: s for s in subs}
         for email, sup in held.items():
             sub = by_email.get(email)

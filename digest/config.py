@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
+import string
 import zoneinfo
 from contextvars import ContextVar
 from pathlib import Path
@@ -33,9 +35,11 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from digest.errors import ConfigError
@@ -94,7 +98,7 @@ class SubscribersConfig(_Section):
 
 class SmtpConfig(_Section):
     host: str | None = None
-    port: int = Field(default=587, gt=0, lt=65536)
+    port: int | None = Field(default=None, gt=0, lt=65536)  # None: 587, or 465 for "tls" (see port_number)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None  # only from DIGEST_SMTP__PASSWORD
@@ -105,6 +109,24 @@ class SmtpConfig(_Section):
     allow_insecure: bool = False  # permit security = "none" to a host that is not loopback
     verify: bool = True  # verify the server certificate
     ca_file: Path | None = None  # extra CA bundle (a private CA, a self-signed test server)
+
+    @property
+    def port_number(self) -> int:
+        """`port`, else the port of `security`: 465 for implicit TLS, 587 (submission) otherwise."""
+        if self.port is not None:
+            return self.port
+        return 465 if self.security == "tls" else 587
+
+    @field_validator("from_")
+    @classmethod
+    def _from_is_an_address(cls, value: str) -> str:
+        from digest.deliver.message import sender_address  # deliver imports this module
+
+        try:
+            sender_address(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("[smtp] from = ")) from None
+        return value
 
     @model_validator(mode="after")
     def _insecure_only_on_loopback(self) -> SmtpConfig:
@@ -125,6 +147,36 @@ class DeliveryConfig(_Section):
     max_connection_failures: int = Field(default=3, ge=1)  # in a row, then the run stops sending
     subject: str = "{count} new papers for you · {date}"  # {count}, {date}, {name}
     list_id: str = "Paper Digest <digest.localhost>"
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_placeholders(cls, value: str) -> str:
+        check_subject(value)
+        return value
+
+
+SUBJECT_PLACEHOLDERS = ("count", "date", "name")
+
+
+def check_subject(template: str) -> None:
+    """ValueError unless `template` uses only bare {count}, {date} and {name}.
+
+    `str.format` would also follow attributes and indexes (`{name.__class__}`) and honour any
+    width (`{count:>99999999}` builds a 100 MB subject), so only bare names are allowed.
+    """
+    hint = "the placeholders are {count}, {date} and {name} (write {{ and }} for braces)"
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {hint}") from None
+    for _, field, spec, conversion in fields:
+        if field is None:
+            continue
+        if field not in SUBJECT_PLACEHOLDERS or spec or conversion:
+            written = (
+                "{" + field + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            )
+            raise ValueError(f"{written} is not a placeholder; {hint}")
 
 
 class OutputConfig(_Section):
@@ -161,6 +213,16 @@ class ScheduleConfig(_Section):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f'{value!r} is not an IANA time zone; write e.g. "Europe/Berlin"') from None
         return value
+
+    @model_validator(mode="after")
+    def _cron(self) -> ScheduleConfig:
+        from digest.schedule import make_trigger  # the scheduler imports this module
+
+        try:
+            make_trigger(self)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("[schedule] ")) from None
+        return self
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -211,8 +273,17 @@ class Settings(BaseSettings):
     delivery: DeliveryConfig = DeliveryConfig()
     output: OutputConfig = OutputConfig()
     templates: TemplatesConfig = TemplatesConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     secret: SecretStr | None = None  # DIGEST_SECRET: signs unsubscribe and private-feed links
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An Action's `${{ secrets.DIGEST_SECRET }}` is "" when the secret is not defined; signing
+        # with an empty key would make every reader's links guessable from their address.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("DIGEST_SECRET is set but empty; set it to a long random string, or unset it")
+        return value
 
     @field_validator("sources")
     @classmethod
@@ -235,8 +306,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         secrets_dir = os.environ.get("DIGEST_SECRETS_DIR")
+        # Nested: a file named DIGEST_SMTP__PASSWORD sets [smtp] password, as the variable would.
         secret_source = (
-            SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
+            NestedSecretsSettingsSource(
+                SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir), secrets_dir_missing="error"
+            )
             if secrets_dir
             else file_secret_settings
         )
@@ -300,16 +374,43 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = describe_validation_error(exc, label, text)
+        problems = describe_validation_error(exc, label, text, env_prefix="DIGEST_")
         raise ConfigError(
             problems[0] if len(problems) == 1 else f"{len(problems)} problems in {label}", problems
         ) from None
+    except SettingsError as exc:
+        # a DIGEST_ variable (or .env line, or secrets file) that is not valid JSON for a list or
+        # table, or DIGEST_SECRETS_DIR that is not a folder
+        raise ConfigError(f"environment: {_settings_error(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f".env: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     finally:
         _toml_data.reset(token)
     if config_path is not None:
         settings = _resolve_paths(settings, config_path.resolve().parent)
     _check_files(settings, label, text)
     return settings
+
+
+def _settings_error(exc: SettingsError) -> str:
+    message = str(exc)
+    m = re.match(r'error parsing value for field "(\w+)" from source "(\w+)"', message)
+    if m:
+        field, source = m.groups()
+        where = {"EnvSettingsSource": "", "DotEnvSettingsSource": " in .env"}.get(
+            source, " in DIGEST_SECRETS_DIR"
+        )
+        return (
+            f"DIGEST_{field.upper()}{where}: not valid JSON; a list or table from the environment is "
+            f'written as JSON, e.g. DIGEST_{field.upper()}=\'[{{"kind": "hf_daily", "url": "https://..."}}]\''
+            if field == "sources"
+            else f"DIGEST_{field.upper()}{where}: not valid JSON for a table; set its keys one by one, "
+            f"e.g. DIGEST_{field.upper()}__KEY=value"
+        )
+    if "secrets_dir" in message or "directory" in message:
+        detail = message.split(": ", 1)[-1] if "secrets_dir" in message else "no such folder"
+        return f"DIGEST_SECRETS_DIR={os.environ.get('DIGEST_SECRETS_DIR', '')!r}: {detail}"
+    return message
 
 
 def _check_files(settings: Settings, label: str, text: str) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,7 @@ from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
 from digest.diff import diff
+from digest.errors import ConfigError, DigestError
 from digest.match import Matcher
 from digest.models import DiffResult, Digest, Hit, Match, Paper, Subscriber, merge_papers, utcnow
 from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
@@ -74,12 +76,14 @@ class RunSummary:
     suppressed: list[str] = field(default_factory=list)
     rendered: int = 0  # dry run: digests rendered
     stopped_reason: str | None = None
+    publish_error: str | None = None  # the emails went out, the feeds and archive could not be written
     outputs: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PARTIAL if (self.failed or self.unknown or self.pending) else EXIT_OK
+        trouble = self.failed or self.unknown or self.pending or self.publish_error
+        return EXIT_PARTIAL if trouble else EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +113,8 @@ class RunSummary:
         out += [f"unknown (maybe delivered, not resent): {email}: {reply}" for email, reply in self.unknown]
         if self.stopped_reason:
             out.append(f"stopped: {self.stopped_reason}")
+        if self.publish_error:
+            out.append(f"publish failed (the emails were sent): {self.publish_error}")
         if self.timings:
             out.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
         return out
@@ -181,6 +187,8 @@ def fetch_and_store(
     progress: Progress | None = None,
 ) -> DiffResult:
     """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`)."""
+    if not dry_run:
+        check_snapshot_date(store, date, now)
     papers, responses = fetch_all(
         settings, store.http_cache(), date, now, transport=transport, progress=progress
     )
@@ -188,6 +196,40 @@ def fetch_and_store(
     if not dry_run:
         store.record_snapshot(date, papers, responses, sources=[s.name for s in settings.sources], now=now)
     return result
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    """ConfigError unless `folder` can be written to, or made in its nearest existing parent:
+    found before a run fetches and sends, not after. Nothing is created here."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {existing}"
+    if problem:
+        raise ConfigError(f"{key} = {str(folder)!r}: cannot write there: {problem}")
+
+
+def check_snapshot_date(store: Store, date: dt.date, now: dt.datetime) -> None:
+    """ConfigError unless a snapshot may be stored for `date`: not after tomorrow (a time zone
+    ahead of UTC), and not before the newest snapshot stored.
+
+    What is new on a day is what no earlier snapshot lists, so a snapshot stored under an earlier
+    date (a mistyped `--date 0206-...`) would make its papers "seen before" every later day: they
+    would never be sent. Re-running the newest day (to send what is still pending) is fine.
+    """
+    if date > now.date() + dt.timedelta(days=1):
+        raise ConfigError(f"--date {date}: that is in the future (today is {now.date()} UTC)")
+    newest = store.snapshot_dates(limit=1)
+    if newest and date < newest[0]:
+        raise ConfigError(
+            f"--date {date}: a snapshot for the later date {newest[0]} is already stored; storing one "
+            f"for {date} would make its papers seen before {newest[0]}, never new; use {newest[0]} or later "
+            "(or --dry-run to look without storing)"
+        )
 
 
 # -- the daily run ------------------------------------------------------------------------------------
@@ -218,6 +260,10 @@ def run(
     )
     summary.subscribers = len(subscribers)
     renderer = EmailRenderer(settings)
+    if not dry_run:
+        _check_writable(settings.output.dir, "[output] dir")
+        if settings.transport == "outbox":
+            _check_writable(settings.delivery.outbox, "[delivery] outbox")
 
     store = Store.open(settings.state.path)
     with store, store.lock():
@@ -270,10 +316,14 @@ def run(
         del digests, jobs, build
         renderer.clear()
 
-        # 6. publish feeds and archive
+        # 6. publish feeds and archive. The emails are out and recorded: a failure here (a full
+        # disk) is reported and makes the run partial; the next run publishes again.
         if not dry_run:
-            with timer("publish"):
-                summary.outputs = publish(settings, store, key, subscribers, date, now)
+            try:
+                with timer("publish"):
+                    summary.outputs = publish(settings, store, key, subscribers, date, now)
+            except (DigestError, OSError) as exc:
+                summary.publish_error = str(exc)
             store.finish_run(
                 date, "ok" if summary.exit_code == EXIT_OK else "partial", summary.as_dict(), utcnow()
             )

@@ -107,10 +107,17 @@ def _check_email(value: str) -> str:
     if at and domain.lower() in _LOCAL_DOMAINS:
         # email-validator refuses special-use names even with globally_deliverable=False; check
         # the local part against a test domain instead and keep the real one.
-        checked = validate_email(f"{local}@test", check_deliverability=False, test_environment=True)
+        checked = validate_email(
+            f"{local}@test", check_deliverability=False, test_environment=True, allow_smtputf8=False
+        )
         return f"{checked.local_part}@{domain.lower()}"
     try:
-        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+        # allow_smtputf8=False: the message builder refuses a non-ASCII local part (see
+        # deliver.message._addr_spec), so it is refused here, where `digest check` reports it, rather
+        # than at every send. A non-ASCII domain is fine (sent with SMTPUTF8).
+        return validate_email(
+            value, check_deliverability=False, test_environment=True, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
 

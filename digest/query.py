@@ -129,10 +129,21 @@ def _lex(text: str) -> list[_Tok]:
 # -- parser ----------------------------------------------------------------------------------------
 
 
+MAX_DEPTH = 32  # parentheses and NOTs inside each other; the parser and the matcher recurse
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.toks = _lex(text)
         self.pos = 0
+        self.depth = 0
+
+    def _deeper(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QuerySyntaxError(
+                f"nested too deeply (more than {MAX_DEPTH} parentheses or NOTs)", tok.column
+            )
 
     @property
     def tok(self) -> _Tok:
@@ -183,14 +194,16 @@ class _Parser:
 
     def not_expr(self) -> Node:
         if self.tok.kind == "OP" and self.tok.value == "NOT":
-            self._next()
-            return Not(self.not_expr())
+            self._deeper(self._next())
+            node = Not(self.not_expr())
+            self.depth -= 1
+            return node
         return self.primary()
 
     def primary(self) -> Node:
         tok = self.tok
         if tok.kind == "(":
-            self._next()
+            self._deeper(self._next())
             if self.tok.kind == ")":
                 raise QuerySyntaxError("empty parentheses", self.tok.column)
             node = self.or_expr()
@@ -199,6 +212,7 @@ class _Parser:
                     raise QuerySyntaxError("missing ')' to close the '(' opened", tok.column)
                 raise self._unexpected()
             self._next()
+            self.depth -= 1
             return node
         field: QueryField | None = None
         if tok.kind == "FIELD":

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from digest.config import Settings
+from digest.config import Settings, load_settings
 from digest.deliver.message import OutgoingMessage, build_message, message_domain, sanitize_header
 from digest.errors import ConfigError, SendError
 from digest.models import RenderedEmail, Subscriber
@@ -197,9 +197,14 @@ def test_sanitize_header():
     assert sanitize_header(" a\r\n\tb\x00c\u2028d  e ") == "a b c d e"
 
 
-def test_a_bad_from_is_a_config_error_with_the_fix():
-    with pytest.raises(ConfigError, match=r'from = "Paper Digest <digest@example.org>"'):
-        build(settings=make_settings(**{"from": "not an address"}))
+def test_a_bad_from_is_a_config_error_with_the_fix(tmp_path):
+    # refused when the configuration loads (so `digest check` finds it), not at the first message
+    config = tmp_path / "digest.toml"
+    config.write_text('[smtp]\nhost = "127.0.0.1"\nfrom = "not an address"\n')
+    with pytest.raises(
+        ConfigError, match=r'digest.toml:3: smtp.from: .*from = "Paper Digest <digest@example.org>"'
+    ):
+        load_settings(config)
 
 
 def test_a_bad_recipient_is_a_permanent_send_error():

@@ -19,8 +19,8 @@ from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from digest.config import Settings
-from digest.errors import RenderError
+from digest.config import Settings, load_settings
+from digest.errors import ConfigError, RenderError
 from digest.models import Digest, Hit, Match, Paper, Subscriber
 from digest.render import email as email_module
 from digest.render.email import EmailRenderer, Links
@@ -159,9 +159,31 @@ def test_subject_count_date_name_and_singular() -> None:
     assert r.render(one, links()).subject == "1 new paper for Ada · 12 Jun 2026"
 
 
-def test_subject_placeholder_typo_is_a_render_error() -> None:
-    with pytest.raises(RenderError, match=r"delivery.subject.*\{count\}"):
-        EmailRenderer(Settings(delivery={"subject": "{cuont} papers"}))  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "{cuont} papers",  # a typo
+        "{name.__class__}",  # attribute access would show Python internals
+        "{count:>99999999}",  # a width: a 100 MB subject
+        "{count!r} papers",
+        "{count papers",
+    ],
+)
+def test_a_subject_with_anything_but_the_placeholders_is_refused_at_load(
+    tmp_path: Path, subject: str
+) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text(f"[delivery]\nsubject = {subject!r}\n")
+    with pytest.raises(
+        ConfigError, match=r"digest.toml:2: delivery.subject: .*\{count\}, \{date\} and \{name\}"
+    ):
+        load_settings(config)
+
+
+def test_a_subject_with_the_placeholders_and_braces_loads(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text("[delivery]\nsubject = '{{digest}} {count} for {name} · {date}'\n")
+    assert load_settings(config).delivery.subject.startswith("{{digest}}")
 
 
 def test_preheader_names_the_matched_terms(renderer: EmailRenderer) -> None:

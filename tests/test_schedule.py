@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from pytest_httpserver import HTTPServer
 
-from digest.config import ScheduleConfig
+from digest.config import ScheduleConfig, load_settings
 from digest.errors import ConfigError
 from digest.schedule import JOB_ID, make_scheduler, make_trigger, next_fire_times, should_catch_up
 
@@ -104,13 +105,20 @@ def test_six_fields_have_seconds_first_and_macros_work() -> None:
         "every morning",
     ],
 )
-def test_invalid_cron_is_a_config_error_naming_the_key_and_the_fix(cron: str) -> None:
+def test_invalid_cron_is_a_config_error_naming_the_key_and_the_fix(cron: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        make_trigger(ScheduleConfig(cron=cron))
+        make_trigger(ScheduleConfig.model_construct(cron=cron, timezone="UTC"))
     message = str(info.value)
     assert "[schedule] cron" in message
     assert repr(cron) in message
     assert '"0 7 * * 1-5"' in message  # the fix, by example
+    # and refused when the configuration loads, so `digest check` and `digest run` find it too
+    config = tmp_path / "digest.toml"
+    config.write_text(f'[schedule]\ntimezone = "UTC"\ncron = "{cron}"\n')
+    with pytest.raises(
+        ConfigError, match=rf"digest.toml:1: schedule: cron = {re.escape(repr(cron))} is not a valid"
+    ):
+        load_settings(config)
 
 
 # -- DST: Europe/Berlin 2026, spring forward on 03-29 (02:00 → 03:00), fall back on 10-25 (03:00 → 02:00)
@@ -517,5 +525,5 @@ def test_serve_refuses_a_bad_cron_with_one_line(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 1
-    assert "[schedule] cron = '0 7 * * 1-8'" in result.stderr + result.stdout
+    assert "schedule: cron = '0 7 * * 1-8' is not a valid schedule" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout

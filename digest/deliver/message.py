@@ -110,7 +110,7 @@ def build_message(
     signs the unsubscribe token, `now` is the Date header. `unsubscribe` is what
     `unsubscribe_urls(settings, key, subscriber.email)` returns, when the caller already has it.
     """
-    sender_name, sender = _sender(settings.smtp.from_)
+    sender_name, sender = sender_address(settings.smtp.from_)
     recipient = _addr_spec(subscriber.email)
     now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
     message_id = make_msgid(domain=_domain_of(settings.smtp.from_))
@@ -178,11 +178,11 @@ def _addr_spec(value: str) -> str:
         # The stdlib parser for the rest (quoted local parts, non-ASCII, and what is not an address).
         return Address(addr_spec=value).addr_spec
     except (ValueError, IndexError, email.errors.HeaderParseError) as exc:
-        raise SendError(value, f"not a usable email address ({exc})", permanent=True) from None
+        raise SendError(value, f"not a usable email address: {exc}", permanent=True) from None
 
 
 @functools.lru_cache(maxsize=16)
-def _sender(from_: str) -> tuple[str, str]:
+def sender_address(from_: str) -> tuple[str, str]:
     """[smtp] from as (display name, addr-spec); the same few values for every message of a run."""
     name, addr = parseaddr(sanitize_header(from_))
     try:
@@ -198,7 +198,7 @@ def _sender(from_: str) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=16)
 def _domain_of(from_: str) -> str:
-    domain = _sender(from_)[1].rpartition("@")[2].strip().rstrip(".")
+    domain = sender_address(from_)[1].rpartition("@")[2].strip().rstrip(".")
     try:
         return domain.encode("idna").decode("ascii") if domain else "localhost"
     except UnicodeError:
@@ -206,7 +206,7 @@ def _domain_of(from_: str) -> str:
 
 
 def _from_addr(settings: Settings) -> str:
-    return _sender(settings.smtp.from_)[1]
+    return sender_address(settings.smtp.from_)[1]
 
 
 def _mailbox(name: str, addr: str) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 
 from digest.config import DeliveryConfig
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Transport
+from digest.errors import DigestError
 from digest.models import Subscriber
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,10 @@ class _Run:
         try:
             message = job.build()
         except Exception as exc:  # one reader's bad render must not stop everyone else's digest
-            log.exception("building the digest for %s", email)
+            if isinstance(exc, DigestError):  # explained: one line is enough
+                log.error("building the digest for %s: %s", email, exc)
+            else:  # a bug: keep the traceback
+                log.exception("building the digest for %s", email)
             self.report.errors.append((email, f"could not build the message: {exc}"))
             self.finish_job(email, Outcome("retry", f"could not build the message: {exc}"))
             return

@@ -83,7 +83,7 @@ class SmtpTransport:
                 "[smtp]", 'no host configured; set [smtp] host or [delivery] transport = "outbox"'
             )
         self.config = config
-        self.server = f"{config.host}:{config.port}"
+        self.server = f"{config.host}:{config.port_number}"
         self._tls = tls_context(config) if config.security != "none" else None
         self._slots = [_Slot() for _ in range(config.concurrency)]
         self._limiter = RateLimiter(config.rate)
@@ -212,7 +212,7 @@ class SmtpTransport:
         cfg = self.config
         client = aiosmtplib.SMTP(
             hostname=cfg.host,
-            port=cfg.port,
+            port=cfg.port_number,
             timeout=cfg.timeout,
             use_tls=cfg.security == "tls",
             start_tls=False,  # never aiosmtplib's opportunistic upgrade: done, and required, below

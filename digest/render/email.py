@@ -59,7 +59,6 @@ class EmailRenderer:
     def __init__(self, settings: Settings, *, budget: int = HTML_BUDGET) -> None:
         self.budget = budget
         self._subject = settings.delivery.subject
-        self._check_subject()
         # No output scrubbing: every string the templates get is cleaned already (papers by
         # `Views`, the subject and preheader by one_line, the links below), and scrubbing
         # every printed value costs a fifth of the rendering time.
@@ -155,15 +154,6 @@ class EmailRenderer:
             if len(html.encode()) <= self.budget or n == 0:
                 return views[:n], html
             n -= max(1, n // 20)
-
-    def _check_subject(self) -> None:
-        try:
-            self._subject.format(count=1, date="1 Jan 2026", name="Ada")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise RenderError(
-                f"delivery.subject {self._subject!r}: {exc}; "
-                "the placeholders are {count}, {date} and {name} (write {{ and }} for braces)"
-            ) from None
 
     def _compile(self, template: jinja2.Template) -> jinja2.Template:
         name = template.filename or HTML_TEMPLATE
