@@ -164,8 +164,12 @@ def run(
 
     Example: digest run --config digest.toml --subscribers subscribers.toml
     """
+    import threading
+
     from digest import pipeline
 
+    stop = threading.Event()
+    restore = pipeline.stop_on_signals(stop)  # SIGTERM / Ctrl-C: finish the message in hand, exit 4
     try:
         settings = _settings(config)
         with _progress() as progress:
@@ -177,9 +181,12 @@ def run(
                 retry_unknown=retry_unknown,
                 progress=progress,
                 log=logging.getLogger("digest").warning,
+                stop=stop,
             )
     except DigestError as exc:
         raise _fail(exc) from None
+    finally:
+        restore()
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
 

@@ -20,7 +20,9 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
+import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +54,8 @@ from digest.sources import fetch_listing
 from digest.sources.fetch import CachedResponse, Fetcher, FetchResult
 from digest.store import Store
 from digest.tokens import feed_token
+
+_log = logging.getLogger("digest")
 
 # Exit codes of `digest run` (documented in docs/reference.md; alerting relies on them).
 EXIT_OK = 0
@@ -508,7 +512,7 @@ def _send(
     advance = progress.stage("send", len(jobs))
 
     async def go() -> SendReport:
-        stop_event = asyncio.Event()
+        stop_event = _StopEvent(stop) if stop is not None else asyncio.Event()
         watcher = asyncio.create_task(_mirror(stop, stop_event)) if stop is not None else None
         try:
             async with sink:
@@ -529,6 +533,20 @@ def _send(
 
     with store.grouped_commits():
         return asyncio.run(go())
+
+
+class _StopEvent(asyncio.Event):
+    """The event loop's stop event, which also reads as set the moment the thread-side `stop` is
+    (set by a signal handler, or by `digest serve`'s main thread): a worker checks it between two
+    messages and takes no new one, however fast the server answers. Waiters (a retry's back-off)
+    are woken by `_mirror`."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._thread_stop = stop
+
+    def is_set(self) -> bool:
+        return self._thread_stop.is_set() or super().is_set()
 
 
 async def _mirror(stop: threading.Event, stop_event: asyncio.Event) -> None:
@@ -619,3 +637,29 @@ def _remove_stale_private_feeds(settings: Settings, current: set[str]) -> None:
     for path in folder.glob("*.xml") if folder.is_dir() else ():
         if path.stem not in current:
             path.unlink(missing_ok=True)
+
+
+def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set `stop` (the run in progress finishes the message being sent, records
+    it and leaves the rest pending); returns a function that puts the old handlers back.
+
+    Used by `digest run` (a systemd stop or a cancelled GitHub Action sends one of them) and by
+    `digest serve`. In a thread other than the main one, signals cannot be caught: nothing is done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            _log.info("already stopping; the message being sent is finished and recorded first")
+        else:
+            _log.info("%s received: stopping after the message being sent", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

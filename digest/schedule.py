@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest.config import ScheduleConfig, Settings
 from digest.errors import ConfigError, DigestError
+from digest.pipeline import stop_on_signals
 from digest.store import Store
 
 JOB_ID = "daily-digest"
@@ -337,7 +337,7 @@ def serve(
     scheduler = make_scheduler(config, job, first_run_at=first_run_at)
     scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
-    restore = _install_signal_handlers(stop)
+    restore = stop_on_signals(stop)
     try:
         log.info(
             "serving: %s; next run at %s",
@@ -356,24 +356,3 @@ def serve(
         restore()
     log.info("stopped")
     return 0
-
-
-def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
-    """SIGTERM and SIGINT set `stop`; returns a function that puts the old handlers back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None  # signals reach only the main thread; the caller owns stop_event
-
-    def handler(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            log.info("already stopping; the message being sent is finished and recorded first")
-        else:
-            log.info("%s received: stopping after the message being sent", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore

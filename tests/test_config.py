@@ -171,3 +171,73 @@ def test_template_folder_and_ca_file_must_exist(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "ca.pem").write_text("x")
     assert load_settings(path).templates.dir == tmp_path / "mine"
+
+
+def test_secrets_dir_sets_nested_keys_like_the_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = tmp_path / "run-secrets"
+    secrets.mkdir()
+    (secrets / "DIGEST_SMTP__PASSWORD").write_text("hunter2\n")
+    monkeypatch.setenv("DIGEST_SECRETS_DIR", str(secrets))
+    settings = load_settings(write(tmp_path, '[smtp]\nhost = "mail.example.org"\nusername = "u"\n'))
+    assert settings.smtp.password is not None
+    assert settings.smtp.password.get_secret_value() == "hunter2"
+
+
+@pytest.mark.parametrize("where", ["missing", "a file"])
+def test_a_secrets_dir_that_is_not_a_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    target = tmp_path / "nope"
+    if where == "a file":
+        target.write_text("x")
+    monkeypatch.setenv("DIGEST_SECRETS_DIR", str(target))
+    with pytest.raises(ConfigError, match=r"^environment: DIGEST_SECRETS_DIR='.*nope': "):
+        load_settings(None)
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_digest_secret_is_refused_not_used_as_the_key(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # a GitHub Action's ${{ secrets.DIGEST_SECRET }} is "" when the secret is not defined
+    monkeypatch.setenv("DIGEST_SECRET", value)
+    with pytest.raises(
+        ConfigError, match=r"environment DIGEST_SECRET: secret: DIGEST_SECRET is set but empty"
+    ):
+        load_settings(None)
+
+
+def test_a_bad_value_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SMTP__PORT", "abc")
+    with pytest.raises(ConfigError, match=r"^environment DIGEST_SMTP__PORT: smtp.port: "):
+        load_settings(write(tmp_path, "[smtp]\nport = 2525\n"))
+
+
+def test_a_list_from_the_environment_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_SOURCES", "garbage")
+    with pytest.raises(ConfigError, match=r"^environment: DIGEST_SOURCES: not valid JSON"):
+        load_settings(None)
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"X=1\n\xff\n")
+    with pytest.raises(ConfigError, match=r"^\.env: not UTF-8"):
+        load_settings(None)
+
+
+@pytest.mark.parametrize(
+    ("smtp", "port"),
+    [
+        ("", 587),
+        ('security = "starttls"', 587),
+        ('security = "tls"', 465),
+        ('security = "tls"\nport = 2465', 2465),
+    ],
+)
+def test_the_smtp_port_follows_the_security_unless_given(tmp_path: Path, smtp: str, port: int) -> None:
+    settings = load_settings(write(tmp_path, f'[smtp]\nhost = "mail.example.org"\n{smtp}\n'))
+    assert settings.smtp.port_number == port

@@ -195,3 +195,14 @@ def test_fingerprint_is_stable_and_changes_with_any_edit() -> None:
     assert len(profile_fingerprint(sub)) == 32
     edits = [replace(sub, keywords=("LLM", "RAG")), replace(sub, max_papers=5), replace(sub, name="A")]
     assert len({profile_fingerprint(s) for s in [sub, *edits]}) == 4
+
+
+def test_a_non_ascii_local_part_is_refused_at_load_a_non_ascii_domain_is_not(tmp_path: Path) -> None:
+    # the message builder cannot send to "jörg@…" (no SMTPUTF8 local parts), so `check` says so
+    path = write(tmp_path, '[[subscribers]]\nemail = "jörg@example.org"\nall = true\n')
+    with pytest.raises(
+        ConfigError, match=r"subscribers.toml:2: subscriber jörg@example.org: email: .*before the @-sign"
+    ):
+        load_subscribers(path)
+    path = write(tmp_path, '[[subscribers]]\nemail = "zoe@bücher.example"\nall = true\n')
+    assert [s.email for s in load_subscribers(path)] == ["zoe@bücher.example"]

@@ -92,3 +92,14 @@ def _queries(draw: st.DrawFn, depth: int = 0) -> str:
 def test_canonical_form_is_a_fixed_point(query: str) -> None:
     once = to_text(parse_query(query))
     assert to_text(parse_query(once)) == once
+
+
+@pytest.mark.parametrize("query", ["(" * 33 + "a" + ")" * 33, "NOT " * 33 + "a", "(" * 500 + "a" + ")" * 500])
+def test_nesting_deeper_than_the_cap_is_a_syntax_error_not_a_crash(query: str) -> None:
+    with pytest.raises(QuerySyntaxError, match="nested too deeply"):
+        parse_query(query)
+
+
+def test_nesting_up_to_the_cap_parses() -> None:
+    assert to_text(parse_query("(" * 32 + "a" + ")" * 32)) == "a"
+    assert to_text(parse_query("NOT " * 32 + "a")).count("NOT") == 32

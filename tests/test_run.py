@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import feedparser
+import pytest
 from conftest import ARXIV_TRIMMED, HF_DAY
 from pytest_httpserver import HTTPServer
 from smtp_servers import AcceptAll, RejectRecipient, free_port, smtp_server
@@ -259,6 +260,57 @@ def test_killed_mid_send_then_rerun_everyone_gets_exactly_one(tmp_path: Path, ht
         assert counts == Counter(emails), f"every reader exactly once, got {counts}"
 
 
+class SignalAfter(KillAfter):
+    """Accepts messages; after the n-th, sends the client a signal (a systemd stop, a cancelled
+    Action), as it waits for this very reply."""
+
+    def __init__(self, n: int, signum: int) -> None:
+        super().__init__(n)
+        self.signum = signum
+
+    def keep(self, envelope, session) -> None:  # type: ignore[no-untyped-def]
+        AcceptAll.keep(self, envelope, session)
+        if len(self.received) == self.n and self.pid:
+            os.kill(self.pid, self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_send_finishes_the_message_in_hand_and_exits_4(
+    tmp_path: Path, httpserver: HTTPServer, signum: int
+) -> None:
+    serve_listings(httpserver)
+    emails = [f"reader{i}@example.org" for i in range(8)]
+    handler = SignalAfter(3, signum)
+    with smtp_server(handler) as (_host, port, _):
+        config = write_config(tmp_path, httpserver, port, concurrency=1)
+        (tmp_path / "subscribers.toml").write_text(
+            "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        env |= {"DIGEST_SECRET": "s", "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        handler.pid = proc.pid
+        out, err = proc.communicate(timeout=120)
+        # the message being sent when the signal came is recorded as sent; the rest wait
+        assert proc.returncode == 4, err + out
+        assert "emails sent" in out and "pending" in out
+        assert len(handler.recipients()) == 3
+        rows = Counter(status for (status,) in _ledger(tmp_path))
+        assert rows == Counter({"sent": 3, "pending": 5}), rows
+
+        rerun = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        assert rerun.returncode == 0, rerun.stderr + rerun.stdout
+        assert Counter(handler.recipients()) == Counter(emails)  # nobody twice, nobody missed
+
+
+def _ledger(tmp_path: Path) -> list[tuple[str]]:
+    with sqlite3.connect(tmp_path / "state" / "digest.sqlite3") as db:
+        return db.execute("SELECT status FROM deliveries").fetchall()
+
+
 def test_demo_runs_offline_and_writes_emails_and_site(tmp_path: Path) -> None:
     result = digest("demo", "--out", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -357,3 +409,71 @@ def test_preview_shows_a_readers_papers_per_day(tmp_path: Path, httpserver: HTTP
     assert "matched" in result.stdout and "a day" in result.stdout
     unknown = digest("preview", "who@example.org", "--config", str(config), cwd=tmp_path)
     assert unknown.returncode == 1 and "no subscriber" in unknown.stderr
+
+
+def test_check_reports_a_broken_state_and_a_broken_template_in_one_line(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "digest.sqlite3").write_text("garbage")
+    checked = digest("check", "--config", str(config), cwd=tmp_path)
+    assert checked.returncode == 1
+    assert "cannot open the state database" in checked.stderr and "Traceback" not in checked.stderr
+
+    (tmp_path / "state" / "digest.sqlite3").unlink()
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "digest.txt.j2").write_text("{{ nope(\n")
+    config.write_text(config.read_text() + '\n[templates]\ndir = "tpl"\n')
+    checked = digest("check", "--config", str(config), cwd=tmp_path)
+    assert checked.returncode == 1
+    assert "digest.txt.j2, line 1" in checked.stderr and "Traceback" not in checked.stderr
+
+
+def test_a_snapshot_before_the_newest_or_in_the_future_is_refused_and_nothing_stored(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    # what is new on a day is what no earlier snapshot lists: a mistyped earlier --date would
+    # make today's papers "seen before" every later day, and they would never be sent
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    assert digest("fetch", "--config", str(config), "--date", DATE, cwd=tmp_path).returncode == 0
+    before = state_dump(tmp_path)
+    for date in ("0206-06-12", "2026-06-11", "9999-12-31"):
+        refused = digest("fetch", "--config", str(config), "--date", date, cwd=tmp_path)
+        assert refused.returncode == 1, refused.stdout
+        assert len(refused.stderr.strip().splitlines()) == 1 and f"--date {date}" in refused.stderr
+        assert state_dump(tmp_path) == before
+    again = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)  # the newest: fine
+    assert again.returncode == 0, again.stderr
+    dry = digest("run", "--config", str(config), "--date", "2026-06-11", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr  # looking is fine: a dry run stores nothing
+
+
+def test_an_output_folder_that_cannot_be_written_stops_the_run_before_it_fetches(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "public").write_text("a file where the site goes")
+    failed = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "[output] dir" in failed.stderr and "is not a folder" in failed.stderr
+    assert not (tmp_path / "state" / "digest.sqlite3").exists()
+    assert not (tmp_path / "outbox").exists()
+    assert not httpserver.log  # nothing fetched
+
+
+def test_a_publish_failure_after_sending_is_exit_4_and_the_run_is_recorded(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "feed.xml").mkdir()  # the feed cannot be written, the folder can
+    result = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert result.returncode == 4, result.stderr + result.stdout
+    assert "publish failed (the emails were sent)" in result.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+    with sqlite3.connect(tmp_path / "state" / "digest.sqlite3") as db:
+        assert db.execute("SELECT status FROM runs").fetchall() == [("partial",)]
