@@ -300,7 +300,9 @@ def run(
         with timer("send" if not dry_run else "render"):
             build = _Builder(renderer, settings, key, date, now)
             with store.transaction():  # every due digest recorded as pending in one commit
-                jobs = list(_late(store, active, build, summary, dry_run=dry_run))
+                jobs = list(
+                    _late(store, active, build, summary, dry_run=dry_run, retry_unknown=retry_unknown)
+                )
                 jobs += _due(store, digests, build, summary, dry_run=dry_run, retry_unknown=retry_unknown)
             if dry_run:
                 advance = progress.stage("render", len(jobs))
@@ -428,21 +430,41 @@ LATE_DAYS = 14
 
 
 def _late(
-    store: Store, subscribers: Sequence[Subscriber], build: _Builder, summary: RunSummary, *, dry_run: bool
+    store: Store,
+    subscribers: Sequence[Subscriber],
+    build: _Builder,
+    summary: RunSummary,
+    *,
+    dry_run: bool,
+    retry_unknown: bool,
 ) -> Iterator[Job]:
-    """Earlier dates' digests still pending: rebuilt from the ledger and that day's snapshot."""
+    """Earlier dates' digests not sent yet: rebuilt from the ledger and that day's snapshot.
+
+    Pending ones go out; unknown ones (a run died mid-send) are reported on every run until
+    `--retry-unknown` resends them; those older than LATE_DAYS are given up, reported once as
+    failed, since news that late is no digest.
+    """
     by_email = {s.email: s for s in subscribers}
     snapshots: dict[dt.date, dict[str, Paper]] = {}
-    for row in store.unfinished_before(build.date, since=build.date - dt.timedelta(days=LATE_DAYS)):
+    since = build.date - dt.timedelta(days=LATE_DAYS)
+    for row in store.unfinished_before(since):
+        if row.email not in by_email:
+            continue
+        why = f"{row.date}: not sent within {LATE_DAYS} days of its date; given up"
+        if not dry_run:
+            store.mark_status(row.date, row.email, "failed", why, build.now)
+        summary.failed.append((row.email, why))
+    for row in store.unfinished_before(build.date, since=since):
         sub = by_email.get(row.email)
         if sub is None:
             continue  # left, or suppressed since
         if row.status == "sending":
+            why = "the previous run stopped while sending"
             if not dry_run:
-                store.mark_status(
-                    row.date, row.email, "unknown", "the previous run stopped while sending", build.now
-                )
-            summary.unknown.append((row.email, f"{row.date}: the previous run stopped while sending"))
+                store.mark_status(row.date, row.email, "unknown", why, build.now)
+            row = dataclasses.replace(row, status="unknown", reply=why)
+        if row.status == "unknown" and not retry_unknown:
+            summary.unknown.append((row.email, f"{row.date}: {row.reply or 'delivery unknown'}"))
             continue
         if row.date not in snapshots:
             snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}

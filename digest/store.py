@@ -371,12 +371,14 @@ class Store:
         )
         return {row[1]: _delivery(row) for row in rows}
 
-    def unfinished_before(self, date: dt.date, *, since: dt.date) -> list[Delivery]:
-        """Digests of earlier dates (from `since` on) still pending or caught mid-send by a crash."""
+    def unfinished_before(self, date: dt.date, *, since: dt.date | None = None) -> list[Delivery]:
+        """Digests of earlier dates (from `since` on, when given) not sent yet: pending, caught
+        mid-send by a crash, or of unknown fate."""
         rows = self.conn.execute(
             "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries "
-            "WHERE date < ? AND date >= ? AND status IN ('pending', 'sending') ORDER BY date, email",
-            (date.isoformat(), since.isoformat()),
+            "WHERE date < ? AND date >= ? AND status IN ('pending', 'sending', 'unknown') "
+            "ORDER BY date, email",
+            (date.isoformat(), (since or dt.date.min).isoformat()),
         )
         return [_delivery(row) for row in rows]
 

@@ -4,6 +4,7 @@ window of days, and carry hostile text safely. Also: every file is written atomi
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
 import xml.etree.ElementTree as ET
 from email.utils import parsedate_to_datetime
@@ -122,6 +123,8 @@ def test_private_feed_has_the_matched_papers_and_why(tmp_path: Path) -> None:
     assert [e.id for e in feed.entries] == [m.paper.id for m in matched]
     assert "Why: matched" in feed.entries[0].summary
     assert "<strong>LLM</strong>" in feed.entries[0].summary  # highlighted in the description
+    # with no text colour of its own: a dark feed reader would show near-black on black
+    assert "strong style" not in html.unescape(path.read_text())
     assert feed.feed.title == "Paper Digest for Ada"
     assert private_feed_url(s, token) == f"{BASE}feeds/{token}.xml"
     assert (s.output.dir / "feeds" / "index.html").exists()  # no folder listing of private feeds

@@ -477,3 +477,45 @@ def test_a_publish_failure_after_sending_is_exit_4_and_the_run_is_recorded(
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
     with sqlite3.connect(tmp_path / "state" / "digest.sqlite3") as db:
         assert db.execute("SELECT status FROM runs").fetchall() == [("partial",)]
+
+
+def test_an_earlier_days_unknown_digest_is_reported_until_retried_and_stale_ones_are_given_up(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    serve_listings(httpserver)
+    emails = [f"reader{i}@example.org" for i in range(5)]
+    handler = KillAfter(2)
+    with smtp_server(handler) as (_host, port, _):
+        config = write_config(tmp_path, httpserver, port, concurrency=1)
+        (tmp_path / "subscribers.toml").write_text(
+            "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        env |= {"DIGEST_SECRET": "test-secret", "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        handler.pid = proc.pid
+        proc.wait(timeout=120)
+        assert len(handler.recipients()) == 2  # the second arrived, but its send was never recorded
+
+        # the next day: the pending ones go out late; the one in flight is reported, not resent
+        for _ in range(2):  # ...on every run, until someone decides
+            later = digest("run", "--config", str(config), "--date", "2026-06-13", cwd=tmp_path)
+            assert later.returncode == 4, later.stderr + later.stdout
+            assert f"unknown (maybe delivered, not resent): {emails[1]}: {DATE}" in later.stdout
+        assert Counter(handler.recipients()) == Counter(emails)
+        retried = digest(
+            "run", "--config", str(config), "--date", "2026-06-13", "--retry-unknown", cwd=tmp_path
+        )
+        assert retried.returncode == 0, retried.stderr + retried.stdout
+        assert Counter(handler.recipients()) == Counter(emails) + Counter([emails[1]])  # as documented
+
+    # a digest still pending LATE_DAYS after its date is given up: reported once as failed
+    with sqlite3.connect(tmp_path / "state" / "digest.sqlite3") as db:
+        db.execute("UPDATE deliveries SET status = 'pending' WHERE email = ? AND date = ?", (emails[0], DATE))
+    stale = digest("run", "--config", str(config), "--date", "2026-06-27", cwd=tmp_path)
+    assert stale.returncode == 4, stale.stderr + stale.stdout
+    assert f"failed: {emails[0]}: {DATE}: not sent within 14 days" in stale.stdout
+    assert digest("run", "--config", str(config), "--date", "2026-06-27", cwd=tmp_path).returncode == 0

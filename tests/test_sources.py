@@ -538,3 +538,24 @@ def test_strip_html_and_join_wraps() -> None:
     assert strip_html(r"$a<b$ and $c>d$, $\frac{1}{3}<s<1$") == r"$a<b$ and $c>d$, $\frac{1}{3}<s<1$"
     assert strip_html("<style>p{}</style><b>bold</b> x") == "bold x"
     assert join_wraps("Learning for\n  Contrastive\tLoss ") == "Learning for Contrastive Loss"
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("html", "&lt;p&gt;We &lt;em&gt;study&lt;/em&gt; tools &amp;amp; agents&lt;/p&gt;"),
+        (
+            "xhtml",
+            '<div xmlns="http://www.w3.org/1999/xhtml"><p>We <em>study</em> tools &amp; agents</p></div>',
+        ),
+    ],
+)
+def test_an_atom_entry_with_only_html_content_gets_its_text_as_the_abstract(kind: str, body: str) -> None:
+    # feedparser copies <content> into `summary` without its type: the markup must not show
+    atom = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>u</id>'
+        "<updated>2024-11-28T00:00:00Z</updated><entry><title>X</title><id>urn:a</id>"
+        '<link href="https://example.org/a"/><updated>2024-11-28T00:00:00Z</updated>'
+        f'<content type="{kind}">{body}</content></entry></feed>'
+    )
+    assert parse_feed(atom.encode(), "x")[0].abstract == "We study tools & agents"

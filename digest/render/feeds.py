@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from digest.config import Settings
 from digest.models import Match, Paper, Subscriber
 from digest.render.templating import clean, load, render, rfc822
-from digest.render.views import PaperView, Views, highlight
+from digest.render.views import STRONG_OPEN, PaperView, Views, highlight
 
 RSS_TEMPLATE = "feed.xml.j2"
 _B, _B_END = Markup("<strong>"), Markup("</strong>")
@@ -170,7 +170,8 @@ def _description(view: PaperView, abstract: str, spans: list[tuple[int, int]]) -
     if view.authors:
         parts.append(f"<p><em>{view.authors_html}</em></p>")
     if view.why_html:
-        parts.append(f"<p>Why: matched {view.why_html}</p>")
+        # without the email's text colour: a feed reader picks the background (dark, often)
+        parts.append(f"<p>Why: matched {view.why_html.replace(STRONG_OPEN, '<strong>')}</p>")
     if view.is_summary:
         parts.append(f"<p><strong>AI summary:</strong> {view.snippet_html}</p>")
     if abstract.strip():

@@ -187,7 +187,7 @@ def _markup(html: str) -> Markup:
 # -- why a paper matched --------------------------------------------------------------------------
 
 _FIELD_NAMES = {"keywords": "keywords", "author": "authors", "category": "categories"}
-_STRONG = '<strong style="color:#1f2328">'
+STRONG_OPEN = '<strong style="color:#1f2328">'  # the email sets its background; feeds drop the colour
 
 
 @lru_cache(maxsize=32768)  # a run has a few thousand terms (16,876 at 10,000 readers)
@@ -200,7 +200,7 @@ _WhyPart = Callable[[str, str], tuple[str, Markup]]
 
 
 def _why_part(term: str, where: str) -> tuple[str, Markup]:
-    return f'"{term}" in the {where}', _markup(f"{_STRONG}{escape(term)}</strong> in the {escape(where)}")
+    return f'"{term}" in the {where}', _markup(f"{STRONG_OPEN}{escape(term)}</strong> in the {escape(where)}")
 
 
 def _why(by_term: dict[str, list[str]], part: _WhyPart = _why_part) -> tuple[str, Markup]:

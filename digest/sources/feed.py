@@ -78,9 +78,11 @@ def entry_text(entry: Any, key: str) -> str:
     """The plain text of `title` or `summary` (falling back to Atom `content`), whatever its type."""
     detail = entry.get(f"{key}_detail")
     value = entry.get(key)
-    if value is None and key == "summary" and entry.get("content"):
+    if key == "summary" and entry.get("content") and (value is None or detail is None):
+        # An Atom entry with only <content>: feedparser copies its value into `summary` but not
+        # its type into `summary_detail`, so the type is read from `content` itself.
         detail = entry["content"][0]
-        value = detail.get("value")
+        value = detail.get("value") if value is None else value
     if not isinstance(value, str):
         return ""
     kind = (detail or {}).get("type") or "text/plain"
