@@ -121,7 +121,7 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
     Example: digest fetch --config digest.toml --date 2026-11-21
     """
     from digest.models import utcnow
-    from digest.pipeline import fetch_and_store, run_date
+    from digest.pipeline import fetch_and_store, run_date, store_has_snapshot
     from digest.store import Store
 
     try:
@@ -129,6 +129,7 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
         now = utcnow()
         day = _parse_date(date) or run_date(settings, now)
         with Store.open(settings.state.path) as store, store.lock(), _progress() as progress:
+            stored = store_has_snapshot(store, day, settings)
             result = fetch_and_store(settings, store, day, now, progress=progress)
     except DigestError as exc:
         raise _fail(exc) from None
@@ -140,6 +141,8 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
         table.add_row(paper.id, paper.title, ",".join(paper.sources))
     out.print(table)
     out.print(f"{len(result.updates)} updates (new versions of papers seen before)")
+    if stored:
+        out.print(f"(the snapshot stored for {day}: a day's listings are fetched once)", markup=False)
 
 
 @app.command()

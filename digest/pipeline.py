@@ -190,7 +190,17 @@ def fetch_and_store(
     transport: Any = None,
     progress: Progress | None = None,
 ) -> DiffResult:
-    """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`)."""
+    """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`).
+
+    A day's listing is fetched once: when a snapshot of `date` from the configured sources is
+    stored, it is what the day's papers are, and re-running the day (to send what is pending)
+    gives the same answer. Fetching again would store what the sources list *now* under `date`;
+    papers added since, which the next day's run would send as new, would then count as seen
+    before it, and readers already sent the day's digest would never get them.
+    """
+    if store_has_snapshot(store, date, settings):
+        papers = store.snapshot(date) or []
+        return diff(papers, store.seen_before(date, [p.id for p in papers]))
     if not dry_run:
         check_snapshot_date(store, date, now)
     papers, responses = fetch_all(
@@ -215,6 +225,13 @@ def _check_writable(folder: Path, key: str) -> None:
         problem = f"no permission to write in {existing}"
     if problem:
         raise ConfigError(f"{key} = {str(folder)!r}: cannot write there: {problem}")
+
+
+def store_has_snapshot(store: Store, date: dt.date, settings: Settings) -> bool:
+    """A snapshot of `date` is stored, fetched from every configured source (a source added
+    since is a reason to fetch the day again)."""
+    stored = store.snapshot_sources(date)
+    return stored is not None and {s.name for s in settings.sources} <= set(stored)
 
 
 def check_snapshot_date(store: Store, date: dt.date, now: dt.datetime) -> None:
@@ -450,19 +467,19 @@ def _late(
     for row in store.unfinished_before(since):
         if row.email not in by_email:
             continue
-        why = f"{row.date}: not sent within {LATE_DAYS} days of its date; given up"
+        given_up = f"{row.date}: not sent within {LATE_DAYS} days of its date; given up"
         if not dry_run:
-            store.mark_status(row.date, row.email, "failed", why, build.now)
-        summary.failed.append((row.email, why))
+            store.mark_status(row.date, row.email, "failed", given_up, build.now)
+        summary.failed.append((row.email, given_up))
     for row in store.unfinished_before(build.date, since=since):
         sub = by_email.get(row.email)
         if sub is None:
             continue  # left, or suppressed since
         if row.status == "sending":
-            why = "the previous run stopped while sending"
+            stopped = "the previous run stopped while sending"
             if not dry_run:
-                store.mark_status(row.date, row.email, "unknown", why, build.now)
-            row = dataclasses.replace(row, status="unknown", reply=why)
+                store.mark_status(row.date, row.email, "unknown", stopped, build.now)
+            row = dataclasses.replace(row, status="unknown", reply=stopped)
         if row.status == "unknown" and not retry_unknown:
             summary.unknown.append((row.email, f"{row.date}: {row.reply or 'delivery unknown'}"))
             continue

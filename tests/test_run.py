@@ -519,3 +519,23 @@ def test_an_earlier_days_unknown_digest_is_reported_until_retried_and_stale_ones
     assert stale.returncode == 4, stale.stderr + stale.stdout
     assert f"failed: {emails[0]}: {DATE}: not sent within 14 days" in stale.stdout
     assert digest("run", "--config", str(config), "--date", "2026-06-27", cwd=tmp_path).returncode == 0
+
+
+def test_a_day_is_fetched_once_and_a_rerun_of_it_uses_the_stored_snapshot(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    # fetching the day again would store today's listing under it: papers added since would then
+    # be "seen before" the next day, and readers already sent the day's digest would miss them
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    assert digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path).returncode == 0
+    before = state_dump(tmp_path)
+    requests = len(httpserver.log)
+    again = digest("fetch", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert again.returncode == 0 and f"(the snapshot stored for {DATE}" in again.stdout
+    rerun = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(httpserver.log) == requests  # nothing fetched
+    assert [line for line in state_dump(tmp_path) if "snapshot" in line] == [
+        line for line in before if "snapshot" in line
+    ]
