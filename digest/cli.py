@@ -321,6 +321,57 @@ def preview(
 
 
 @app.command()
+def unsubscribe(
+    token: Annotated[
+        list[str],
+        typer.Argument(
+            help='The token from an unsubscribe mail\'s subject ("unsubscribe TOKEN"), or the whole subject.'
+        ),
+    ],
+    config: ConfigOpt = None,
+    subscribers: SubscribersOpt = None,
+) -> None:
+    """Stop sending to the reader an unsubscribe token was made for (the mailto link's subject).
+
+    The address is suppressed from the next run on, as a refused one is: listed by `digest check`,
+    and lifted if the reader's profile is edited. Remove the reader's table to make it final.
+
+    Example: digest unsubscribe "unsubscribe YWRhQGV4YW1wbGUub3Jn.Qx3..."
+    """
+    from digest.config import signing_key
+    from digest.models import utcnow
+    from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
+    from digest.store import Store
+    from digest.tokens import verify_unsubscribe
+
+    words = " ".join(token).split()
+    value = words[-1] if words else ""
+    try:
+        settings = _settings(config)
+        subs = load_subscribers(
+            subscribers_path_from(subscribers, settings), source_names=[s.name for s in settings.sources]
+        )
+        with Store.open(settings.state.path) as store:
+            email = verify_unsubscribe(signing_key(settings), value)
+            if email is None:
+                raise ConfigError(
+                    f"{value!r} is not an unsubscribe token of this digest (wrong or cut short, or signed "
+                    "with another DIGEST_SECRET); copy the whole subject of the mail"
+                )
+            sub = next((s for s in subs if s.email.lower() == email), None)
+            fingerprint = profile_fingerprint(sub) if sub is not None else ""
+            store.suppress(sub.email if sub else email, "unsubscribed by the reader", fingerprint, utcnow())
+    except DigestError as exc:
+        raise _fail(exc) from None
+    if sub is None:
+        out.print(
+            f"{email}: not in the subscribers file (already removed?); suppressed all the same", markup=False
+        )
+    else:
+        out.print(f"{sub.email}: unsubscribed; no digest from the next run on", markup=False)
+
+
+@app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to put state, outbox and site.")] = Path(
         "digest-demo"

@@ -147,6 +147,20 @@ class DeliveryConfig(_Section):
     max_connection_failures: int = Field(default=3, ge=1)  # in a row, then the run stops sending
     subject: str = "{count} new papers for you · {date}"  # {count}, {date}, {name}
     list_id: str = "Paper Digest <digest.localhost>"
+    # An https endpoint you run that unsubscribes `?token=...` (GET shows a page, POST is the
+    # one-click of RFC 8058). None: the emails offer the mailto link only, which lands in the
+    # From mailbox and is applied with `digest unsubscribe`. (A static site cannot take a POST.)
+    unsubscribe_url: str | None = None
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _unsubscribe_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc:
+            raise ValueError(f"{value!r} is not an https URL; one-click unsubscribe needs https")
+        return value
 
     @field_validator("subject")
     @classmethod

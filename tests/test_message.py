@@ -46,11 +46,13 @@ EXPECTED_HEADERS = {
 }
 
 
-def make_settings(base_url: str | None = "https://papers.example.org/digest/", **smtp: object) -> Settings:
+def make_settings(
+    unsubscribe_url: str | None = "https://papers.example.org/unsubscribe", **smtp: object
+) -> Settings:
     return Settings(
         smtp={"from": "Paper Digest <digest@papers.example.org>", **smtp},
-        output={"base_url": base_url},
-        delivery={"list_id": "Paper Digest <digest.papers.example.org>"},
+        output={"base_url": "https://papers.example.org/digest/"},
+        delivery={"list_id": "Paper Digest <digest.papers.example.org>", "unsubscribe_url": unsubscribe_url},
     )
 
 
@@ -106,7 +108,7 @@ def test_unsubscribe_links_carry_a_valid_token():
     assert "=?" not in value  # never RFC 2047 encoded: clients would not see the URL
     mailto, https = (item.strip().strip("<>") for item in value.split(","))
     assert mailto.startswith("mailto:digest@papers.example.org?subject=unsubscribe%20")
-    assert https.startswith("https://papers.example.org/digest/unsubscribe?token=")
+    assert https.startswith("https://papers.example.org/unsubscribe?token=")
     token = https.split("token=", 1)[1]
     assert mailto.endswith("%20" + token)
     assert verify_unsubscribe(KEY, token) == "ada@example.org"
@@ -121,9 +123,13 @@ def test_long_addresses_keep_the_links_whole_on_the_wire():
     assert all(len(line) < 998 for line in raw.split("\r\n"))
 
 
-@pytest.mark.parametrize("base_url", [None, "http://papers.example.org/"])
-def test_no_one_click_without_an_https_link(base_url):
-    msg = roundtrip(build(settings=make_settings(base_url)))
+def test_an_unsubscribe_endpoint_must_be_https():
+    with pytest.raises(ValueError, match="not an https URL"):
+        make_settings("http://papers.example.org/unsubscribe")
+
+
+def test_no_one_click_without_an_https_link():
+    msg = roundtrip(build(settings=make_settings(None)))
     assert "List-Unsubscribe-Post" not in msg
     assert str(msg["List-Unsubscribe"]).startswith("<mailto:digest@papers.example.org?subject=unsubscribe%20")
     assert "http" not in str(msg["List-Unsubscribe"])
@@ -165,7 +171,10 @@ def test_hostile_values_cannot_inject_headers(hostile):
     rendered = RenderedEmail(subject=f"Paper: {hostile}", html="<p>x</p>", text="x")
     s = Settings(
         smtp={"from": f"Digest {hostile.translate({ord(c): ' ' for c in '@<>'})} <digest@example.org>"},
-        delivery={"list_id": f"List {hostile} <digest.example.org>"},
+        delivery={
+            "list_id": f"List {hostile} <digest.example.org>",
+            "unsubscribe_url": "https://papers.example.org/u",
+        },
         output={"base_url": "https://papers.example.org/"},
     )
     msg = roundtrip(build_message(rendered, sub, s, date=DATE, key=KEY, now=NOW))
@@ -362,3 +371,15 @@ def test_names_and_subjects_arrive_exactly_in_lines_of_78(name, subject):
     lines = wire_lines(msg)
     assert all(len(line) <= 78 for line in lines if not line.startswith((b"List-Unsubscribe:", b" <https:")))
     assert not any(line.startswith(b".") for line in lines)
+
+
+def test_without_an_unsubscribe_endpoint_only_the_mailto_link_and_no_one_click():
+    # a static site (the archive's [output] base_url) cannot take the one-click POST
+    settings = Settings(
+        smtp={"from": "Paper Digest <digest@papers.example.org>"},
+        output={"base_url": "https://papers.example.org/digest/"},
+    )
+    msg = roundtrip(build(settings=settings))
+    assert str(msg["List-Unsubscribe"]).startswith("<mailto:digest@papers.example.org?subject=unsubscribe%20")
+    assert "https" not in str(msg["List-Unsubscribe"])
+    assert msg["List-Unsubscribe-Post"] is None

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 
@@ -539,3 +540,29 @@ def test_a_day_is_fetched_once_and_a_rerun_of_it_uses_the_stored_snapshot(
     assert [line for line in state_dump(tmp_path) if "snapshot" in line] == [
         line for line in before if "snapshot" in line
     ]
+
+
+def test_the_mailto_unsubscribe_of_an_email_applied_with_digest_unsubscribe_stops_the_digests(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    assert digest("run", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path).returncode == 0
+    grace = next(p for p in (tmp_path / "outbox").glob("*.eml") if "grace" in p.read_text())
+    header = email.message_from_bytes(grace.read_bytes(), policy=email.policy.default)["List-Unsubscribe"]
+    assert "https" not in str(header)  # no endpoint configured: no link a static site would 404
+    subject = urllib.parse.unquote(str(header).strip("<>").split("subject=", 1)[1])
+    assert subject.startswith("unsubscribe ")
+
+    assert (
+        digest("unsubscribe", "--config", str(config), subject[:-3], cwd=tmp_path).returncode == 1
+    )  # cut short
+    done = digest("unsubscribe", "--config", str(config), subject, cwd=tmp_path)
+    assert done.returncode == 0 and "grace@example.org: unsubscribed" in done.stdout, done.stderr
+    assert "grace@example.org" in digest("check", "--config", str(config), cwd=tmp_path).stdout
+
+    sent = set((tmp_path / "outbox").glob("*.eml"))
+    assert digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path).returncode == 0
+    assert not any(
+        "grace@example.org" in p.read_text() for p in set((tmp_path / "outbox").glob("*.eml")) - sent
+    )

@@ -79,19 +79,19 @@ def message_domain(settings: Settings) -> str:
 
 
 def unsubscribe_urls(settings: Settings, key: bytes, email_address: str) -> tuple[str, str | None]:
-    """The mailto unsubscribe link, and the https one when [output] base_url is https.
+    """The mailto unsubscribe link, and the https one when `[delivery] unsubscribe_url` is set.
 
     The one place these links are made: the List-Unsubscribe header and the email's footer
-    (`pipeline.links_for`) show the same ones.
+    (`pipeline.links_for`) show the same ones. The mailto one reaches the From mailbox with the
+    token in its subject, for `digest unsubscribe`; the https one is an endpoint the operator runs.
     """
     token = unsubscribe_token(key, email_address)
     mailto = f"mailto:{_from_addr(settings)}?subject={quote('unsubscribe ' + token)}"
-    base_url = settings.output.base_url
-    if not (base_url and base_url.startswith("https://")):
+    endpoint = settings.delivery.unsubscribe_url
+    if not endpoint:
         return mailto, None
-    return mailto, quote(
-        sanitize_header(base_url), safe=":/?#[]@!$&'()*+,;=%~"
-    ) + f"unsubscribe?token={token}"
+    joiner = "&" if "?" in endpoint else "?"
+    return mailto, quote(sanitize_header(endpoint), safe=":/?#[]@!$&'()*+,;=%~") + f"{joiner}token={token}"
 
 
 def build_message(
