@@ -383,3 +383,12 @@ def test_without_an_unsubscribe_endpoint_only_the_mailto_link_and_no_one_click()
     assert str(msg["List-Unsubscribe"]).startswith("<mailto:digest@papers.example.org?subject=unsubscribe%20")
     assert "https" not in str(msg["List-Unsubscribe"])
     assert msg["List-Unsubscribe-Post"] is None
+
+
+def test_bidi_overrides_do_not_reach_the_subject_or_the_names():
+    hostile = "Eve \u202eRTL\u202c \u2067x\u2069"
+    rendered = RenderedEmail(subject=f"3 papers {hostile} · 28 Nov", html="<p>x</p>", text="x")
+    msg = roundtrip(build(Subscriber(email="eve@example.org", name=hostile), rendered))
+    for header in ("Subject", "To"):
+        assert not any("\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069" for c in str(msg[header]))
+    assert msg["Subject"] == "3 papers Eve RTL x · 28 Nov"

@@ -444,3 +444,43 @@ def test_text_fast_paths_agree_with_their_regexes(text: str) -> None:
     lower = text.lower()
     plain = len(lower) == len(text) and not views._NOT_PLAIN.search(text)
     assert views._plain_lower(text) == (lower if plain else None)
+
+
+@pytest.mark.parametrize(
+    ("text", "term", "marked"),
+    [
+        ("Agentic agents, an agent", "agent", ["agents", "agent"]),  # not inside "agentic"
+        ("HI-SLAM2, SLAM and a slam dunk", "SLAM", ["SLAM"]),  # acronyms in capitals, whole words
+        ("Large language models", "language model", ["language models"]),  # the whole plural
+        ("queries and a Query", "query", ["queries", "Query"]),
+        ("navigational navigation", "navigation", ["navigation"]),
+    ],
+)
+def test_highlights_follow_the_matching_rules(text: str, term: str, marked: list[str]) -> None:
+    from digest.render import views
+
+    assert [text[a:b] for a, b in views._word_spans(text, views._plain_lower(text), term)] == marked
+
+
+_WORDS = ["agent", "agents", "agentic", "LLM", "LLMs", "llm", "query", "queries", "model", "models",
+          "SLAM", "SLAM2", "slam", "class", "classes", "cache", "caches", "graph", "paragraph"]  # fmt: skip
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(_WORDS), min_size=1, max_size=8),
+    gaps=st.lists(st.sampled_from([" ", "-", ", ", " (", ") ", "_", "/"]), min_size=8, max_size=8),
+    term=st.sampled_from([*_WORDS, "agent model", "LLM agents", "query model"]),
+)
+def test_a_highlight_is_always_a_place_the_matcher_hit(words: list[str], gaps: list[str], term: str) -> None:
+    # never mark what the matcher did not count; for one-word terms, mark every place it did
+    from digest.naive import _naive_text_hits
+    from digest.render import views
+
+    title = "".join(w + g for w, g in zip(words, gaps, strict=False)).strip(" -,(_/)") or "x"
+    paper = Paper(id="p", title=title)
+    hits = [(h.start, h.end) for h in _naive_text_hits(term, ["title"], paper)]
+    marked = list(views._word_spans(title, views._plain_lower(title), term))
+    assert set(marked) <= set(hits), (title, term)
+    if " " not in term:
+        assert marked == hits, (title, term)

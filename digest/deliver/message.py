@@ -63,13 +63,15 @@ __all__ = [
 # bytes match, for callers that turn a parsed message back into bytes.
 POLICY = email.policy.SMTP
 
-# C0 and C1 controls (CR, LF, NUL, TAB...), DEL, and what str.splitlines() also treats as a line end.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# C0 and C1 controls (CR, LF, NUL, TAB...), DEL, what str.splitlines() also treats as a line end,
+# and the bidi embeddings, overrides and isolates: in a Subject or a name they can make a mail
+# client show the rest of the header reversed ("... \u202eRTL · 28 Nov" reads "voN 82 · LTR").
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 _SPACES = re.compile(r" {2,}")
 
 
 def sanitize_header(value: str) -> str:
-    """`value` with every control or line-breaking character replaced by a space, trimmed."""
+    """`value` with every control, line-breaking or bidi-override character replaced by a space, trimmed."""
     return _SPACES.sub(" ", _UNSAFE.sub(" ", value)).strip()
 
 

@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 
 from digest.models import Hit, Paper
 from digest.render.templating import clean, cut, one_line, plural, shorten_authors
+from digest.terms import GAP_CHARS, TOKEN_CHARS, compile_term, token_matches
 
 __all__ = [
     "SOURCE_NAMES",
@@ -129,6 +130,63 @@ def _term_spans(text: str, lower: str | None, term: str) -> Sequence[tuple[int, 
     if needle is None or lower is None:
         return _spans_of(text, term)
     return _find(lower, *needle) if needle[0] in lower else ()
+
+
+class _WordTerm(NamedTuple):
+    needle: str  # what `_term_spans` looks for: the folded words, the last without a final "y"
+    tokens: re.Pattern[str]  # as many tokens as the term has words, from a candidate on
+    words: tuple[tuple[str, str | None], ...]  # (key, exact) per word, for `token_matches`
+    # The needle is the term's words as compared, none an acronym: where it ends a word in the
+    # lower-cased text, those words are the term's (folding a folded word changes nothing).
+    whole: bool
+
+
+@lru_cache(maxsize=65536)  # a run has a few thousand terms
+def _word_term(term: str) -> _WordTerm | None:
+    compiled = compile_term(term)
+    if compiled is None:
+        return None
+    *head, last = compiled.keys
+    needle = " ".join([*head, last[:-1] if last.endswith("y") and len(last) > 1 else last])
+    token = f"({TOKEN_CHARS}+)"
+    tokens = re.compile(token + f"(?:{GAP_CHARS}+{token})" * (len(compiled.keys) - 1))
+    whole = needle == " ".join(compiled.keys) and not compiled.case_sensitive
+    return _WordTerm(needle, tokens, tuple(zip(compiled.keys, compiled.exact, strict=True)), whole)
+
+
+def _word_spans(text: str, lower: str | None, term: str) -> Sequence[tuple[int, int]]:
+    """Where a profile term matches in `text` by the matcher's rules (docs/matching.md): whole
+    words, plurals folded, acronyms in capitals only. Each span covers the words matched.
+
+    The candidates are the places where the term's folded words start a word of the text (the
+    last one without a final "y", so that "query" finds "queries"), found by `_term_spans`; each
+    is checked token by token with `token_matches`, as the matcher compares words. So "agent" is
+    not marked inside "agentic", nor "SLAM" in "slam dunk" or "HI-SLAM2", while "model" marks
+    all of "models" and "queries" all of "query".
+    """
+    word_term = _word_term(term)
+    if word_term is None:
+        return ()
+    if "_" in text:  # a gap between words, as for the matcher; the offsets stay
+        text = text.replace("_", " ")
+        lower = lower.replace("_", " ") if lower is not None else None
+    candidates = _term_spans(text, lower, word_term.needle)
+    if not candidates:
+        return ()
+    spans = []
+    for start, end in candidates:
+        if word_term.whole and lower is not None:
+            after = lower[end : end + 1]
+            if not after or not (after.isalnum() or "\u0300" <= after <= "\u036f"):
+                spans.append((start, end))  # the words themselves: the common case, no regex
+                continue
+        m = word_term.tokens.match(text, start)
+        if m is not None and all(
+            token_matches(word, key, exact)
+            for word, (key, exact) in zip(m.groups(), word_term.words, strict=True)
+        ):
+            spans.append(m.span())
+    return spans
 
 
 def highlight(
@@ -325,8 +383,8 @@ class _Base:
         """Where `term` occurs in the title and in the snippet as shown."""
         found = self.found.get(term)
         if found is None:
-            title = _term_spans(self.title, self.lower[0], term)
-            shown = _term_spans(self.shown, self.lower[1], term)
+            title = _word_spans(self.title, self.lower[0], term)
+            shown = _word_spans(self.shown, self.lower[1], term)
             found = self.found[term] = (tuple(title), tuple(shown)) if title or shown else _NOWHERE
         return found
 
