@@ -122,6 +122,7 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
     """
     from digest.models import utcnow
     from digest.pipeline import fetch_and_store, run_date, store_has_snapshot
+    from digest.render.templating import plural
     from digest.store import Store
 
     try:
@@ -133,14 +134,14 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
             result = fetch_and_store(settings, store, day, now, progress=progress)
     except DigestError as exc:
         raise _fail(exc) from None
-    table = Table(title=f"{len(result.new)} new papers on {day}", title_justify="left")
+    table = Table(title=f"{plural(len(result.new), 'new paper')} on {day}", title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("title")
     table.add_column("source", no_wrap=True)
     for paper in result.new:
         table.add_row(paper.id, paper.title, ",".join(paper.sources))
     out.print(table)
-    out.print(f"{len(result.updates)} updates (new versions of papers seen before)")
+    out.print(f"{plural(len(result.updates), 'update')} (new versions of papers seen before)")
     if stored:
         out.print(f"(the snapshot stored for {day}: a day's listings are fetched once)", markup=False)
 
@@ -243,6 +244,13 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
         EmailRenderer(settings)  # compiles the templates (yours in [templates] dir) as a run would
     except DigestError as exc:
         raise _fail(exc) from None
+    held: dict[str, Any] = {}
+    if settings.state.path.exists():
+        try:
+            with Store.open(settings.state.path) as store:
+                held = store.suppressions()
+        except DigestError as exc:
+            raise _fail(exc) from None
     table = Table(title=f"{path}: OK", title_justify="left")
     for col in ("subscribers", "terms", "sources", "feeds"):
         table.add_column(col, justify="right")
@@ -254,12 +262,7 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
         str(sum(s.feed for s in subs)),
     )
     out.print(table)
-    if settings.state.path.exists():
-        try:
-            with Store.open(settings.state.path) as store:
-                held = store.suppressions()
-        except DigestError as exc:
-            raise _fail(exc) from None
+    if held:
         by_email = {s.email: s for s in subs}
         for email, sup in held.items():
             sub = by_email.get(email)

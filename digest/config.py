@@ -444,6 +444,7 @@ def _check_files(settings: Settings, label: str, text: str) -> None:
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
     def fix(p: Path) -> Path:
+        p = p.expanduser()  # "~/digest/state.sqlite3" means the home folder, as in a shell
         return p if p.is_absolute() else base / p
 
     return settings.model_copy(
@@ -462,17 +463,20 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     )
 
 
-def signing_key(settings: Settings, *, notice: Any = None) -> bytes:
+def signing_key(settings: Settings, *, notice: Any = None, keep: bool = True) -> bytes:
     """The key for unsubscribe tokens and private-feed paths.
 
     DIGEST_SECRET when set; otherwise a random key generated once and kept in the state directory
-    (mode 0600), so a first run just works and links stay stable across runs.
+    (mode 0600), so a first run just works and links stay stable across runs. With `keep=False`
+    (a dry run, which records nothing) a missing key is made for this once and not written.
     """
     if settings.secret is not None:
         return settings.secret.get_secret_value().encode()
     key_file = settings.state_dir / "secret.key"
     if key_file.is_file():
         return key_file.read_text().strip().encode()
+    if not keep:
+        return secrets.token_urlsafe(32).encode()
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
     tmp = key_file.with_suffix(".tmp")

@@ -288,7 +288,7 @@ def run(
 
     store = Store.open(settings.state.path)
     with store, store.lock():
-        key = signing_key(settings, notice=say)
+        key = signing_key(settings, notice=say, keep=not dry_run)
         # 2–3. fetch, parse, diff; the snapshot is stored only when every source succeeded
         with timer("fetch"):
             result = fetch_and_store(

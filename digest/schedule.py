@@ -33,7 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from digest.config import ScheduleConfig, Settings
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DigestError, LockedError
 from digest.pipeline import stop_on_signals
 from digest.store import Store
 
@@ -301,6 +301,8 @@ def serve(
             summary = pipeline.run(
                 settings, subscribers_path=subscribers_path, now=clock(), stop=run_stop, log=log.info
             )
+        except LockedError as exc:  # a manual `digest run` is going: it does the job
+            log.warning("run skipped: %s", exc)
         except DigestError as exc:
             log.error("run failed (exit %d): %s", exc.exit_code, exc)
         except Exception:

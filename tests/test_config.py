@@ -241,3 +241,21 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
 def test_the_smtp_port_follows_the_security_unless_given(tmp_path: Path, smtp: str, port: int) -> None:
     settings = load_settings(write(tmp_path, f'[smtp]\nhost = "mail.example.org"\n{smtp}\n'))
     assert settings.smtp.port_number == port
+
+
+def test_a_dry_run_key_is_not_written(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[state]\npath = "state/digest.sqlite3"\n'))
+    assert signing_key(settings, keep=False) != signing_key(settings, keep=False)  # made for once
+    assert not (tmp_path / "state" / "secret.key").exists()
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_bytes("\ufeff[smtp]\nport = 2525\n".encode())
+    assert load_settings(path).smtp.port_number == 2525
+
+
+def test_a_path_from_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    settings = load_settings(write(tmp_path, '[state]\npath = "~/digest/state.sqlite3"\n'))
+    assert settings.state.path == tmp_path / "home" / "digest" / "state.sqlite3"
