@@ -484,3 +484,18 @@ def test_a_highlight_is_always_a_place_the_matcher_hit(words: list[str], gaps: l
     assert set(marked) <= set(hits), (title, term)
     if " " not in term:
         assert marked == hits, (title, term)
+
+
+def test_an_all_reader_is_told_why_each_paper_came(renderer: EmailRenderer) -> None:
+    papers = hf_papers()[:3]
+    reader = Subscriber(email="group@example.org", all=True, min_upvotes=5)
+    out = renderer.render(
+        Digest(
+            subscriber=reader, date=dt.date(2026, 6, 12), matches=tuple(Match(p, 0.0, ()) for p in papers)
+        ),
+        links(),
+    )
+    assert out.text.count("Why: you get every new paper with at least 5 upvotes") == 3
+    assert out.html.count("Why: you get every new paper with at least 5 upvotes") == 3
+    # a reader with terms gets the terms, never the all-reader line
+    assert "Why: you get" not in renderer.render(golden_digest(), links()).text

@@ -131,6 +131,7 @@ class EmailRenderer:
             "papers": views,
             "empty": not digest.matches,
             "subscriber": digest.subscriber,
+            "why_all": why_all(digest.subscriber),
             "links": _clean_links(links),
         }
 
@@ -302,3 +303,16 @@ def _samples() -> list[tuple[Digest, Links]]:
         "https://example.org/unsubscribe", "https://example.org/feed.xml", "https://example.org/a.html"
     )
     return [(full, links), (empty, Links("mailto:unsubscribe@example.org"))]
+
+
+def why_all(sub: Subscriber) -> str:
+    """What explains a paper that no term of an `all = true` reader hit: 'every new paper with at
+    least 10 upvotes' (empty for other readers, whose every paper has its hits)."""
+    if not sub.all:
+        return ""
+    why = "every new paper"
+    if sub.min_upvotes:
+        why += f" with at least {sub.min_upvotes} upvotes"
+    if sub.sources:
+        why += f" from {', '.join(sub.sources)}"
+    return why
