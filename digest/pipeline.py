@@ -437,6 +437,7 @@ def _due(
                 [m.paper.id for m in digest.matches],
                 now,
                 explanations=explanations(digest.matches),
+                total=digest.total_matched,
             )
         yield Job(date=date, subscriber=sub, build=functools.partial(build, digest))
 
@@ -489,7 +490,8 @@ def _late(
         papers = snapshots[row.date]
         matches = tuple(_explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers)
         late = dataclasses.replace(build, date=row.date)
-        digest = Digest(subscriber=sub, date=row.date, matches=matches)
+        total = store.delivery_total(row.date, row.email)
+        digest = Digest(subscriber=sub, date=row.date, matches=matches, total_matched=total or len(matches))
         yield Job(date=row.date, subscriber=sub, build=functools.partial(late, digest))
 
 

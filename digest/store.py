@@ -89,6 +89,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX sent_papers_by_paper ON sent_papers (paper_id)
     """,
+    # 4: how many papers matched in all, so a digest sent late still says "N more in the archive"
+    # (NULL in rows written before: as many as their papers)
+    """
+    ALTER TABLE deliveries ADD COLUMN total INTEGER
+    """,
 ]
 
 DeliveryStatus = Literal["pending", "sending", "sent", "failed", "unknown"]
@@ -389,6 +394,13 @@ class Store:
         )
         return [_delivery(row) for row in rows]
 
+    def delivery_total(self, date: dt.date, email: str) -> int | None:
+        """How many papers matched in all for the digest of (date, email), when recorded."""
+        row = self.conn.execute(
+            "SELECT total FROM deliveries WHERE date = ? AND email = ?", (date.isoformat(), email)
+        ).fetchone()
+        return row[0] if row else None
+
     def explanations(self, date: dt.date, email: str) -> dict[str, Any]:
         row = self.conn.execute(
             "SELECT explanations FROM deliveries WHERE date = ? AND email = ?", (date.isoformat(), email)
@@ -411,23 +423,25 @@ class Store:
         now: dt.datetime,
         *,
         explanations: Mapping[str, Any] | None = None,
+        total: int | None = None,
     ) -> None:
-        """Record that `email` is due a digest of `paper_ids` for `date`.
+        """Record that `email` is due a digest of `paper_ids` for `date` (of `total` matched).
 
         A row already past 'pending' is left alone; a pending one takes the new paper list (the
         profile may have been edited between two runs of the same date)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO deliveries (date, email, status, papers, explanations, updated_at) "
-                "VALUES (?, ?, 'pending', ?, ?, ?) "
+                "INSERT INTO deliveries (date, email, status, papers, explanations, total, updated_at) "
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?) "
                 "ON CONFLICT(date, email) DO UPDATE SET papers = excluded.papers, "
-                "explanations = excluded.explanations, updated_at = excluded.updated_at "
-                "WHERE status = 'pending'",
+                "explanations = excluded.explanations, total = excluded.total, "
+                "updated_at = excluded.updated_at WHERE status = 'pending'",
                 (
                     date.isoformat(),
                     email,
                     json.dumps(list(paper_ids)),
                     json.dumps(explanations or {}),
+                    total,
                     _iso(now),
                 ),
             )

@@ -349,6 +349,8 @@ def test_digest_left_pending_by_a_mail_outage_goes_out_with_the_next_run(
 ) -> None:
     serve_listings(httpserver)
     config = write_config(tmp_path, httpserver, free_port())  # nobody listens: the server is down
+    profiles = tmp_path / "subscribers.toml"
+    profiles.write_text(profiles.read_text().replace("all = true\n", "all = true\nmax_papers = 5\n"))
     down = digest("run", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path)
     assert down.returncode == 4, down.stderr
     assert "pending" in down.stdout and "connection failures" in down.stdout
@@ -358,9 +360,15 @@ def test_digest_left_pending_by_a_mail_outage_goes_out_with_the_next_run(
         up = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
         assert up.returncode == 0, up.stderr + up.stdout
         subjects = sorted(f"{m['To'].addresses[0].addr_spec} {m['Subject']}" for m in handler.messages())
+        late = next(
+            m for m in handler.messages() if "grace" in str(m["To"]) and "11 Jun" in str(m["Subject"])
+        )
     # the 11 June digests (the arXiv papers) arrive late, the 12 June ones (Hugging Face) on time
     assert any("11 Jun 2026" in s for s in subjects), subjects
     assert Counter(s.split()[0] for s in subjects)["grace@example.org"] == 2
+    # a late digest says what it would have said on time: all 17 papers, 5 shown, 12 more
+    assert "grace@example.org 17 new papers for you · 11 Jun 2026" in subjects, subjects
+    assert "12 more" in late.get_body(preferencelist=("plain",)).get_content()
 
 
 def test_refused_address_is_suppressed_listed_and_lifted_when_the_profile_changes(
