@@ -439,7 +439,9 @@ def _due(
                 explanations=explanations(digest.matches),
                 total=digest.total_matched,
             )
-        yield Job(date=date, subscriber=sub, build=functools.partial(build, digest))
+        # a digest that may have arrived goes again under its Message-ID: a duplicate can be dropped
+        resent_id = row.message_id if row is not None and row.status == "unknown" else None
+        yield Job(date=date, subscriber=sub, build=functools.partial(build, digest, resent_id))
 
 
 # How far back a run looks for digests an earlier run could not send (the SMTP server was down,
@@ -492,7 +494,8 @@ def _late(
         late = dataclasses.replace(build, date=row.date)
         total = store.delivery_total(row.date, row.email)
         digest = Digest(subscriber=sub, date=row.date, matches=matches, total_matched=total or len(matches))
-        yield Job(date=row.date, subscriber=sub, build=functools.partial(late, digest))
+        resent_id = row.message_id if row.status == "unknown" else None
+        yield Job(date=row.date, subscriber=sub, build=functools.partial(late, digest, resent_id))
 
 
 @dataclass(frozen=True)
@@ -505,7 +508,7 @@ class _Builder:
     date: dt.date
     now: dt.datetime
 
-    def __call__(self, digest: Digest) -> OutgoingMessage:
+    def __call__(self, digest: Digest, message_id: str | None = None) -> OutgoingMessage:
         # The footer and the List-Unsubscribe header show the same links: sign them once.
         unsubscribe = unsubscribe_urls(self.settings, self.key, digest.subscriber.email)
         links = links_for(self.settings, self.key, digest.subscriber, self.date, unsubscribe=unsubscribe)
@@ -518,6 +521,7 @@ class _Builder:
             key=self.key,
             now=self.now,
             unsubscribe=unsubscribe,
+            message_id=message_id,
         )
 
 

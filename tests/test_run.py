@@ -520,6 +520,9 @@ def test_an_earlier_days_unknown_digest_is_reported_until_retried_and_stale_ones
         )
         assert retried.returncode == 0, retried.stderr + retried.stdout
         assert Counter(handler.recipients()) == Counter(emails) + Counter([emails[1]])  # as documented
+        # ...under the same Message-ID, so the reader's mail client can drop the second copy
+        ids = [str(m["Message-ID"]) for m in handler.messages() if emails[1] in str(m["To"])]
+        assert len(ids) == 2 and ids[0] == ids[1]
 
     # a digest still pending LATE_DAYS after its date is given up: reported once as failed
     with sqlite3.connect(tmp_path / "state" / "digest.sqlite3") as db:

@@ -105,17 +105,20 @@ def build_message(
     key: bytes,
     now: dt.datetime,
     unsubscribe: tuple[str, str | None] | None = None,
+    message_id: str | None = None,
 ) -> OutgoingMessage:
     """One digest email for `subscriber`: headers, then text and HTML alternatives (text first).
 
     `date` is the run date (no header needs it today; it keeps every per-day call alike), `key`
     signs the unsubscribe token, `now` is the Date header. `unsubscribe` is what
     `unsubscribe_urls(settings, key, subscriber.email)` returns, when the caller already has it.
+    `message_id` is given when resending a digest that may have arrived (`--retry-unknown`): the
+    same Message-ID lets the reader's mail client or server drop the second copy.
     """
     sender_name, sender = sender_address(settings.smtp.from_)
     recipient = _addr_spec(subscriber.email)
     now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
-    message_id = make_msgid(domain=_domain_of(settings.smtp.from_))
+    message_id = message_id or make_msgid(domain=_domain_of(settings.smtp.from_))
 
     mailto, https = unsubscribe or unsubscribe_urls(settings, key, subscriber.email)
     links = [f"<{mailto}>"] + ([f"<{https}>"] if https else [])
