@@ -499,3 +499,11 @@ def test_an_all_reader_is_told_why_each_paper_came(renderer: EmailRenderer) -> N
     assert out.html.count("Why: you get every new paper with at least 5 upvotes") == 3
     # a reader with terms gets the terms, never the all-reader line
     assert "Why: you get" not in renderer.render(golden_digest(), links()).text
+
+
+def test_the_text_part_links_the_days_papers_as_the_html_footer_does(renderer: EmailRenderer) -> None:
+    digest = golden_digest()
+    everything = Digest(subscriber=digest.subscriber, date=digest.date, matches=digest.matches)  # no "more"
+    out = renderer.render(everything, links())
+    assert "All of today's papers" in out.html
+    assert f"All of today's papers: {links().archive}" in out.text
