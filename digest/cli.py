@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import sys
 import traceback
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -235,13 +236,15 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
     """
     from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
     from digest.render.email import EmailRenderer
+    from digest.render.templating import compile_all
     from digest.store import Store
 
     try:
         settings = _settings(config)
         path = subscribers_path_from(subscribers, settings)
         subs = load_subscribers(path, source_names=[s.name for s in settings.sources])
-        EmailRenderer(settings)  # compiles the templates (yours in [templates] dir) as a run would
+        EmailRenderer(settings)  # compiles the email's templates (yours in [templates] dir) with MJML
+        compile_all(settings.templates.dir)  # and the archive's and feeds
     except DigestError as exc:
         raise _fail(exc) from None
     held: dict[str, Any] = {}
@@ -304,7 +307,10 @@ def preview(
     except DigestError as exc:
         raise _fail(exc) from None
     if not dates:
-        out.print("no snapshots stored yet: run `digest fetch` first")
+        when = f" on or before {date}" if date else ""
+        out.print(
+            f"no snapshots stored{when}: run `digest fetch` first, or pick a later --date", markup=False
+        )
         raise typer.Exit(1)
     matcher = Matcher([sub])
     total = 0
@@ -347,7 +353,8 @@ def unsubscribe(
     from digest.store import Store
     from digest.tokens import verify_unsubscribe
 
-    words = " ".join(token).split()
+    # as received ("unsubscribe TOKEN", maybe "Re: ..."), or copied from the mailto link itself
+    words = urllib.parse.unquote(" ".join(token)).split()
     value = words[-1] if words else ""
     try:
         settings = _settings(config)
@@ -355,7 +362,8 @@ def unsubscribe(
             subscribers_path_from(subscribers, settings), source_names=[s.name for s in settings.sources]
         )
         with Store.open(settings.state.path) as store:
-            email = verify_unsubscribe(signing_key(settings), value)
+            # keep=False: without a key yet, no token can be ours; do not make one here
+            email = verify_unsubscribe(signing_key(settings, keep=False), value)
             if email is None:
                 raise ConfigError(
                     f"{value!r} is not an unsubscribe token of this digest (wrong or cut short, or signed "

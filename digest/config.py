@@ -179,6 +179,8 @@ def check_subject(template: str) -> None:
     width (`{count:>99999999}` builds a 100 MB subject), so only bare names are allowed.
     """
     hint = "the placeholders are {count}, {date} and {name} (write {{ and }} for braces)"
+    if not template.strip():
+        raise ValueError(f'the subject is empty; e.g. subject = "{{count}} new papers · {{date}}"; {hint}')
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -230,12 +232,16 @@ class ScheduleConfig(_Section):
 
     @model_validator(mode="after")
     def _cron(self) -> ScheduleConfig:
+        import datetime as dt
+
         from digest.schedule import make_trigger  # the scheduler imports this module
 
         try:
-            make_trigger(self)
+            trigger = make_trigger(self)
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("[schedule] ")) from None
+        if trigger.get_next_fire_time(None, dt.datetime.now(self.tz)) is None:  # "0 7 31 2 *"
+            raise ValueError(f"cron = {self.cron!r} never fires: no such day; check day and month")
         return self
 
     @property
@@ -388,7 +394,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = describe_validation_error(exc, label, text, env_prefix="DIGEST_")
+        problems = describe_validation_error(
+            exc, label, text, env_prefix="DIGEST_", origins=_variable_origins()
+        )
         raise ConfigError(
             problems[0] if len(problems) == 1 else f"{len(problems)} problems in {label}", problems
         ) from None
@@ -397,13 +405,48 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         # table, or DIGEST_SECRETS_DIR that is not a folder
         raise ConfigError(f"environment: {_settings_error(exc)}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f".env: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        where = next((f for f in _variable_files() if not _is_utf8(f)), Path(".env"))
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     finally:
         _toml_data.reset(token)
     if config_path is not None:
         settings = _resolve_paths(settings, config_path.resolve().parent)
     _check_files(settings, label, text)
     return settings
+
+
+def _variable_files() -> list[Path]:
+    """The files that set DIGEST_ variables: ./.env, then each file of $DIGEST_SECRETS_DIR."""
+    files = [Path(".env")] if Path(".env").is_file() else []
+    folder = os.environ.get("DIGEST_SECRETS_DIR")
+    if folder and Path(folder).is_dir():
+        files += sorted(p for p in Path(folder).iterdir() if p.is_file())
+    return files
+
+
+def _is_utf8(path: Path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _variable_origins() -> dict[str, str]:
+    """DIGEST_ variable name -> where its value comes from, by the precedence of `Settings`:
+    the environment, then ./.env, then $DIGEST_SECRETS_DIR. For error messages only."""
+    origins: dict[str, str] = {}
+    folder = os.environ.get("DIGEST_SECRETS_DIR")
+    for path in reversed(_variable_files()):  # lowest precedence first, overwritten by higher
+        if path.name == ".env" and path.parent == Path("."):
+            for line in path.read_text(errors="replace").splitlines():
+                name = line.removeprefix("export ").split("=", 1)[0].strip().upper()
+                if name.startswith("DIGEST_") and "=" in line:
+                    origins[name] = f".env: {name}"
+        elif folder:
+            origins[path.name.upper()] = f"{path} (DIGEST_SECRETS_DIR)"
+    origins |= {k.upper(): f"environment {k.upper()}" for k in os.environ if k.upper().startswith("DIGEST_")}
+    return origins
 
 
 def _settings_error(exc: SettingsError) -> str:

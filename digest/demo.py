@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from digest.config import HF_DAILY_URL, DeliveryConfig, OutputConfig, Settings, SourceConfig, StateConfig
 from digest.pipeline import run
@@ -58,8 +59,24 @@ class SampleTransport(httpx.BaseTransport):
         return httpx.Response(404, content=b"not in the demo sample")
 
 
+class _DemoSettings(Settings):
+    """Settings from the demo's own values only: the demo is offline and self-contained, so
+    DIGEST_* variables, a .env or a secrets folder meant for the real digest do not reach it."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def demo_settings(out: Path) -> Settings:
-    return Settings(
+    return _DemoSettings(
         state=StateConfig(path=out / "state" / "digest.sqlite3"),
         sources=[
             SourceConfig(name="hf", kind="hf_daily", url=HF_DAILY_URL),

@@ -192,7 +192,7 @@ def fetch_and_store(
 ) -> DiffResult:
     """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`).
 
-    A day's listing is fetched once: when a snapshot of `date` from the configured sources is
+    A day's listing is fetched once: when a snapshot of `date` is
     stored, it is what the day's papers are, and re-running the day (to send what is pending)
     gives the same answer. Fetching again would store what the sources list *now* under `date`;
     papers added since, which the next day's run would send as new, would then count as seen
@@ -202,7 +202,7 @@ def fetch_and_store(
         papers = store.snapshot(date) or []
         return diff(papers, store.seen_before(date, [p.id for p in papers]))
     if not dry_run:
-        check_snapshot_date(store, date, now)
+        check_snapshot_date(store, date, run_date(settings, now))
     papers, responses = fetch_all(
         settings, store.http_cache(), date, now, transport=transport, progress=progress
     )
@@ -228,22 +228,23 @@ def _check_writable(folder: Path, key: str) -> None:
 
 
 def store_has_snapshot(store: Store, date: dt.date, settings: Settings) -> bool:
-    """A snapshot of `date` is stored, fetched from every configured source (a source added
-    since is a reason to fetch the day again)."""
-    stored = store.snapshot_sources(date)
-    return stored is not None and {s.name for s in settings.sources} <= set(stored)
+    """A snapshot of `date` is stored. It stands even when a source was added since: fetching
+    the day again would store the other sources' later listings under it (see `fetch_and_store`);
+    a new source joins from the next day on."""
+    return store.snapshot_sources(date) is not None
 
 
-def check_snapshot_date(store: Store, date: dt.date, now: dt.datetime) -> None:
-    """ConfigError unless a snapshot may be stored for `date`: not after tomorrow (a time zone
-    ahead of UTC), and not before the newest snapshot stored.
+def check_snapshot_date(store: Store, date: dt.date, today: dt.date) -> None:
+    """ConfigError unless a snapshot may be stored for `date`: not after `today` (in the
+    configured time zone), and not before the newest snapshot stored.
 
     What is new on a day is what no earlier snapshot lists, so a snapshot stored under an earlier
     date (a mistyped `--date 0206-...`) would make its papers "seen before" every later day: they
-    would never be sent. Re-running the newest day (to send what is still pending) is fine.
+    would never be sent. A day is fetched once, so a snapshot stored ahead of its day (a listing
+    such as arXiv's shows only the current one) would stand for that day when it comes.
     """
-    if date > now.date() + dt.timedelta(days=1):
-        raise ConfigError(f"--date {date}: that is in the future (today is {now.date()} UTC)")
+    if date > today:
+        raise ConfigError(f"--date {date}: that is in the future (today is {today} in [schedule] timezone)")
     newest = store.snapshot_dates(limit=1)
     if newest and date < newest[0]:
         raise ConfigError(
@@ -330,7 +331,7 @@ def run(
             elif jobs:
                 report = _send(settings, store, jobs, stop=stop, progress=progress)
                 summary.sent = len(report.sent)
-                summary.failed = report.failed
+                summary.failed += report.failed  # after the late ones given up (`_late`)
                 summary.unknown += report.unknown
                 summary.pending = report.pending
                 summary.stopped_reason = report.stopped_reason

@@ -7,10 +7,9 @@ right line; when it cannot tell, the message simply has no line number.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,24 +98,29 @@ def format_loc(loc: Sequence[str | int]) -> str:
 
 
 def describe_validation_error(
-    exc: ValidationError, label: str, text: str, *, env_prefix: str | None = None
+    exc: ValidationError,
+    label: str,
+    text: str,
+    *,
+    env_prefix: str = "",
+    origins: Mapping[str, str] | None = None,
 ) -> list[str]:
     """One line per problem: 'file:line: key: message'.
 
-    With `env_prefix`, a value set by an environment variable (which wins over the file) is
-    blamed on the variable: 'environment DIGEST_SMTP__PORT: smtp.port: ...'.
+    `origins` maps a variable name (`DIGEST_SMTP__PORT`) to where it is set ("environment
+    DIGEST_SMTP__PORT", ".env: DIGEST_SMTP__PORT"): such a value wins over the file, so the
+    problem is blamed on it.
     """
     problems = []
-    environ = {k.upper() for k in os.environ} if env_prefix else set()
     for err in exc.errors():
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         # pydantic puts the literal/union member name in the loc; keep only real keys
         loc = [p for p in loc if p not in ("literal", "str", "int", "float", "bool", "list")]
         names = [str(p) for p in loc if isinstance(p, str)]
         variables = [f"{env_prefix}{'__'.join(names[:n])}".upper() for n in range(len(names), 0, -1)]
-        from_env = next((v for v in variables if v in environ), None) if env_prefix and names else None
+        origin = next((origins[v] for v in variables if v in origins), None) if origins else None
         line = locate(text, loc)
-        where = f"environment {from_env}" if from_env else f"{label}:{line}" if line else label
+        where = origin if origin else f"{label}:{line}" if line else label
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = (

@@ -259,3 +259,35 @@ def test_a_path_from_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     settings = load_settings(write(tmp_path, '[state]\npath = "~/digest/state.sqlite3"\n'))
     assert settings.state.path == tmp_path / "home" / "digest" / "state.sqlite3"
+
+
+def test_a_bad_value_from_dotenv_or_the_secrets_dir_names_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path, "[smtp]\nport = 2525\n")
+    (tmp_path / ".env").write_text("DIGEST_SMTP__PORT=abc\n")
+    with pytest.raises(ConfigError, match=r"^\.env: DIGEST_SMTP__PORT: smtp.port: "):
+        load_settings(config)
+    (tmp_path / ".env").unlink()
+    secrets = tmp_path / "run-secrets"
+    secrets.mkdir()
+    (secrets / "DIGEST_SECRET").write_text("")
+    monkeypatch.setenv("DIGEST_SECRETS_DIR", str(secrets))
+    with pytest.raises(
+        ConfigError, match=r"run-secrets/DIGEST_SECRET \(DIGEST_SECRETS_DIR\): secret: .* empty"
+    ):
+        load_settings(config)
+    (secrets / "DIGEST_SECRET").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match=r"run-secrets/DIGEST_SECRET: not UTF-8"):
+        load_settings(config)
+
+
+@pytest.mark.parametrize(("section", "problem"), [
+    ('[schedule]\ncron = "0 7 31 2 *"', "never fires"),  # 31 February
+    ('[delivery]\nsubject = "  "', "the subject is empty"),
+])  # fmt: skip
+def test_a_schedule_that_never_fires_and_a_blank_subject_are_refused(
+    tmp_path: Path, section: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(write(tmp_path, section + "\n"))

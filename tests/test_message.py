@@ -342,14 +342,34 @@ def test_bare_carriage_returns_and_no_final_newline_are_normalised():
     assert rich.get_content() == "<p>a</p>\r\n<p>b</p>\r\n"
 
 
-def test_a_non_ascii_address_goes_out_as_utf8_for_smtputf8():
+def test_a_non_ascii_domain_goes_out_as_idna_which_every_server_takes():
     # (a non-ASCII local part is refused, as before: test_a_bad_recipient_is_a_permanent_send_error)
     msg = build(Subscriber(email="zoe@bücher.example", name="Zoë"))
-    assert msg.smtputf8 and msg.recipient == "zoe@bücher.example"
-    parsed = email.message_from_string(msg.data.decode("utf-8"), policy=email.policy.default)  # as SMTPUTF8
-    assert parsed["To"].addresses[0].addr_spec == "zoe@bücher.example"
+    assert not msg.smtputf8 and msg.recipient == "zoe@xn--bcher-kva.example"
+    parsed = roundtrip(msg)
+    assert parsed["To"].addresses[0].addr_spec == "zoe@xn--bcher-kva.example"
     assert parsed["To"].addresses[0].display_name == "Zoë"
-    assert not build().smtputf8
+    assert msg.data.isascii()
+
+
+@pytest.mark.parametrize(
+    ("from_", "problem"),
+    [
+        ("d@example.org, e@example.org", "more than one address"),
+        ("Lab, Group <digest@example.org>", "more than one address"),  # the comma needs quotes
+        ("jörg@example.org", "not an email address"),
+        ("nonsense", "not an email address"),
+    ],
+)
+def test_a_from_that_cannot_be_sent_is_refused(from_, problem):
+    with pytest.raises(ValueError, match=problem):
+        make_settings(**{"from": from_})
+
+
+def test_a_from_with_a_non_ascii_domain_is_sent_as_idna():
+    msg = roundtrip(build(settings=make_settings(**{"from": '"Digest, Lab" <d@bücher.example>'})))
+    assert msg["From"].addresses[0].addr_spec == "d@xn--bcher-kva.example"
+    assert msg["From"].addresses[0].display_name == "Digest, Lab"
 
 
 @hypothesis_settings(max_examples=200, deadline=None)

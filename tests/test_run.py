@@ -325,6 +325,14 @@ def test_demo_runs_offline_and_writes_emails_and_site(tmp_path: Path) -> None:
     assert "day 2" in result.stdout and "digest.example.toml" in result.stdout
 
 
+def test_demo_ignores_the_environment_of_the_real_digest(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DIGEST_SMTP__PORT=abc\n")  # a deployment's .env, say
+    env = {"DIGEST_SECRET": "", "DIGEST_SOURCES": "garbage", "DIGEST_SMTP__HOST": "mail.example.org"}
+    result = digest("demo", "--out", str(tmp_path / "demo"), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) == 8  # written, not sent
+
+
 def test_bad_profile_is_one_clear_line_per_problem(tmp_path: Path, httpserver: HTTPServer) -> None:
     serve_listings(httpserver)
     config = write_config(tmp_path, httpserver, None)
@@ -437,6 +445,14 @@ def test_check_reports_a_broken_state_and_a_broken_template_in_one_line(
     checked = digest("check", "--config", str(config), cwd=tmp_path)
     assert checked.returncode == 1
     assert "digest.txt.j2, line 1" in checked.stderr and "Traceback" not in checked.stderr
+    # the archive's and feeds' templates too: found before any email goes out, not after
+    (tmp_path / "tpl" / "digest.txt.j2").unlink()
+    (tmp_path / "tpl" / "day.html.j2").write_text("{% if %}\n")
+    checked = digest("check", "--config", str(config), cwd=tmp_path)
+    assert checked.returncode == 1 and "day.html.j2, line 1" in checked.stderr, checked.stderr
+    (tmp_path / "tpl" / "day.html.j2").write_bytes(b"\xff\xfe broken")
+    checked = digest("check", "--config", str(config), cwd=tmp_path)
+    assert checked.returncode == 1 and "day.html.j2: not UTF-8" in checked.stderr, checked.stderr
 
 
 def test_a_snapshot_before_the_newest_or_in_the_future_is_refused_and_nothing_stored(
@@ -524,13 +540,19 @@ def test_an_earlier_days_unknown_digest_is_reported_until_retried_and_stale_ones
         ids = [str(m["Message-ID"]) for m in handler.messages() if emails[1] in str(m["To"])]
         assert len(ids) == 2 and ids[0] == ids[1]
 
-    # a digest still pending LATE_DAYS after its date is given up: reported once as failed
-    with sqlite3.connect(tmp_path / "state" / "digest.sqlite3") as db:
-        db.execute("UPDATE deliveries SET status = 'pending' WHERE email = ? AND date = ?", (emails[0], DATE))
-    stale = digest("run", "--config", str(config), "--date", "2026-06-27", cwd=tmp_path)
-    assert stale.returncode == 4, stale.stderr + stale.stdout
-    assert f"failed: {emails[0]}: {DATE}: not sent within 14 days" in stale.stdout
-    assert digest("run", "--config", str(config), "--date", "2026-06-27", cwd=tmp_path).returncode == 0
+        # a digest still pending LATE_DAYS after its date is given up: reported once as failed,
+        # also when the run sends others (a new reader here)
+        with sqlite3.connect(tmp_path / "state" / "digest.sqlite3") as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'pending' WHERE email = ? AND date = ?", (emails[0], DATE)
+            )
+        with (tmp_path / "subscribers.toml").open("a") as profiles:
+            profiles.write('[[subscribers]]\nemail = "newcomer@example.org"\nall = true\nempty = "send"\n')
+        stale = digest("run", "--config", str(config), "--date", "2026-06-27", cwd=tmp_path)
+        assert stale.returncode == 4, stale.stderr + stale.stdout
+        assert f"failed: {emails[0]}: {DATE}: not sent within 14 days" in stale.stdout
+        assert "newcomer@example.org" in handler.recipients()
+        assert digest("run", "--config", str(config), "--date", "2026-06-27", cwd=tmp_path).returncode == 0
 
 
 def test_a_day_is_fetched_once_and_a_rerun_of_it_uses_the_stored_snapshot(
@@ -568,7 +590,8 @@ def test_the_mailto_unsubscribe_of_an_email_applied_with_digest_unsubscribe_stop
     assert (
         digest("unsubscribe", "--config", str(config), subject[:-3], cwd=tmp_path).returncode == 1
     )  # cut short
-    done = digest("unsubscribe", "--config", str(config), subject, cwd=tmp_path)
+    as_in_the_link = urllib.parse.quote(subject)  # "unsubscribe%20TOKEN", copied from the mailto
+    done = digest("unsubscribe", "--config", str(config), as_in_the_link, cwd=tmp_path)
     assert done.returncode == 0 and "grace@example.org: unsubscribed" in done.stdout, done.stderr
     assert "grace@example.org" in digest("check", "--config", str(config), cwd=tmp_path).stdout
 

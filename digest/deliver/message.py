@@ -41,7 +41,7 @@ import functools
 import random
 import re
 from email.headerregistry import Address
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, getaddresses, make_msgid
 from urllib.parse import quote
 
 from digest.config import Settings
@@ -175,30 +175,50 @@ _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 
 
 def _addr_spec(value: str) -> str:
-    """`value` as an addr-spec, or a permanent SendError when it is not an address."""
+    """`value` as an addr-spec, or a permanent SendError when it is not an address.
+
+    A non-ASCII domain is written as IDNA ("xn--..."): the address is then ASCII, which every
+    server takes, where UTF-8 would need the server to offer SMTPUTF8 (most do not).
+    """
     value = value.strip()
     if _SIMPLE_ADDR.fullmatch(value):
         return value
     try:
         # The stdlib parser for the rest (quoted local parts, non-ASCII, and what is not an address).
-        return Address(addr_spec=value).addr_spec
+        spec = Address(addr_spec=value).addr_spec
     except (ValueError, IndexError, email.errors.HeaderParseError) as exc:
         raise SendError(value, f"not a usable email address: {exc}", permanent=True) from None
+    local, _, domain = spec.rpartition("@")
+    if local.isascii() and not domain.isascii():
+        try:
+            spec = f"{local}@{domain.encode('idna').decode('ascii')}"
+        except UnicodeError as exc:
+            raise SendError(value, f"not a usable email address: {exc}", permanent=True) from None
+    return spec
 
 
 @functools.lru_cache(maxsize=16)
 def sender_address(from_: str) -> tuple[str, str]:
-    """[smtp] from as (display name, addr-spec); the same few values for every message of a run."""
-    name, addr = parseaddr(sanitize_header(from_))
+    """[smtp] from as (display name, addr-spec); the same few values for every message of a run.
+
+    One address, ASCII before the @ (a non-ASCII domain is written as IDNA, see `_addr_spec`).
+    """
+    fix = 'write it as from = "Paper Digest <digest@example.org>"'
+    found = getaddresses([sanitize_header(from_)])
+    if len(found) > 1:
+        raise ConfigError(
+            f"[smtp] from = {from_!r} reads as more than one address (a comma outside quotes); "
+            """one address, its name in double quotes if it has a comma: from = '"Digest, Lab" <digest@example.org>'"""
+        )
+    name, addr = found[0] if found else ("", "")
     try:
         if "@" in addr:
-            return name, Address(display_name=name, addr_spec=addr).addr_spec
-    except (ValueError, IndexError, email.errors.HeaderParseError):
+            spec = _addr_spec(Address(display_name=name, addr_spec=addr).addr_spec)
+            if spec.isascii():
+                return name, spec
+    except (ValueError, IndexError, email.errors.HeaderParseError, SendError):
         pass
-    raise ConfigError(
-        f"[smtp] from = {from_!r} is not an email address; "
-        'write it as from = "Paper Digest <digest@example.org>"'
-    )
+    raise ConfigError(f"[smtp] from = {from_!r} is not an email address (ASCII before the @); {fix}")
 
 
 @functools.lru_cache(maxsize=16)

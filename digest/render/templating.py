@@ -187,6 +187,16 @@ def load(env: jinja2.Environment, name: str) -> jinja2.Template:
         ) from None
     except jinja2.TemplateSyntaxError as exc:
         raise template_error(exc, name) from None
+    except UnicodeDecodeError as exc:
+        raise RenderError(f"template {name}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def compile_all(user_dir: Path | None) -> None:
+    """Compile every template a run uses (yours where they override the shipped ones): what
+    `digest check` does, so a broken archive or feed template is found before any email goes."""
+    env = make_env(user_dir)
+    for path in sorted(shipped_templates_dir().glob("*.j2")):
+        load(env, path.name)
 
 
 def render(template: jinja2.Template, context: dict[str, Any]) -> str:
