@@ -114,7 +114,7 @@ def _check_email(value: str) -> str:
     try:
         # allow_smtputf8=False: the message builder refuses a non-ASCII local part (see
         # deliver.message._addr_spec), so it is refused here, where `digest check` reports it, rather
-        # than at every send. A non-ASCII domain is fine (sent with SMTPUTF8).
+        # than at every send. A non-ASCII domain is fine (sent as IDNA).
         return validate_email(
             value, check_deliverability=False, test_environment=True, allow_smtputf8=False
         ).normalized
