@@ -212,6 +212,24 @@ def test_second_run_exits_at_once_while_the_first_holds_the_lock(
     assert not (tmp_path / "outbox").exists()
 
 
+def start_run(
+    tmp_path: Path, httpserver: HTTPServer, smtp_port: int, emails: list[str]
+) -> tuple[Path, subprocess.Popen[str]]:
+    """`digest run` for DATE in a subprocess, one connection, every reader `all = true`: for the
+    tests that stop it halfway (the caller gives the SMTP handler its pid)."""
+    config = write_config(tmp_path, httpserver, smtp_port, concurrency=1)
+    (tmp_path / "subscribers.toml").write_text(
+        "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env |= {"DIGEST_SECRET": "test-secret", "PYTHONPATH": str(ROOT)}  # as `digest` uses
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return config, proc
+
+
 class KillAfter(AcceptAll):
     """Accepts messages; after the n-th, kills the client process before it can record the send."""
 
@@ -231,16 +249,7 @@ def test_killed_mid_send_then_rerun_everyone_gets_exactly_one(tmp_path: Path, ht
     emails = [f"reader{i}@example.org" for i in range(8)]
     handler = KillAfter(3)
     with smtp_server(handler) as (_host, port, _):
-        config = write_config(tmp_path, httpserver, port, concurrency=1)
-        (tmp_path / "subscribers.toml").write_text(
-            "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        env |= {"DIGEST_SECRET": "s", "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        config, proc = start_run(tmp_path, httpserver, port, emails)
         handler.pid = proc.pid
         proc.wait(timeout=120)
         assert proc.returncode == -signal.SIGKILL
@@ -283,16 +292,7 @@ def test_a_signal_mid_send_finishes_the_message_in_hand_and_exits_4(
     emails = [f"reader{i}@example.org" for i in range(8)]
     handler = SignalAfter(3, signum)
     with smtp_server(handler) as (_host, port, _):
-        config = write_config(tmp_path, httpserver, port, concurrency=1)
-        (tmp_path / "subscribers.toml").write_text(
-            "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        env |= {"DIGEST_SECRET": "s", "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        config, proc = start_run(tmp_path, httpserver, port, emails)
         handler.pid = proc.pid
         out, err = proc.communicate(timeout=120)
         # the message being sent when the signal came is recorded as sent; the rest wait
@@ -511,16 +511,7 @@ def test_an_earlier_days_unknown_digest_is_reported_until_retried_and_stale_ones
     emails = [f"reader{i}@example.org" for i in range(5)]
     handler = KillAfter(2)
     with smtp_server(handler) as (_host, port, _):
-        config = write_config(tmp_path, httpserver, port, concurrency=1)
-        (tmp_path / "subscribers.toml").write_text(
-            "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        env |= {"DIGEST_SECRET": "test-secret", "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        config, proc = start_run(tmp_path, httpserver, port, emails)
         handler.pid = proc.pid
         proc.wait(timeout=120)
         assert len(handler.recipients()) == 2  # the second arrived, but its send was never recorded
