@@ -173,8 +173,7 @@ def run(
 
     from digest import pipeline
 
-    stop = threading.Event()
-    restore = pipeline.stop_on_signals(stop)  # SIGTERM / Ctrl-C: finish the message in hand, exit 4
+    stop = threading.Event()  # set by SIGTERM / Ctrl-C while sending (see pipeline.run)
     try:
         settings = _settings(config)
         with _progress() as progress:
@@ -187,11 +186,10 @@ def run(
                 progress=progress,
                 log=logging.getLogger("digest").warning,
                 stop=stop,
+                catch_signals=True,
             )
     except DigestError as exc:
         raise _fail(exc) from None
-    finally:
-        restore()
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
 

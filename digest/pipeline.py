@@ -267,8 +267,14 @@ def run(
     log: Callable[[str], None] | None = None,
     progress: Progress | None = None,
     transport: Any = None,
+    catch_signals: bool = False,
 ) -> RunSummary:
-    """The main job. Raises DigestError when it fails before sending (state unchanged)."""
+    """The main job. Raises DigestError when it fails before sending (state unchanged).
+
+    `stop` ends sending after the messages in hand (the rest stay pending). With
+    `catch_signals` (`digest run`), SIGTERM and SIGINT set it while sending, and only then:
+    before, they end the process as usual, with the state as it was.
+    """
     now = now or utcnow()
     date = date or run_date(settings, now)
     progress = progress or QuietProgress()
@@ -329,7 +335,7 @@ def run(
                     summary.rendered += 1
                     advance(job.subscriber.email)
             elif jobs:
-                report = _send(settings, store, jobs, stop=stop, progress=progress)
+                report = _send(settings, store, jobs, stop=stop, progress=progress, catch_signals=catch_signals)
                 summary.sent = len(report.sent)
                 summary.failed += report.failed  # after the late ones given up (`_late`)
                 summary.unknown += report.unknown
@@ -548,6 +554,7 @@ def _send(
     *,
     stop: threading.Event | None,
     progress: Progress,
+    catch_signals: bool = False,
 ) -> SendReport:
     if settings.transport == "smtp":
         sink: Any = SmtpTransport(settings.smtp)
@@ -577,8 +584,12 @@ def _send(
             if watcher is not None:
                 watcher.cancel()
 
-    with store.grouped_commits():
-        return asyncio.run(go())
+    restore = stop_on_signals(stop) if catch_signals and stop is not None else (lambda: None)
+    try:
+        with store.grouped_commits():
+            return asyncio.run(go())
+    finally:
+        restore()
 
 
 class _StopEvent(asyncio.Event):

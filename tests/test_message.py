@@ -352,6 +352,11 @@ def test_a_non_ascii_domain_goes_out_as_idna_which_every_server_takes():
     assert msg.data.isascii()
 
 
+def test_idna_is_2008_a_sharp_s_stays_its_own_domain():
+    # the stdlib's "idna" codec (IDNA 2003) writes faß.de as fass.de: somebody else's domain
+    assert build(Subscriber(email="user@faß.de")).recipient == "user@xn--fa-hia.de"
+
+
 @pytest.mark.parametrize(
     ("from_", "problem"),
     [
