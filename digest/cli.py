@@ -232,6 +232,7 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
 
     Example: digest check --subscribers subscribers.toml
     """
+    from digest.pipeline import UNSUBSCRIBED
     from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
     from digest.render.email import EmailRenderer
     from digest.render.templating import compile_all
@@ -268,7 +269,12 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
         for email, sup in held.items():
             sub = by_email.get(email)
             lifted = sub is not None and profile_fingerprint(sub) != sup.fingerprint
-            state = "lifted on the next run (profile edited)" if lifted else "edit the profile to try again"
+            if sup.reason == UNSUBSCRIBED:
+                state = f"digest unsubscribe --undo {email} takes them back"
+            elif lifted:
+                state = "lifted on the next run (profile edited)"
+            else:
+                state = "edit the profile to try again"
             out.print(f"suppressed: {email} since {sup.at}: {sup.reason} ({state})", markup=False)
 
 
@@ -332,21 +338,25 @@ def unsubscribe(
     token: Annotated[
         list[str],
         typer.Argument(
-            help='The token from an unsubscribe mail\'s subject ("unsubscribe TOKEN"), or the whole subject.'
+            help='The token from an unsubscribe mail\'s subject ("unsubscribe TOKEN"), or the whole '
+            "subject; with --undo, the reader's email."
         ),
     ],
     config: ConfigOpt = None,
     subscribers: SubscribersOpt = None,
+    undo: Annotated[bool, typer.Option("--undo", help="Take an unsubscribed reader back.")] = False,
 ) -> None:
     """Stop sending to the reader an unsubscribe token was made for (the mailto link's subject).
 
-    The address is suppressed from the next run on, as a refused one is: listed by `digest check`,
-    and lifted if the reader's profile is edited. Remove the reader's table to make it final.
+    The address is suppressed from the next run on, and listed by `digest check`, until
+    `digest unsubscribe --undo EMAIL` (editing the profile does not lift it). Remove the reader's
+    table too, so the file says who gets the digest.
 
     Example: digest unsubscribe "unsubscribe YWRhQGV4YW1wbGUub3Jn.Qx3..."
     """
     from digest.config import signing_key
     from digest.models import utcnow
+    from digest.pipeline import UNSUBSCRIBED
     from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
     from digest.store import Store
     from digest.tokens import verify_unsubscribe
@@ -359,7 +369,15 @@ def unsubscribe(
         subs = load_subscribers(
             subscribers_path_from(subscribers, settings), source_names=[s.name for s in settings.sources]
         )
-        with Store.open(settings.state.path) as store:
+        # create=False: a wrong --config must not record the unsubscribe in a new, unused state
+        with Store.open(settings.state.path, create=False) as store:
+            if undo:
+                held = next((h for e, h in store.suppressions().items() if e.lower() == value.lower()), None)
+                if held is None or held.reason != UNSUBSCRIBED:
+                    raise ConfigError(f"{value!r} did not unsubscribe; `digest check` lists who did")
+                store.lift_suppression(held.email)
+                out.print(f"{held.email}: subscribed again from the next run on", markup=False)
+                return
             # keep=False: without a key yet, no token can be ours; do not make one here
             email = verify_unsubscribe(signing_key(settings, keep=False), value)
             if email is None:
@@ -369,7 +387,7 @@ def unsubscribe(
                 )
             sub = next((s for s in subs if s.email.lower() == email), None)
             fingerprint = profile_fingerprint(sub) if sub is not None else ""
-            store.suppress(sub.email if sub else email, "unsubscribed by the reader", fingerprint, utcnow())
+            store.suppress(sub.email if sub else email, UNSUBSCRIBED, fingerprint, utcnow())
     except DigestError as exc:
         raise _fail(exc) from None
     if sub is None:

@@ -57,6 +57,8 @@ from digest.tokens import feed_token
 
 _log = logging.getLogger("digest")
 
+UNSUBSCRIBED = "unsubscribed by the reader"  # the suppression reason `digest unsubscribe` records
+
 # Exit codes of `digest run` (documented in docs/reference.md; alerting relies on them).
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed before sending; the state is as it was
@@ -310,7 +312,11 @@ def run(
         active: list[Subscriber] = []
         for sub in subscribers:
             held = suppressions.get(sub.email)
-            if held is not None and held.fingerprint == profile_fingerprint(sub):
+            # an unsubscribe stands until `digest unsubscribe --undo`; a refusal until the profile
+            # is edited (the address fixed)
+            if held is not None and (
+                held.reason == UNSUBSCRIBED or held.fingerprint == profile_fingerprint(sub)
+            ):
                 summary.suppressed.append(sub.email)
                 continue
             if held is not None and not dry_run:
@@ -335,7 +341,9 @@ def run(
                     summary.rendered += 1
                     advance(job.subscriber.email)
             elif jobs:
-                report = _send(settings, store, jobs, stop=stop, progress=progress, catch_signals=catch_signals)
+                report = _send(
+                    settings, store, jobs, stop=stop, progress=progress, catch_signals=catch_signals
+                )
                 summary.sent = len(report.sent)
                 summary.failed += report.failed  # after the late ones given up (`_late`)
                 summary.unknown += report.unknown

@@ -586,8 +586,17 @@ def test_the_mailto_unsubscribe_of_an_email_applied_with_digest_unsubscribe_stop
     assert done.returncode == 0 and "grace@example.org: unsubscribed" in done.stdout, done.stderr
     assert "grace@example.org" in digest("check", "--config", str(config), cwd=tmp_path).stdout
 
+    # an edit of her profile (a maintainer's pull request, say) does not take her back
+    profiles = tmp_path / "subscribers.toml"
+    profiles.write_text(profiles.read_text().replace("feed = true\n", "feed = true\nmax_papers = 30\n"))
     sent = set((tmp_path / "outbox").glob("*.eml"))
     assert digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path).returncode == 0
     assert not any(
         "grace@example.org" in p.read_text() for p in set((tmp_path / "outbox").glob("*.eml")) - sent
     )
+
+    wrong = digest("unsubscribe", "--config", str(config), "--undo", "ada@example.org", cwd=tmp_path)
+    assert wrong.returncode == 1 and "did not unsubscribe" in wrong.stderr
+    back = digest("unsubscribe", "--config", str(config), "--undo", "Grace@example.org", cwd=tmp_path)
+    assert back.returncode == 0 and "subscribed again" in back.stdout, back.stderr
+    assert "grace@example.org" not in digest("check", "--config", str(config), cwd=tmp_path).stdout
