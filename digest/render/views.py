@@ -133,11 +133,12 @@ def _term_spans(text: str, lower: str | None, term: str) -> Sequence[tuple[int, 
 
 
 class _WordTerm(NamedTuple):
-    needle: str  # what `_term_spans` looks for: the folded words, the last without a final "y"
+    needle: str  # what `_term_spans` looks for: the first folded word, without a final "y"
+    others: tuple[str, ...]  # the other words so: a text without one of them cannot match
     tokens: re.Pattern[str]  # as many tokens as the term has words, from a candidate on
     words: tuple[tuple[str, str | None], ...]  # (key, exact) per word, for `token_matches`
-    # The needle is the term's words as compared, none an acronym: where it ends a word in the
-    # lower-cased text, those words are the term's (folding a folded word changes nothing).
+    # The needle is the term's one word as compared, not an acronym: where it ends a word in the
+    # lower-cased text, that word is the term's (folding a folded word changes nothing).
     whole: bool
 
 
@@ -146,30 +147,48 @@ def _word_term(term: str) -> _WordTerm | None:
     compiled = compile_term(term)
     if compiled is None:
         return None
-    *head, last = compiled.keys
-    needle = " ".join([*head, last[:-1] if last.endswith("y") and len(last) > 1 else last])
+    stems = [key[:-1] if key.endswith("y") and len(key) > 1 else key for key in compiled.keys]
+    first, needle = compiled.keys[0], stems[0]
     token = f"({TOKEN_CHARS}+)"
     tokens = re.compile(token + f"(?:{GAP_CHARS}+{token})" * (len(compiled.keys) - 1))
-    whole = needle == " ".join(compiled.keys) and not compiled.case_sensitive
-    return _WordTerm(needle, tokens, tuple(zip(compiled.keys, compiled.exact, strict=True)), whole)
+    whole = needle == first and len(compiled.keys) == 1 and not compiled.case_sensitive
+    words = tuple(zip(compiled.keys, compiled.exact, strict=True))
+    return _WordTerm(needle, tuple(stems[1:]), tokens, words, whole)
+
+
+# What may join the words of a phrase besides a space (terms.GAP_CHARS), each made a space.
+_GAPS_AS_SPACES = str.maketrans(dict.fromkeys("-_\u2010\u2011", " "))
+_NO_GAPS = re.compile("[^-_\u2010\u2011]*").fullmatch
+
+
+def _for_words(text: str) -> tuple[str, str | None]:
+    """`text` with hyphens and underscores as spaces (one character for one: the offsets stay),
+    as the matcher separates words, and its `_plain_lower`: what `_word_spans` searches. Made
+    once per text, not per term."""
+    lower = _plain_lower(text)
+    if not _NO_GAPS(text):
+        text = text.translate(_GAPS_AS_SPACES)
+        lower = lower.translate(_GAPS_AS_SPACES) if lower is not None else None
+    return text, lower
 
 
 def _word_spans(text: str, lower: str | None, term: str) -> Sequence[tuple[int, int]]:
-    """Where a profile term matches in `text` by the matcher's rules (docs/matching.md): whole
+    """Where a profile term matches in a text by the matcher's rules (docs/matching.md): whole
     words, plurals folded, acronyms in capitals only. Each span covers the words matched.
+    `text, lower` are `_for_words(the text)`.
 
-    The candidates are the places where the term's folded words start a word of the text (the
-    last one without a final "y", so that "query" finds "queries"), found by `_term_spans`; each
-    is checked token by token with `token_matches`, as the matcher compares words. So "agent" is
-    not marked inside "agentic", nor "SLAM" in "slam dunk" or "HI-SLAM2", while "model" marks
-    all of "models" and "queries" all of "query".
+    The candidates are the places where the term's first folded word starts a word of the text
+    (without a final "y", so that "query" finds "queries"), found by `_term_spans`; from each,
+    the text's next words are checked against the term's with `token_matches`, as the matcher
+    compares words. So "agent" is not marked inside "agentic", nor "SLAM" in "slam dunk" or
+    "HI-SLAM2", while "model" marks all of "models", "queries" all of "query", and "vision
+    language model" all of "vision-language models".
     """
     word_term = _word_term(term)
     if word_term is None:
         return ()
-    if "_" in text:  # a gap between words, as for the matcher; the offsets stay
-        text = text.replace("_", " ")
-        lower = lower.replace("_", " ") if lower is not None else None
+    if lower is not None and not all(stem in lower for stem in word_term.others):
+        return ()  # most texts with a phrase's first word lack the others: no regex for them
     candidates = _term_spans(text, lower, word_term.needle)
     if not candidates:
         return ()
@@ -338,7 +357,7 @@ _NOWHERE: tuple[_Spans, _Spans] = ((), ())  # most terms of a view occur in neit
 class _Base:
     """The reader-independent half of a view, and the texts that offsets and terms refer to."""
 
-    __slots__ = ("abstract", "found", "kept", "lower", "paper", "shown", "title", "view")
+    __slots__ = ("abstract", "found", "kept", "paper", "shown", "title", "view", "words")
 
     def __init__(self, paper: Paper) -> None:
         title = clean(paper.title)
@@ -352,9 +371,9 @@ class _Base:
         self.shown = shown  # the snippet as shown (cut), before collapsing whitespace
         # How much of the abstract `shown` keeps; 0 for an AI summary (no offsets apply).
         self.kept = 0 if paper.ai_summary else len(shown) if shown == source else len(shown) - 1  # no "…"
-        self.lower = (_plain_lower(title), _plain_lower(shown))
+        self.words = (_for_words(title), _for_words(shown))  # what terms are looked for in
         self.found: dict[str, tuple[_Spans, _Spans]] = {}  # term: its spans in title, shown
-        self.abstract: tuple[str, str | None, dict[str, _Spans]] | None = None  # for feeds
+        self.abstract: tuple[str, tuple[str, str | None], dict[str, _Spans]] | None = None  # for feeds
         self.view = PaperView(
             id=paper.id,
             title=one_line(title),
@@ -383,8 +402,8 @@ class _Base:
         """Where `term` occurs in the title and in the snippet as shown."""
         found = self.found.get(term)
         if found is None:
-            title = _word_spans(self.title, self.lower[0], term)
-            shown = _word_spans(self.shown, self.lower[1], term)
+            title = _word_spans(*self.words[0], term)
+            shown = _word_spans(*self.words[1], term)
             found = self.found[term] = (tuple(title), tuple(shown)) if title or shown else _NOWHERE
         return found
 
@@ -490,14 +509,14 @@ class Views:
         base = self.base(paper)
         if base.abstract is None:
             text = clean(paper.abstract)
-            base.abstract = (text, _plain_lower(text), {})
-        text, lower, found = base.abstract
+            base.abstract = (text, _for_words(text), {})
+        text, words, found = base.abstract
         spans: list[tuple[int, int]] = [(h.start, h.end) for h in hits if h.field == "abstract"]
         for h in hits:
             if h.field in ("title", "abstract", "keywords"):
                 where = found.get(h.term)
                 if where is None:
-                    where = found[h.term] = tuple(_term_spans(text, lower, h.term))
+                    where = found[h.term] = tuple(_word_spans(*words, h.term))
                 spans += where
         return text, spans
 
