@@ -160,6 +160,8 @@ class DeliveryConfig(_Section):
         parts = urlsplit(value)
         if parts.scheme != "https" or not parts.netloc:
             raise ValueError(f"{value!r} is not an https URL; one-click unsubscribe needs https")
+        if parts.fragment or value.endswith("#"):
+            raise ValueError(f"{value!r} has a #fragment, after which the ?token= would be lost; remove it")
         return value
 
     @field_validator("subject")

@@ -103,6 +103,7 @@ class RunSummary:
             "pending": len(self.pending),
             "skipped": self.skipped,
             "suppressed": len(self.suppressed),
+            "publish_error": self.publish_error,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -483,12 +484,11 @@ def _late(
     snapshots: dict[dt.date, dict[str, Paper]] = {}
     since = build.date - dt.timedelta(days=LATE_DAYS)
     for row in store.unfinished_before(since):
-        if row.email not in by_email:
-            continue
         given_up = f"{row.date}: not sent within {LATE_DAYS} days of its date; given up"
-        if not dry_run:
+        if not dry_run:  # also for readers who left: closed, so that no run reads them again
             store.mark_status(row.date, row.email, "failed", given_up, build.now)
-        summary.failed.append((row.email, given_up))
+        if row.email in by_email:
+            summary.failed.append((row.email, given_up))
     for row in store.unfinished_before(build.date, since=since):
         sub = by_email.get(row.email)
         if sub is None:

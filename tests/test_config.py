@@ -291,3 +291,8 @@ def test_a_schedule_that_never_fires_and_a_blank_subject_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=problem):
         load_settings(write(tmp_path, section + "\n"))
+
+
+def test_an_unsubscribe_url_with_a_fragment_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fragment"):
+        load_settings(write(tmp_path, '[delivery]\nunsubscribe_url = "https://example.org/u#top"\n'))

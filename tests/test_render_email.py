@@ -506,5 +506,5 @@ def test_the_text_part_links_the_days_papers_as_the_html_footer_does(renderer: E
     digest = golden_digest()
     everything = Digest(subscriber=digest.subscriber, date=digest.date, matches=digest.matches)  # no "more"
     out = renderer.render(everything, links())
-    assert "All of today's papers" in out.html
-    assert f"All of today's papers: {links().archive}" in out.text
+    assert "All of the day's papers" in out.html
+    assert f"All of the day's papers: {links().archive}" in out.text
