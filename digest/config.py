@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -219,8 +220,9 @@ class TemplatesConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    cron: str = "0 7 * * 1-5"
+    # timezone before cron: the cron is checked in it (validators see the fields before theirs)
     timezone: str = "UTC"
+    cron: str = "0 7 * * 1-5"
     misfire_grace_hours: float = Field(default=6, gt=0)
 
     @field_validator("timezone")
@@ -232,19 +234,24 @@ class ScheduleConfig(_Section):
             raise ValueError(f'{value!r} is not an IANA time zone; write e.g. "Europe/Berlin"') from None
         return value
 
-    @model_validator(mode="after")
-    def _cron(self) -> ScheduleConfig:
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str, info: ValidationInfo) -> str:
         import datetime as dt
 
         from digest.schedule import make_trigger  # the scheduler imports this module
 
+        timezone = info.data.get("timezone")
+        if timezone is None:  # reported on its own
+            return value
+        config = cls.model_construct(cron=value, timezone=timezone)
         try:
-            trigger = make_trigger(self)
+            trigger = make_trigger(config)
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("[schedule] ")) from None
-        if trigger.get_next_fire_time(None, dt.datetime.now(self.tz)) is None:  # "0 7 31 2 *"
-            raise ValueError(f"cron = {self.cron!r} never fires: no such day; check day and month")
-        return self
+        if trigger.get_next_fire_time(None, dt.datetime.now(config.tz)) is None:  # "0 7 31 2 *"
+            raise ValueError(f"cron = {value!r} never fires: no such day; check day and month")
+        return value
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

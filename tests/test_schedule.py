@@ -116,7 +116,7 @@ def test_invalid_cron_is_a_config_error_naming_the_key_and_the_fix(cron: str, tm
     config = tmp_path / "digest.toml"
     config.write_text(f'[schedule]\ntimezone = "UTC"\ncron = "{cron}"\n')
     with pytest.raises(
-        ConfigError, match=rf"digest.toml:1: schedule: cron = {re.escape(repr(cron))} is not a valid"
+        ConfigError, match=rf"digest.toml:3: schedule.cron: cron = {re.escape(repr(cron))} is not a valid"
     ):
         load_settings(config)
 
@@ -525,5 +525,5 @@ def test_serve_refuses_a_bad_cron_with_one_line(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 1
-    assert "schedule: cron = '0 7 * * 1-8' is not a valid schedule" in result.stderr + result.stdout
+    assert "schedule.cron: cron = '0 7 * * 1-8' is not a valid schedule" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
