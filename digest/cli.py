@@ -372,8 +372,15 @@ def unsubscribe(
         # create=False: a wrong --config must not record the unsubscribe in a new, unused state
         with Store.open(settings.state.path, create=False) as store:
             if undo:
-                held = next((h for e, h in store.suppressions().items() if e.lower() == value.lower()), None)
-                if held is None or held.reason != UNSUBSCRIBED:
+                held = next(
+                    (
+                        h
+                        for e, h in store.suppressions().items()
+                        if e.lower() == value.lower() and h.reason == UNSUBSCRIBED
+                    ),
+                    None,
+                )
+                if held is None:
                     raise ConfigError(f"{value!r} did not unsubscribe; `digest check` lists who did")
                 store.lift_suppression(held.email)
                 out.print(f"{held.email}: subscribed again from the next run on", markup=False)

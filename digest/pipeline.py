@@ -17,6 +17,7 @@ kill and re-run:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -297,7 +298,8 @@ def run(
             _check_writable(settings.delivery.outbox, "[delivery] outbox")
 
     store = Store.open(settings.state.path)
-    with store, store.lock():
+    signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
+    with store, store.lock(), signals:
         key = signing_key(settings, notice=say, keep=not dry_run)
         # 2–3. fetch, parse, diff; the snapshot is stored only when every source succeeded
         with timer("fetch"):
@@ -311,12 +313,13 @@ def run(
         # 4. match
         suppressions = store.suppressions()
         active: list[Subscriber] = []
+        # an unsubscribe stands until `digest unsubscribe --undo`, whatever the address's case in
+        # the file; a refusal until the profile is edited (the address fixed)
+        unsubscribed = {email.lower() for email, held in suppressions.items() if held.reason == UNSUBSCRIBED}
         for sub in subscribers:
             held = suppressions.get(sub.email)
-            # an unsubscribe stands until `digest unsubscribe --undo`; a refusal until the profile
-            # is edited (the address fixed)
-            if held is not None and (
-                held.reason == UNSUBSCRIBED or held.fingerprint == profile_fingerprint(sub)
+            if sub.email.lower() in unsubscribed or (
+                held is not None and held.fingerprint == profile_fingerprint(sub)
             ):
                 summary.suppressed.append(sub.email)
                 continue
@@ -342,9 +345,11 @@ def run(
                     summary.rendered += 1
                     advance(job.subscriber.email)
             elif jobs:
-                report = _send(
-                    settings, store, jobs, stop=stop, progress=progress, catch_signals=catch_signals
-                )
+                if catch_signals and stop is not None:
+                    # From the first message to the run's record (publishing included), SIGTERM
+                    # and Ctrl-C set `stop`: the messages in hand are finished, the rest pending.
+                    signals.callback(stop_on_signals(stop))
+                report = _send(settings, store, jobs, stop=stop, progress=progress)
                 summary.sent = len(report.sent)
                 summary.failed += report.failed  # after the late ones given up (`_late`)
                 summary.unknown += report.unknown
@@ -562,7 +567,6 @@ def _send(
     *,
     stop: threading.Event | None,
     progress: Progress,
-    catch_signals: bool = False,
 ) -> SendReport:
     if settings.transport == "smtp":
         sink: Any = SmtpTransport(settings.smtp)
@@ -592,12 +596,8 @@ def _send(
             if watcher is not None:
                 watcher.cancel()
 
-    restore = stop_on_signals(stop) if catch_signals and stop is not None else (lambda: None)
-    try:
-        with store.grouped_commits():
-            return asyncio.run(go())
-    finally:
-        restore()
+    with store.grouped_commits():
+        return asyncio.run(go())
 
 
 class _StopEvent(asyncio.Event):

@@ -457,6 +457,7 @@ def test_text_fast_paths_agree_with_their_regexes(text: str) -> None:
         ("Self-Supervised vision-language models", "self-supervised", ["Self-Supervised"]),
         ("Self-Supervised vision-language models", "vision language model", ["vision-language models"]),
         ("snake_case words", "snake case", ["snake_case"]),
+        ("Poke\u0301mon mon", "mon", ["mon"]),  # not after a combining accent: inside the word
     ],
 )
 def test_highlights_follow_the_matching_rules(text: str, term: str, marked: list[str]) -> None:

@@ -588,11 +588,12 @@ def test_the_mailto_unsubscribe_of_an_email_applied_with_digest_unsubscribe_stop
 
     # an edit of her profile (a maintainer's pull request, say) does not take her back
     profiles = tmp_path / "subscribers.toml"
-    profiles.write_text(profiles.read_text().replace("feed = true\n", "feed = true\nmax_papers = 30\n"))
+    edited = profiles.read_text().replace("feed = true\n", "feed = true\nmax_papers = 30\n")
+    profiles.write_text(edited.replace('"grace@example.org"', '"Grace@example.org"'))  # and its case
     sent = set((tmp_path / "outbox").glob("*.eml"))
     assert digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path).returncode == 0
     assert not any(
-        "grace@example.org" in p.read_text() for p in set((tmp_path / "outbox").glob("*.eml")) - sent
+        "race@example.org" in p.read_text() for p in set((tmp_path / "outbox").glob("*.eml")) - sent
     )
 
     wrong = digest("unsubscribe", "--config", str(config), "--undo", "ada@example.org", cwd=tmp_path)

@@ -51,7 +51,7 @@ def _pattern(term: str) -> re.Pattern[str] | None:
         return None
     pattern = r"\s+".join(re.escape(w) for w in words)
     if words[0][0].isalnum():
-        pattern = r"(?<![\w])" + pattern
+        pattern = r"(?<![\w\u0300-\u036f])" + pattern
     return re.compile(pattern, re.IGNORECASE)
 
 
@@ -107,7 +107,8 @@ def _find(lower: str, needle: str, at_word: bool) -> list[tuple[int, int]]:
     i = lower.find(needle)
     while i >= 0:
         before = lower[i - 1] if i else " "
-        if at_word and (before.isalnum() or before == "_"):
+        # inside a word: after a letter, digit, "_" or a combining accent (a decomposed "é")
+        if at_word and (before.isalnum() or before == "_" or "\u0300" <= before <= "\u036f"):
             i = lower.find(needle, i + 1)
             continue
         spans.append((i, i + size))
