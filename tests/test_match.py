@@ -500,7 +500,10 @@ def test_a_program_s_own_frozen_objects_stay_frozen() -> None:
     try:
         frozen = gc.get_freeze_count()
         Matcher([sub(email="a@example.org", all=True)]).top(ABCD)
-        assert gc.get_freeze_count() == frozen
+        # Unfreezing would empty the permanent generation. It may lose a few objects all the same:
+        # a frozen object that dies meanwhile (an evicted cache entry, say) leaves it.
+        after = gc.get_freeze_count()
+        assert frozen > 1000 and frozen - 100 <= after <= frozen
         assert gc.isenabled()
     finally:
         gc.unfreeze()
