@@ -122,7 +122,7 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
     Example: digest fetch --config digest.toml --date 2026-11-21
     """
     from digest.models import utcnow
-    from digest.pipeline import fetch_and_store, run_date, store_has_snapshot
+    from digest.pipeline import fetch_and_store, run_date
     from digest.render.templating import plural
     from digest.store import Store
 
@@ -131,7 +131,7 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
         now = utcnow()
         day = _parse_date(date) or run_date(settings, now)
         with Store.open(settings.state.path) as store, store.lock(), _progress() as progress:
-            stored = store_has_snapshot(store, day, settings)
+            stored = store.snapshot_dates(until=day, limit=1) == [day]  # fetched once a day
             result = fetch_and_store(settings, store, day, now, progress=progress)
     except DigestError as exc:
         raise _fail(exc) from None

@@ -202,9 +202,9 @@ def fetch_and_store(
     papers added since, which the next day's run would send as new, would then count as seen
     before it, and readers already sent the day's digest would never get them.
     """
-    if store_has_snapshot(store, date, settings):
-        papers = store.snapshot(date) or []
-        return diff(papers, store.seen_before(date, [p.id for p in papers]))
+    stored = new_on(store, date)  # a source added since joins from the next day
+    if stored is not None:
+        return stored
     if not dry_run:
         check_snapshot_date(store, date, run_date(settings, now))
     papers, responses = fetch_all(
@@ -229,13 +229,6 @@ def _check_writable(folder: Path, key: str) -> None:
         problem = f"no permission to write in {existing}"
     if problem:
         raise ConfigError(f"{key} = {str(folder)!r}: cannot write there: {problem}")
-
-
-def store_has_snapshot(store: Store, date: dt.date, settings: Settings) -> bool:
-    """A snapshot of `date` is stored. It stands even when a source was added since: fetching
-    the day again would store the other sources' later listings under it (see `fetch_and_store`);
-    a new source joins from the next day on."""
-    return store.snapshot_sources(date) is not None
 
 
 def check_snapshot_date(store: Store, date: dt.date, today: dt.date) -> None:

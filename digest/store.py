@@ -314,13 +314,6 @@ class Store:
         rows = self.conn.execute("SELECT data FROM snapshot_papers WHERE date = ? ORDER BY rowid", (day,))
         return [Paper.from_json(data) for (data,) in rows]
 
-    def snapshot_sources(self, date: dt.date) -> list[str] | None:
-        """The source names the snapshot of `date` was fetched from, or None without one."""
-        row = self.conn.execute(
-            "SELECT sources FROM snapshots WHERE date = ?", (date.isoformat(),)
-        ).fetchone()
-        return None if row is None else list(json.loads(row[0]))
-
     def snapshot_dates(self, *, until: dt.date | None = None, limit: int | None = None) -> list[dt.date]:
         """Dates with a snapshot, newest first."""
         sql = "SELECT date FROM snapshots"
