@@ -108,7 +108,7 @@ class Stages:
 
 
 def load_papers(listing: Path) -> list[Any]:
-    from digest.models import merge_papers
+    from digest.core.models import merge_papers
     from digest.sources import parse_arxiv_rss, parse_hf_daily
 
     return merge_papers(
@@ -148,19 +148,20 @@ def same_results(fast: dict[str, list[Any]], naive: dict[str, list[Any]]) -> lis
 def worker_scenario(spec: dict[str, Any]) -> dict[str, Any]:
     from bench.smtp_sink import Sink
     from digest.config import signing_key
+    from digest.core.models import Digest, merge_papers, utcnow
+    from digest.core.tokens import feed_token
     from digest.deliver.message import POLICY, build_message
     from digest.deliver.sender import Job, send_all
     from digest.deliver.smtp import SmtpTransport
     from digest.diff import diff
-    from digest.match import Matcher, naive_match
-    from digest.models import Digest, merge_papers, utcnow
+    from digest.matching.matcher import Matcher
+    from digest.matching.naive import naive_match
     from digest.pipeline import links_for
     from digest.profiles import load_subscribers
     from digest.render.archive import Day, publish_site
     from digest.render.email import EmailRenderer
     from digest.sources import parse_arxiv_rss, parse_hf_daily
     from digest.store import Store
-    from digest.tokens import feed_token
 
     count, work = spec["subscribers"], Path(spec["work"])
     stage = Stages(spec.get("profile_dir"), tag=f"S{count}-")
@@ -421,7 +422,7 @@ def listings_server(listing: Path) -> Iterator[str]:
 def worker_match(spec: dict[str, Any]) -> dict[str, Any]:
     """Matching alone, as the scenario worker measures it (after parsing and loading the profiles
     in the same process): one more sample of the match stages, in a fresh interpreter."""
-    from digest.match import Matcher
+    from digest.matching.matcher import Matcher
     from digest.profiles import load_subscribers
 
     papers = load_papers(Path(spec["arxiv"]))
@@ -848,7 +849,7 @@ def report(results: list[dict[str, Any]], base: dict[str, Any], e2e: dict[str, A
         "the table shows the median by total and lists every run, since this machine's speed varies from run to run by more than the bar's margin; "
         "beside each run, `speed_probe` (a fixed piece of pure-Python work) timed just before and just after it says how fast the machine was then "
         "(the same probe takes 57 ms on this VM in a quiet moment and up to twice that in its slow spells). "
-        "The naive loop is `digest.match.naive_match` on a seeded sample of subscribers; its time is scaled linearly to S "
+        "The naive loop is `digest.matching.matcher.naive_match` on a seeded sample of subscribers; its time is scaled linearly to S "
         "(it is a loop over subscribers, so linear is exact up to the sample's mix), and its results on the sample are compared "
         "with the fast matcher's: same subscribers, same paper ids, same order.",
         "- **render**: `EmailRenderer.render` (HTML + text) for every digest with at least one paper; the process is single-threaded, so emails/s is emails/s/core.",

@@ -27,8 +27,8 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from digest.models import Paper
-from digest.terms import TOKEN_RE, author_name, compile_term, is_acronym, token_key
+from digest.core.models import Paper
+from digest.matching.terms import TOKEN_RE, author_name, compile_term, is_acronym, token_key
 
 # Words that carry no topic; people do not subscribe to them.
 STOPWORDS = frozenset(

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from digest import __version__
-from digest.errors import ConfigError, DigestError
+from digest.core.errors import ConfigError, DigestError
 
 app = typer.Typer(
     help="A daily research-paper digest: fetch listings, find what is new, match reader profiles, email it.\n\n"
@@ -110,7 +110,7 @@ def _settings(config: Path | None) -> Any:
 
 
 def _progress() -> Any:
-    from digest.progress import LogProgress, RichProgress
+    from digest.core.progress import LogProgress, RichProgress
 
     return RichProgress(err) if err.is_terminal else LogProgress()
 
@@ -121,7 +121,7 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
 
     Example: digest fetch --config digest.toml --date 2026-11-21
     """
-    from digest.models import utcnow
+    from digest.core.models import utcnow
     from digest.pipeline import fetch_and_store, run_date
     from digest.render.templating import plural
     from digest.store import Store
@@ -233,7 +233,7 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
     Example: digest check --subscribers subscribers.toml
     """
     from digest.pipeline import UNSUBSCRIBED
-    from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
+    from digest.profiles import load_subscribers, subscribers_path_from
     from digest.render.email import EmailRenderer
     from digest.render.templating import compile_all
     from digest.store import Store
@@ -268,7 +268,7 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
         by_email = {s.email: s for s in subs}
         for email, sup in held.items():
             sub = by_email.get(email)
-            lifted = sub is not None and profile_fingerprint(sub) != sup.fingerprint
+            lifted = sub is not None and sub.fingerprint != sup.fingerprint
             if sup.reason == UNSUBSCRIBED:
                 state = f"digest unsubscribe --undo {email} takes them back"
             elif lifted:
@@ -292,7 +292,7 @@ def preview(
 
     Example: digest preview ada@example.org --days 14
     """
-    from digest.match import Matcher, build_digest
+    from digest.matching.matcher import Matcher, build_digest
     from digest.pipeline import new_on
     from digest.profiles import load_subscribers, subscribers_path_from
     from digest.store import Store
@@ -355,11 +355,11 @@ def unsubscribe(
     Example: digest unsubscribe "unsubscribe YWRhQGV4YW1wbGUub3Jn.Qx3..."
     """
     from digest.config import signing_key
-    from digest.models import utcnow
+    from digest.core.models import utcnow
+    from digest.core.tokens import verify_unsubscribe
     from digest.pipeline import UNSUBSCRIBED
-    from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
+    from digest.profiles import load_subscribers, subscribers_path_from
     from digest.store import Store
-    from digest.tokens import verify_unsubscribe
 
     # as received ("unsubscribe TOKEN", maybe "Re: ..."), or copied from the mailto link itself
     words = urllib.parse.unquote(" ".join(token)).split()
@@ -393,7 +393,7 @@ def unsubscribe(
                     "with another DIGEST_SECRET); copy the whole subject of the mail"
                 )
             sub = next((s for s in subs if s.email.lower() == email), None)
-            fingerprint = profile_fingerprint(sub) if sub is not None else ""
+            fingerprint = sub.fingerprint if sub is not None else ""
             store.suppress(sub.email if sub else email, UNSUBSCRIBED, fingerprint, utcnow())
     except DigestError as exc:
         raise _fail(exc) from None
@@ -430,7 +430,7 @@ def serve(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
 
     Example: digest serve --config /etc/digest/digest.toml
     """
-    from digest.schedule import serve as serve_forever
+    from digest.serve import serve as serve_forever
 
     try:
         settings = _settings(config)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from digest.models import DiffResult, Paper, merge_papers
-from digest.store import Seen
+from digest.core.models import DiffResult, Paper, Seen, merge_papers
 
 
 def diff(listing: Iterable[Paper], seen_before: Mapping[str, Seen]) -> DiffResult:

@@ -11,23 +11,20 @@ The syntax of a profile is documented in docs/matching.md; subscribers.example.t
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 import re
 from collections.abc import Collection
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
 from digest.config import Settings
-from digest.errors import ConfigError
-from digest.models import Subscriber
-from digest.query import QuerySyntaxError, parse_query
-from digest.terms import TOKEN_RE, author_name
-from digest.tomlfile import locate, read_toml
+from digest.core.errors import ConfigError
+from digest.core.models import Subscriber
+from digest.core.tomlfile import locate, read_toml
+from digest.matching.query import QuerySyntaxError, parse_query
+from digest.matching.terms import CATEGORY_RE, TOKEN_RE, author_name
 
 DEFAULT_PATH = Path("subscribers.toml")
 EXAMPLE_NAME = "subscribers.example.toml"
@@ -38,7 +35,6 @@ _STR_FIELDS = ("email", "name", "query", "empty")
 _INT_FIELDS = ("max_papers", "min_upvotes")
 KNOWN_KEYS = ("email", "name", "keywords", "exclude", "authors", "categories", "query", "all",
               "max_papers", "min_upvotes", "sources", "feed", "empty")  # fmt: skip
-_CATEGORY_RE = re.compile(r"[A-Za-z][A-Za-z\-]*(\.[A-Za-z][A-Za-z\-]*)?")
 # Hosts that are fine in a test or a local setup, which email-validator rejects as special-use.
 _LOCAL_DOMAINS = ("localhost",)
 
@@ -50,16 +46,6 @@ def subscribers_path_from(explicit: str | os.PathLike[str] | None, settings: Set
     if settings is not None and settings.subscribers.path:
         return Path(settings.subscribers.path)
     return DEFAULT_PATH
-
-
-def profile_fingerprint(sub: Subscriber) -> str:
-    """A stable hash of everything in the profile: any edit gives a new fingerprint.
-
-    Independent of Python's hash seed and of dict order, so it can be stored (the delivery ledger
-    compares it to lift a suppression once the profile has been edited).
-    """
-    canonical = json.dumps(asdict(sub), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(b"profile-v1\0" + canonical.encode()).hexdigest()[:32]
 
 
 def load_subscribers(path: Path, *, source_names: Collection[str] | None = None) -> list[Subscriber]:
@@ -245,7 +231,7 @@ class _Checker:
             if author_name(name) is None:
                 bad("authors", f"{name!r} is not a name")
         for category in values.get("categories", ()):
-            if not _CATEGORY_RE.fullmatch(category):
+            if not CATEGORY_RE.fullmatch(category):
                 bad("categories", f"{category!r} is not an arXiv category such as cs.CV, cs or hep-th")
         if self.source_names is not None:
             for source in values.get("sources", ()):

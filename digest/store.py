@@ -18,13 +18,12 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from digest.errors import LockedError, StoreError
-from digest.models import Paper
-from digest.sources.fetch import CachedResponse, FetchResult
+from digest.core.errors import LockedError, StoreError
+from digest.core.models import CachedResponse, Delivery, FetchResult, Paper, Seen, Suppression
+from digest.core.status import DeliveryStatus
 
 MIGRATIONS: list[str] = [
     # 1: snapshots, validators, runs, the send ledger
@@ -95,36 +94,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE deliveries ADD COLUMN total INTEGER
     """,
 ]
-
-DeliveryStatus = Literal["pending", "sending", "sent", "failed", "unknown"]
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What was known of a paper before some date."""
-
-    first_seen: dt.date
-    version: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    date: dt.date
-    email: str
-    status: DeliveryStatus
-    attempts: int
-    reply: str | None
-    message_id: str | None
-    papers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    email: str
-    reason: str
-    fingerprint: str
-    at: str
-
 
 def _iso(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).isoformat(timespec="seconds")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench import scenario
-from digest.models import Paper, merge_papers
+from digest.core.models import Paper, merge_papers
+from digest.matching.terms import compile_term
 from digest.profiles import load_subscribers
 from digest.sources import parse_arxiv_rss, parse_hf_daily
-from digest.terms import compile_term
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

@@ -23,8 +23,8 @@ import pytest
 from test_feeds import NOW, day1, day2, site
 from test_render_email import arxiv_papers, golden_digest, links, match, settings
 
+from digest.core.models import Digest, Paper, Subscriber
 from digest.deliver.message import build_message
-from digest.models import Digest, Paper, Subscriber
 from digest.render.archive import Day, publish_site
 from digest.render.email import EmailRenderer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import load_settings, signing_key
-from digest.errors import ConfigError
+from digest.core.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest.core.models import Paper
 from digest.diff import diff
-from digest.models import Paper
 from digest.store import Seen, Store
 
 D0 = dt.date(2026, 11, 1)

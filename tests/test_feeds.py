@@ -15,12 +15,12 @@ import pytest
 from test_render_email import HOSTILE, arxiv_papers, hf_papers, match
 
 from digest.config import Settings
-from digest.errors import RenderError
-from digest.models import Subscriber
-from digest.render import archive as archive_module
+from digest.core.errors import RenderError
+from digest.core.models import Subscriber
+from digest.core.tokens import feed_token
+from digest.core import files as files_module
 from digest.render.archive import Day, publish_site
 from digest.render.feeds import private_feed_path, private_feed_url
-from digest.tokens import feed_token
 
 D1, D2 = dt.date(2026, 6, 11), dt.date(2026, 6, 12)
 NOW = dt.datetime(2026, 6, 12, 7, 30, tzinfo=dt.UTC)
@@ -168,7 +168,7 @@ def test_a_crash_mid_write_leaves_the_old_feed(tmp_path: Path, monkeypatch: pyte
     def crash(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(archive_module.os, "replace", crash)
+    monkeypatch.setattr(files_module.os, "replace", crash)
     with pytest.raises(RenderError, match=r"feed\.xml: No space left on device"):
         publish_site(s, [day1(), day2()], now=NOW)
     assert (s.output.dir / "feed.xml").read_bytes() == before

@@ -21,7 +21,7 @@ from werkzeug import Request, Response
 
 from digest import USER_AGENT
 from digest.config import FetchConfig, SourceConfig
-from digest.errors import FetchError, ParseError
+from digest.core.errors import FetchError, ParseError
 from digest.sources import CachedResponse, Fetcher, fetch_listing
 
 DATA = Path(__file__).parent / "data"  # the same paths as conftest.py

@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.bitsets import best, set_bits
-from digest.match import Matcher, build_digest, field_planes, naive_match, score_hits
-from digest.models import Hit, Match, Paper, Subscriber, merge_papers
-from digest.naive import term_score, tie_break_key
+from digest.core.models import Hit, Match, Paper, Subscriber, merge_papers
+from digest.matching.bitsets import best, set_bits
+from digest.matching.matcher import Matcher, build_digest, field_planes, score_hits
+from digest.matching.naive import naive_match
+from digest.matching.scoring import term_score, tie_break_key
 from digest.profiles import load_subscribers
 from digest.sources import parse_arxiv_rss, parse_hf_daily
 
@@ -229,7 +230,7 @@ _NAME_CHARS = "abcdeABCDE xyzXYZ.,-'0é{}\\()"
 def test_surname_filter_never_drops_a_name_with_a_followed_surname(
     name: str, others: list[str], own: bool
 ) -> None:
-    from digest.terms import SurnameFilter, author_name
+    from digest.matching.terms import SurnameFilter, author_name
 
     followed = {s for other in others if (parsed := author_name(other)) for s in parsed.surnames}
     author = author_name(name)
@@ -240,7 +241,7 @@ def test_surname_filter_never_drops_a_name_with_a_followed_surname(
 
 
 def test_surname_filter_drops_plain_names_without_a_followed_surname() -> None:
-    from digest.terms import SurnameFilter
+    from digest.matching.terms import SurnameFilter
 
     only_lecun = SurnameFilter({"lecun"})
     assert only_lecun.may_match("Yann Le Cun") and only_lecun.may_match("Y. LeCun")

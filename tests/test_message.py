@@ -17,10 +17,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from digest.config import Settings, load_settings
+from digest.core.errors import ConfigError, SendError
+from digest.core.models import RenderedEmail, Subscriber
+from digest.core.tokens import verify_unsubscribe
 from digest.deliver.message import OutgoingMessage, build_message, message_domain, sanitize_header
-from digest.errors import ConfigError, SendError
-from digest.models import RenderedEmail, Subscriber
-from digest.tokens import verify_unsubscribe
 
 KEY = b"test-key"
 NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)

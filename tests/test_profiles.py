@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from digest.config import Settings, SubscribersConfig
-from digest.errors import ConfigError
-from digest.models import Subscriber
-from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
+from digest.core.errors import ConfigError
+from digest.core.models import Subscriber
+from digest.profiles import load_subscribers, subscribers_path_from
 
 EXAMPLE = Path(__file__).parent.parent / "subscribers.example.toml"
 SOURCES = {"hf", "arxiv"}
@@ -189,12 +189,12 @@ def test_subscribers_path_from(tmp_path: Path) -> None:
 
 def test_fingerprint_is_stable_and_changes_with_any_edit() -> None:
     sub = Subscriber(email="a@example.org", keywords=("LLM",))
-    assert profile_fingerprint(sub) == profile_fingerprint(
+    assert sub.fingerprint == (
         Subscriber(email="a@example.org", keywords=("LLM",))
-    )
-    assert len(profile_fingerprint(sub)) == 32
+    ).fingerprint
+    assert len(sub.fingerprint) == 32
     edits = [replace(sub, keywords=("LLM", "RAG")), replace(sub, max_papers=5), replace(sub, name="A")]
-    assert len({profile_fingerprint(s) for s in [sub, *edits]}) == 4
+    assert len({s.fingerprint for s in [sub, *edits]}) == 4
 
 
 def test_a_non_ascii_local_part_is_refused_at_load_a_non_ascii_domain_is_not(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.query import And, Not, Or, QuerySyntaxError, Term, atoms, evaluate, parse_query, to_text
+from digest.matching.query import And, Not, Or, QuerySyntaxError, Term, atoms, evaluate, parse_query, to_text
 
 
 @pytest.mark.parametrize(

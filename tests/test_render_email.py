@@ -20,8 +20,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from digest.config import Settings, load_settings
-from digest.errors import ConfigError, RenderError
-from digest.models import Digest, Hit, Match, Paper, Subscriber
+from digest.core.errors import ConfigError, RenderError
+from digest.core.models import Digest, Hit, Match, Paper, Subscriber
 from digest.render import email as email_module
 from digest.render.email import EmailRenderer, Links
 from digest.sources import parse_arxiv_rss, parse_hf_daily
@@ -478,7 +478,7 @@ _WORDS = ["agent", "agents", "agentic", "LLM", "LLMs", "llm", "query", "queries"
 )
 def test_a_highlight_is_always_a_place_the_matcher_hit(words: list[str], gaps: list[str], term: str) -> None:
     # mark exactly where the matcher counts the term (words joined by one space, hyphen or underscore)
-    from digest.naive import _naive_text_hits
+    from digest.matching.naive import _naive_text_hits
     from digest.render import views
 
     title = "".join(w + g for w, g in zip(words, gaps, strict=False)).strip(" -,(_/)") or "x"

@@ -19,8 +19,9 @@ from apscheduler.triggers.cron import CronTrigger
 from pytest_httpserver import HTTPServer
 
 from digest.config import ScheduleConfig, load_settings
-from digest.errors import ConfigError
-from digest.schedule import JOB_ID, make_scheduler, make_trigger, next_fire_times, should_catch_up
+from digest.config.cron import make_trigger, next_fire_times
+from digest.core.errors import ConfigError
+from digest.serve import JOB_ID, make_scheduler, should_catch_up
 
 ROOT = Path(__file__).parent.parent
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -445,7 +446,7 @@ def test_a_failed_run_is_logged_and_the_schedule_goes_on(
     from werkzeug import Request, Response
 
     from digest.config import load_settings
-    from digest.schedule import serve
+    from digest.serve import serve
 
     body = (data_dir / "hf_daily_papers_2026-06-12.json").read_bytes()
     calls = [0]
@@ -462,7 +463,7 @@ def test_a_failed_run_is_logged_and_the_schedule_goes_on(
     settings = load_settings(config, secret="test-secret-not-for-production")
     stop = threading.Event()
     result: list[int] = []
-    caplog.set_level("INFO", logger="digest.schedule")
+    caplog.set_level("INFO", logger="digest.serve")
 
     def clock() -> dt.datetime:
         return utc(2026, 6, 12, 10)

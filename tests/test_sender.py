@@ -22,13 +22,13 @@ from smtp_servers import (
 )
 
 from digest.config import DeliveryConfig, Settings, SmtpConfig
+from digest.core.errors import StoreError
+from digest.core.models import RenderedEmail, Subscriber
 from digest.deliver import Outcome, OutgoingMessage
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport
-from digest.deliver.sender import Job, SendReport, profile_fingerprint, send_all
+from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
-from digest.errors import StoreError
-from digest.models import RenderedEmail, Subscriber
 from digest.store import Store
 
 DATE = dt.date(2024, 11, 28)
@@ -187,9 +187,9 @@ def test_a_refused_recipient_is_failed_and_suppressed_others_sent(store):
     suppressed = store.suppressions()
     assert list(suppressed) == ["ghost@example.org"]
     assert suppressed["ghost@example.org"].reason.startswith("550 5.1.1")
-    assert suppressed["ghost@example.org"].fingerprint == profile_fingerprint(
+    assert suppressed["ghost@example.org"].fingerprint == (
         Subscriber(email="ghost@example.org", name="Ghost")
-    )
+    ).fingerprint
     assert store.sent_paper_ids("ghost@example.org") == set()
 
 

@@ -25,11 +25,11 @@ from smtp_servers import (
 )
 
 from digest.config import Settings, SmtpConfig
+from digest.core.models import RenderedEmail, Subscriber
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport, eml_name
 from digest.deliver.smtp import SmtpTransport, data_content
-from digest.models import RenderedEmail, Subscriber
 
 NOW = dt.datetime(2024, 11, 28, 7, 0, tzinfo=dt.UTC)
 SETTINGS = Settings(smtp={"from": "Paper Digest <digest@example.org>"})

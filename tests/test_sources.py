@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import ParseError
-from digest.models import Paper
+from digest.core.errors import ParseError
+from digest.core.models import Paper
 from digest.sources import parse_arxiv_rss, parse_feed, parse_hf_daily
 from digest.sources.text import (
     arxiv_id_from,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import LockedError, StoreError
-from digest.models import Paper
+from digest.core.errors import LockedError, StoreError
+from digest.core.models import Paper
 from digest.sources.fetch import FetchResult
 from digest.store import MIGRATIONS, Store
 

@@ -13,7 +13,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from digest.config import ScheduleConfig
-from digest.schedule import next_fire_times
+from digest.config.cron import next_fire_times
 
 WORKFLOWS = Path(__file__).parent.parent / ".github" / "workflows"
 DIGEST = WORKFLOWS / "digest.yml"

@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
-from digest.errors import DigestError, SendError
+from digest.core.errors import DigestError, SendError
 
 Status = Literal["sent", "retry", "failed", "unknown"]
 

@@ -8,14 +8,12 @@ a reader never sees half a message and a crash leaves no partial file behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from digest.core.files import write_atomic
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]+")
@@ -50,30 +48,9 @@ class OutboxTransport:
     async def send(self, message: OutgoingMessage, worker: int) -> Outcome:
         path = self.directory / eml_name(message)
         try:
-            await asyncio.to_thread(_write_atomic, path, message.data)
+            await asyncio.to_thread(write_atomic, path, message.data, mode=0o600)
         except OSError as exc:
             # A full or read-only disk fails every message alike: report it as the destination
             # being unreachable, so the run stops and leaves the rest pending.
             raise ConnectionFailure(str(self.directory), f"cannot write {path.name}: {exc}") from None
         return Outcome("sent", f"250 written to {path}")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename itself is durable only once the directory is synced.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

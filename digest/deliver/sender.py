@@ -18,10 +18,7 @@ why; on `stop` (SIGTERM) each worker finishes the message in hand and takes no n
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
-import hashlib
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -29,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from digest.config import DeliveryConfig
+from digest.core.errors import DigestError
+from digest.core.models import Subscriber
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Transport
-from digest.errors import DigestError
-from digest.models import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +75,6 @@ class SendReport:
         return len(self.sent) + len(self.failed) + len(self.unknown) + len(self.pending)
 
 
-def profile_fingerprint(subscriber: Subscriber) -> str:
-    """A short hash of the whole profile: a suppression holds until the profile is edited."""
-    data = json.dumps(dataclasses.asdict(subscriber), sort_keys=True, default=str)
-    return hashlib.sha256(data.encode()).hexdigest()[:16]
-
-
 async def send_all(
     jobs: Iterable[Job],
     transport: Transport,
@@ -92,13 +83,12 @@ async def send_all(
     *,
     concurrency: int,
     clock: Callable[[], dt.datetime],
-    fingerprint: Callable[[Subscriber], str] = profile_fingerprint,
     stop: asyncio.Event | None = None,
     on_progress: Callable[[str, Outcome], None] | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> SendReport:
     """Send every job through `transport` (already entered) with `concurrency` workers."""
-    run = _Run(iter(jobs), transport, ledger, config, clock, fingerprint, stop, on_progress, sleep)
+    run = _Run(iter(jobs), transport, ledger, config, clock, stop, on_progress, sleep)
     try:
         async with asyncio.TaskGroup() as group:
             for worker in range(max(1, concurrency)):
@@ -119,7 +109,6 @@ class _Run:
         ledger: Ledger,
         config: DeliveryConfig,
         clock: Callable[[], dt.datetime],
-        fingerprint: Callable[[Subscriber], str],
         stop: asyncio.Event | None,
         on_progress: Callable[[str, Outcome], None] | None,
         sleep: Callable[[float], Awaitable[object]],
@@ -129,7 +118,6 @@ class _Run:
         self.ledger = ledger
         self.config = config
         self.clock = clock
-        self.fingerprint = fingerprint
         self.stop = stop
         self.on_progress = on_progress
         self.sleep = sleep
@@ -193,7 +181,7 @@ class _Run:
         elif outcome.status == "failed":
             self.ledger.mark_status(job.date, email, "failed", outcome.reply, now)
             if outcome.suppress:
-                self.ledger.suppress(email, outcome.reply, self.fingerprint(job.subscriber), now)
+                self.ledger.suppress(email, outcome.reply, job.subscriber.fingerprint, now)
         else:
             self.ledger.mark_status(job.date, email, "unknown", outcome.reply, now)
         self.finish_job(email, outcome)

@@ -14,8 +14,6 @@ never leaves a half-written page or feed behind.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import Settings
-from digest.errors import RenderError
-from digest.models import Match, Subscriber
+from digest.core.errors import RenderError
+from digest.core.files import sync_folder_of, write_atomic
+from digest.core.models import Match, Subscriber
 from digest.render.feeds import (
     Day,
     FeedMeta,
@@ -154,7 +153,7 @@ class _Writer:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
         for folder in self._folders:  # once per folder, not once per file
-            _sync_folder(folder)
+            sync_folder_of(folder)
 
 
 def _write(path: Path, content: str) -> None:
@@ -200,38 +199,3 @@ def _day_context(
         "canonical": archive_url(settings, day.date),
         "generated": now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-
-
-def write_atomic(path: Path, content: str, *, sync_folder: bool = True) -> None:
-    """Write `content` to `path` so that readers see the old file or the new one, never half.
-
-    The rename is durable once the folder is synced: here, or by the caller with `_sync_folder`
-    after writing many files to it (`sync_folder=False`).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # served by a web server; mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if sync_folder:
-        _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dir_fd)

@@ -23,8 +23,8 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from digest.config import Settings
-from digest.errors import RenderError
-from digest.models import Digest, Hit, Match, Paper, RenderedEmail, Subscriber
+from digest.core.errors import RenderError
+from digest.core.models import Digest, Hit, Match, Paper, RenderedEmail, Subscriber
 from digest.render.templating import (
     clear_fragments,
     load,

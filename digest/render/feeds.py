@@ -19,7 +19,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from digest.config import Settings
-from digest.models import Match, Paper, Subscriber
+from digest.core.models import Match, Paper, Subscriber
 from digest.render.templating import clean, load, render, rfc822
 from digest.render.views import STRONG_OPEN, PaperView, Views, highlight
 

@@ -21,7 +21,7 @@ from jinja2.ext import Extension
 from jinja2.parser import Parser
 from markupsafe import Markup
 
-from digest.errors import RenderError
+from digest.core.errors import RenderError
 
 # -- where the templates are --------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ from typing import NamedTuple
 
 from markupsafe import Markup, escape
 
-from digest.models import Hit, Paper
+from digest.core.models import Hit, Paper
+from digest.matching.terms import GAP_CHARS, TOKEN_CHARS, compile_term, token_matches
 from digest.render.templating import clean, cut, one_line, plural, shorten_authors
-from digest.terms import GAP_CHARS, TOKEN_CHARS, compile_term, token_matches
 
 __all__ = [
     "SOURCE_NAMES",

@@ -11,8 +11,8 @@ import datetime as dt
 import logging
 
 from digest.config import SourceConfig
-from digest.errors import FetchError, ParseError
-from digest.models import Listing, Paper, merge_papers
+from digest.core.errors import FetchError, ParseError
+from digest.core.models import Listing, Paper, merge_papers
 from digest.sources.arxiv import feed_error, feed_error_message, parse_arxiv_rss
 from digest.sources.feed import load_feed, parse_feed
 from digest.sources.fetch import CachedResponse, Fetcher, FetchResult, HTTPStatusError

@@ -15,8 +15,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from digest.errors import ParseError
-from digest.models import REPLACEMENT_TYPES, Paper, merge_papers
+from digest.core.errors import ParseError
+from digest.core.models import REPLACEMENT_TYPES, Paper, merge_papers
 from digest.sources.feed import (
     ARXIV_PREFIX_RE,
     arxiv_urls,

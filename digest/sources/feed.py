@@ -19,8 +19,8 @@ from xml.sax import SAXParseException
 
 import feedparser
 
-from digest.errors import ParseError
-from digest.models import Paper, merge_papers
+from digest.core.errors import ParseError
+from digest.core.models import Paper, merge_papers
 from digest.sources.text import (
     arxiv_id_from,
     collapse_ws,

@@ -15,39 +15,19 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 
 import httpx
 
 from digest import USER_AGENT
 from digest.config import FetchConfig
-from digest.errors import FetchError
+from digest.core.errors import FetchError
+from digest.core.models import CachedResponse, FetchResult
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 300.0  # seconds; a server asking for longer is waited on this long, then retried
 ERROR_BODY_BYTES = 64 * 1024  # how much of an error response is kept for the message
-
-
-@dataclass(frozen=True)
-class CachedResponse:
-    """What the store keeps per URL for conditional GET."""
-
-    url: str
-    etag: str | None
-    last_modified: str | None
-    body: bytes
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    url: str  # the full URL fetched, including query string (this is the cache key)
-    body: bytes
-    status: int  # 200, or 304 when the cached body was reused
-    etag: str | None
-    last_modified: str | None
-    not_modified: bool  # True when a 304 reused the cached body
 
 
 class HTTPStatusError(FetchError):

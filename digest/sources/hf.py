@@ -12,8 +12,8 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from digest.errors import ParseError
-from digest.models import Paper, merge_papers
+from digest.core.errors import ParseError
+from digest.core.models import Paper, merge_papers
 from digest.sources.feed import arxiv_urls
 from digest.sources.text import arxiv_id_from, collapse_ws, join_wraps
 

@@ -9,7 +9,7 @@
 
 Operators are written in capitals; a lower-case "and" is an ordinary word. A bare term searches the
 title, the abstract and the Hugging Face keywords. Errors are `QuerySyntaxError(message, column)`
-with a 1-based column. Evaluation lives in `digest.match`; this module only parses.
+with a 1-based column. Evaluation lives in `digest.matching.matcher`; this module only parses.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from digest.terms import TOKEN_RE, author_name
+from digest.matching.terms import CATEGORY_RE, TOKEN_RE, author_name
 
 QueryField = Literal["title", "abstract", "keywords", "author", "cat"]
 TEXT_FIELDS: tuple[QueryField, ...] = ("title", "abstract", "keywords")
@@ -33,7 +33,6 @@ FIELD_NAMES: dict[str, QueryField] = {
     "category": "cat",
 }
 OPERATORS = ("AND", "OR", "NOT")
-_CATEGORY_RE = re.compile(r"[A-Za-z][A-Za-z\-]*(\.[A-Za-z][A-Za-z\-]*)?")
 
 
 class QuerySyntaxError(ValueError):
@@ -231,7 +230,7 @@ class _Parser:
 def _term(text: str, field: QueryField | None, column: int) -> Term:
     text = text.strip()
     if field == "cat":
-        if not _CATEGORY_RE.fullmatch(text):
+        if not CATEGORY_RE.fullmatch(text):
             raise QuerySyntaxError(f"{text!r} is not an arXiv category such as cs.CV or hep-th", column)
     elif field == "author":
         if author_name(text) is None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
+
+from digest.core.status import DeliveryStatus
 
 REPLACEMENT_TYPES = frozenset({"replace", "replace-cross"})
 
@@ -155,6 +158,16 @@ class Subscriber:
     def display(self) -> str:
         return f"{self.name} <{self.email}>" if self.name else self.email
 
+    @property
+    def fingerprint(self) -> str:
+        """A stable hash of everything in the profile: any edit gives a new fingerprint.
+
+        Independent of Python's hash seed and of dict order, so it can be stored: a suppression
+        keeps the fingerprint of the profile it was recorded for, and an edited profile lifts it.
+        """
+        canonical = json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(b"profile-v1\0" + canonical.encode()).hexdigest()[:32]
+
 
 Field = Literal["title", "abstract", "keywords", "author", "category"]
 
@@ -231,3 +244,51 @@ class RenderedEmail:
 def utcnow() -> dt.datetime:
     """The one place that reads the wall clock; stages get `now=` passed in."""
     return dt.datetime.now(dt.UTC)
+
+
+# -- what the state keeps (the store reads and writes these; the plan step decides on them) -------
+@dataclass(frozen=True)
+class CachedResponse:
+    """What the store keeps per URL for conditional GET."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body: bytes
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str  # the full URL fetched, including query string (this is the cache key)
+    body: bytes
+    status: int  # 200, or 304 when the cached body was reused
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool  # True when a 304 reused the cached body
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What was known of a paper before some date."""
+
+    first_seen: dt.date
+    version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    date: dt.date
+    email: str
+    status: DeliveryStatus
+    attempts: int
+    reply: str | None
+    message_id: str | None
+    papers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    email: str
+    reason: str
+    fingerprint: str
+    at: str

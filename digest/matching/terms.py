@@ -1,7 +1,7 @@
 """Term and name normalisation shared by the matcher and its naive reference. No business logic.
 
 These are the word-level rules of docs/matching.md, in one place so that the fast matcher
-(`digest.match.Matcher`) and the reference loop (`digest.naive.naive_match`) agree by
+(`digest.matching.matcher.Matcher`) and the reference loop (`digest.matching.naive.naive_match`) agree by
 construction on what a *word* is, while each finds words in its own way:
 
 - a token is a run of letters and digits (Unicode; combining accents stay inside the token);
@@ -99,6 +99,10 @@ def token_matches(text_token: str, key: str, exact: str | None) -> bool:
 
 
 # -- categories ------------------------------------------------------------------------------------
+
+# What a profile may write as a category (`categories = [...]`, `cat:` in a query): an arXiv
+# archive ("cs", "hep-th") or archive.subject ("cs.CV").
+CATEGORY_RE = re.compile(r"[A-Za-z][A-Za-z\-]*(\.[A-Za-z][A-Za-z\-]*)?")
 
 
 def category_matches(profile_category: str, paper_category: str) -> bool:

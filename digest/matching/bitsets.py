@@ -1,6 +1,6 @@
 """Sets of papers as Python ints, and numbers of every paper at once as bit planes. No business logic.
 
-The matcher (`digest.match`) numbers the papers of a run 0..n-1 and keeps each set of papers
+The matcher (`digest.matching.matcher`) numbers the papers of a run 0..n-1 and keeps each set of papers
 (those a term hit, those in a category, those a reader gets) as one int with bit p set for paper
 p: union, intersection and count are then single big-int operations in C.
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from digest.errors import ConfigError
+from digest.core.errors import ConfigError
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\"]+)\s*\]\]?")
 

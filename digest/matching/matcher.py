@@ -1,7 +1,8 @@
 """Matching: which of today's papers each subscriber gets, why, and in which order.
 
-A pure function of (profiles, papers); the semantics are in docs/matching.md, and `digest.naive`
-holds their executable specification (the scoring rules and the obvious loop, `naive_match`).
+A pure function of (profiles, papers); the semantics are in docs/matching.md, and `digest.matching.naive`
+holds their executable specification (the obvious loop, `naive_match`); `digest.matching.scoring` the
+scoring rules both share.
 
 `Matcher` compiles every subscriber's terms once into one Aho-Corasick automaton, scans each
 paper's normalised text once, and then decides each subscriber with bit-set algebra over the
@@ -19,7 +20,7 @@ hits and of papers kept, not with subscribers × papers × terms:
   places ("LLM", "LLMs") are one group, whose first term's hits are made during the scan and the
   others' the first time a kept paper needs them.
 
-The bit-set and bit-plane helpers are in `digest.bitsets`.
+The bit-set and bit-plane helpers are in `digest.matching.bitsets`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from typing import cast
 
 import ahocorasick
 
-from digest.bitsets import Planes, add, best, constant_planes, mask, set_bits
-from digest.models import Digest, Field, Hit, Match, Paper, Subscriber
-from digest.naive import AUTHOR_WEIGHT, naive_match, score_hits, text_fields, tie_break_key
-from digest.query import And, Node, Not, Term, atoms, parse_query
-from digest.terms import (
+from digest.core.models import Digest, Field, Hit, Match, Paper, Subscriber
+from digest.matching.bitsets import Planes, add, best, constant_planes, mask, set_bits
+from digest.matching.query import And, Node, Not, Term, atoms, parse_query
+from digest.matching.scoring import AUTHOR_WEIGHT, score_hits, text_fields, tie_break_key
+from digest.matching.terms import (
     GAP_RE,
     AuthorName,
     CompiledTerm,
@@ -55,7 +56,7 @@ from digest.terms import (
     token_matches,
 )
 
-__all__ = ["Matcher", "build_digest", "naive_match", "score_hits", "tie_break_key"]
+__all__ = ["Matcher", "build_digest", "score_hits", "tie_break_key"]
 
 
 def build_digest(subscriber: Subscriber, matches: Sequence[Match], date: dt.date) -> Digest:
@@ -271,7 +272,7 @@ def _gc_paused() -> Iterator[None]:
 def field_planes(title: int, abstract: int, keywords: int) -> Planes:
     """One term's score in half points, bit-sliced, from the papers it hit in each field.
 
-    `digest.naive.term_score` doubled: title 6, abstract 4, keywords 2, and 1 more for each
+    `digest.matching.naive.term_score` doubled: title 6, abstract 4, keywords 2, and 1 more for each
     further field (title + abstract 7, abstract + keywords 5, all three 8). The tests check these
     planes against `term_score` for every combination of fields.
     """

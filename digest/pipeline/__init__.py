@@ -32,16 +32,17 @@ from pathlib import Path
 from typing import Any, overload
 
 from digest.config import Settings, signing_key
+from digest.core.errors import ConfigError, DigestError
+from digest.core.models import DiffResult, Digest, Hit, Match, Paper, Subscriber, merge_papers, utcnow
+from digest.core.progress import Progress, QuietProgress
+from digest.core.tokens import feed_token
 from digest.deliver.message import OutgoingMessage, build_message, unsubscribe_urls
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
 from digest.diff import diff
-from digest.errors import ConfigError, DigestError
-from digest.match import Matcher
-from digest.models import DiffResult, Digest, Hit, Match, Paper, Subscriber, merge_papers, utcnow
-from digest.profiles import load_subscribers, profile_fingerprint, subscribers_path_from
-from digest.progress import Progress, QuietProgress
+from digest.matching.matcher import Matcher
+from digest.profiles import load_subscribers, subscribers_path_from
 from digest.render.archive import (
     Day,
     PrivateFeed,
@@ -54,7 +55,6 @@ from digest.render.email import EmailRenderer, Links
 from digest.sources import fetch_listing
 from digest.sources.fetch import CachedResponse, Fetcher, FetchResult
 from digest.store import Store
-from digest.tokens import feed_token
 
 _log = logging.getLogger("digest")
 
@@ -312,7 +312,7 @@ def run(
         for sub in subscribers:
             held = suppressions.get(sub.email)
             if sub.email.lower() in unsubscribed or (
-                held is not None and held.fingerprint == profile_fingerprint(sub)
+                held is not None and held.fingerprint == sub.fingerprint
             ):
                 summary.suppressed.append(sub.email)
                 continue
@@ -581,7 +581,6 @@ def _send(
                     settings.delivery,
                     concurrency=concurrency,
                     clock=utcnow,
-                    fingerprint=profile_fingerprint,
                     stop=stop_event,
                     on_progress=lambda email, outcome: advance(f"{email}: {outcome.status}"),
                 )

@@ -13,6 +13,7 @@ Relative paths in the file are relative to the file's own folder, so `digest run
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import re
@@ -43,8 +44,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from digest.errors import ConfigError
-from digest.tomlfile import describe_validation_error, locate, read_toml
+from digest.config.cron import make_trigger
+from digest.core.addresses import sender_address
+from digest.core.errors import ConfigError
+from digest.core.files import write_atomic
+from digest.core.tomlfile import describe_validation_error, locate, read_toml
 
 HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
 
@@ -121,8 +125,6 @@ class SmtpConfig(_Section):
     @field_validator("from_")
     @classmethod
     def _from_is_an_address(cls, value: str) -> str:
-        from digest.deliver.message import sender_address  # deliver imports this module
-
         try:
             sender_address(value)
         except ConfigError as exc:
@@ -237,10 +239,6 @@ class ScheduleConfig(_Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str, info: ValidationInfo) -> str:
-        import datetime as dt
-
-        from digest.schedule import make_trigger  # the scheduler imports this module
-
         timezone = info.data.get("timezone")
         if timezone is None:  # reported on its own
             return value
@@ -529,13 +527,8 @@ def signing_key(settings: Settings, *, notice: Any = None, keep: bool = True) ->
         return key_file.read_text().strip().encode()
     if not keep:
         return secrets.token_urlsafe(32).encode()
-    key_file.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
-    tmp = key_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    os.replace(tmp, key_file)
+    write_atomic(key_file, key + "\n", mode=0o600)
     if notice is not None:
         notice(f"no DIGEST_SECRET set: generated one and kept it in {key_file}")
     return key.encode()

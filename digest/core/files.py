@@ -1,0 +1,54 @@
+"""Files that readers see whole or not at all: the one atomic write every stage uses.
+
+No business logic. A write goes to a temporary file in the same folder, is flushed to disk, then
+renamed over the old file: a kill at any moment leaves the old file or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, content: str | bytes, *, mode: int = 0o644, sync_folder: bool = True) -> None:
+    """Write `content` (text as UTF-8 with \\n line ends, or bytes as they are) to `path`.
+
+    `mode` is the file's permissions (mkstemp makes 0600; published files are served by a web
+    server, a key file stays 0600). The rename is durable once the folder is synced: here, or by
+    the caller with `sync_folder(folder)` after writing many files to it (`sync_folder=False`).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if isinstance(content, str):
+            fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        else:
+            fh = os.fdopen(fd, "wb")
+        with fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if sync_folder:
+        sync_folder_of(path.parent)
+
+
+def sync_folder_of(folder: Path) -> None:
+    """Make the renames in `folder` durable (fsync the directory); a no-op where it cannot."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(dir_fd)
