@@ -1,0 +1,242 @@
+"""The sections of digest.toml as typed models: every key, its default and its check.
+
+How the file and the environment are read into them is `digest.config.settings`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import string
+import zoneinfo
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from digest.config.cron import make_trigger
+from digest.core.addresses import sender_address
+from digest.core.errors import ConfigError
+
+HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StateConfig(_Section):
+    path: Path = Path("state/digest.sqlite3")
+
+
+SourceKind = Literal["hf_daily", "arxiv_rss", "feed"]
+
+
+class SourceConfig(_Section):
+    name: str = ""  # defaults to the kind
+    kind: SourceKind
+    url: str
+    # arXiv: `replace`/`replace-cross` items are new versions of old papers; true treats a
+    # replacement of a paper never seen before as new.
+    include_replacements: bool = False
+    # hf_daily: how many days back to fetch (the run date and the day before by default, since
+    # the list for a day fills up during that day).
+    days: int = Field(default=2, ge=1, le=14)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
+        return value
+
+    @model_validator(mode="after")
+    def _default_name(self) -> SourceConfig:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
+        return self
+
+
+class FetchConfig(_Section):
+    timeout: float = Field(default=30.0, gt=0)  # seconds, connect and read
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: float = Field(default=1.0, ge=0)  # first retry delay in seconds, doubled each time
+    max_bytes: int = Field(default=50_000_000, gt=0)  # size cap per response body
+
+
+class SubscribersConfig(_Section):
+    path: Path = Path("subscribers.toml")
+
+
+class SmtpConfig(_Section):
+    host: str | None = None
+    port: int | None = Field(default=None, gt=0, lt=65536)  # None: 587, or 465 for "tls" (see port_number)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None  # only from DIGEST_SMTP__PASSWORD
+    from_: str = Field(default="Paper Digest <digest@localhost>", alias="from")
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rate: float = Field(default=0, ge=0)  # messages per second over all connections, 0 = no limit
+    timeout: float = Field(default=60.0, gt=0)
+    allow_insecure: bool = False  # permit security = "none" to a host that is not loopback
+    verify: bool = True  # verify the server certificate
+    ca_file: Path | None = None  # extra CA bundle (a private CA, a self-signed test server)
+
+    @property
+    def port_number(self) -> int:
+        """`port`, else the port of `security`: 465 for implicit TLS, 587 (submission) otherwise."""
+        if self.port is not None:
+            return self.port
+        return 465 if self.security == "tls" else 587
+
+    @field_validator("from_")
+    @classmethod
+    def _from_is_an_address(cls, value: str) -> str:
+        try:
+            sender_address(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("[smtp] from = ")) from None
+        return value
+
+    @model_validator(mode="after")
+    def _insecure_only_on_loopback(self) -> SmtpConfig:
+        if self.host and self.security == "none" and not self.allow_insecure and not is_loopback(self.host):
+            raise ValueError(
+                f'security = "none" sends mail and password in clear text to {self.host}; '
+                'use "starttls" or "tls", or set allow_insecure = true'
+            )
+        return self
+
+
+class DeliveryConfig(_Section):
+    # None: "smtp" when [smtp] host is set, else "outbox".
+    transport: Literal["smtp", "outbox"] | None = None
+    outbox: Path = Path("outbox")
+    max_attempts: int = Field(default=4, ge=1, le=20)  # per message, for 4xx and dropped connections
+    retry_backoff: float = Field(default=2.0, ge=0)  # seconds before the first retry, doubled each time
+    max_connection_failures: int = Field(default=3, ge=1)  # in a row, then the run stops sending
+    subject: str = "{count} new papers for you · {date}"  # {count}, {date}, {name}
+    list_id: str = "Paper Digest <digest.localhost>"
+    # An https endpoint you run that unsubscribes `?token=...` (GET shows a page, POST is the
+    # one-click of RFC 8058). None: the emails offer the mailto link only, which lands in the
+    # From mailbox and is applied with `digest unsubscribe`. (A static site cannot take a POST.)
+    unsubscribe_url: str | None = None
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _unsubscribe_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc:
+            raise ValueError(f"{value!r} is not an https URL; one-click unsubscribe needs https")
+        if parts.fragment or value.endswith("#"):
+            raise ValueError(f"{value!r} has a #fragment, after which the ?token= would be lost; remove it")
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_placeholders(cls, value: str) -> str:
+        check_subject(value)
+        return value
+
+
+SUBJECT_PLACEHOLDERS = ("count", "date", "name")
+
+
+def check_subject(template: str) -> None:
+    """ValueError unless `template` uses only bare {count}, {date} and {name}.
+
+    `str.format` would also follow attributes and indexes (`{name.__class__}`) and honour any
+    width (`{count:>99999999}` builds a 100 MB subject), so only bare names are allowed.
+    """
+    hint = "the placeholders are {count}, {date} and {name} (write {{ and }} for braces)"
+    if not template.strip():
+        raise ValueError(f'the subject is empty; e.g. subject = "{{count}} new papers · {{date}}"; {hint}')
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {hint}") from None
+    for _, field, spec, conversion in fields:
+        if field is None:
+            continue
+        if field not in SUBJECT_PLACEHOLDERS or spec or conversion:
+            written = (
+                "{" + field + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            )
+            raise ValueError(f"{written} is not a placeholder; {hint}")
+
+
+class OutputConfig(_Section):
+    dir: Path = Path("public")
+    base_url: str | None = None  # where `dir` is served, for absolute links in feeds and emails
+    feed_days: int = Field(default=14, ge=1, le=366)
+    atom: bool = True  # also write feed.atom next to feed.xml
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path/")
+        return value.rstrip("/") + "/"
+
+
+class TemplatesConfig(_Section):
+    dir: Path | None = None  # templates here override the shipped ones of the same name
+
+
+class ScheduleConfig(_Section):
+    # timezone before cron: the cron is checked in it (validators see the fields before theirs)
+    timezone: str = "UTC"
+    cron: str = "0 7 * * 1-5"
+    misfire_grace_hours: float = Field(default=6, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'{value!r} is not an IANA time zone; write e.g. "Europe/Berlin"') from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str, info: ValidationInfo) -> str:
+        timezone = info.data.get("timezone")
+        if timezone is None:  # reported on its own
+            return value
+        config = cls.model_construct(cron=value, timezone=timezone)
+        try:
+            trigger = make_trigger(config)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("[schedule] ")) from None
+        if trigger.get_next_fire_time(None, dt.datetime.now(config.tz)) is None:  # "0 7 31 2 *"
+            raise ValueError(f"cron = {value!r} never fires: no such day; check day and month")
+        return value
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
