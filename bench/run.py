@@ -454,6 +454,7 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
 
     from bench.smtp_sink import Sink
     from digest import pipeline
+    from digest.pipeline import publishing
     from digest.config import SourceConfig
 
     work = Path(spec["work"])
@@ -473,13 +474,13 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
         # The bar ends at the last message accepted: the run publishes the feeds after that, so
         # note when publishing starts (every send has been answered by then).
         sent_by: list[tuple[float, float]] = []
-        publish = pipeline.publish
+        publish = publishing.publish
 
         def timed_publish(*args: Any, **kwargs: Any) -> Any:
             sent_by.append((time.perf_counter(), time.process_time()))
             return publish(*args, **kwargs)
 
-        pipeline.publish = timed_publish
+        publishing.publish = timed_publish
         sink_cpu = sink.cpu()
         wall, cpu = time.perf_counter(), time.process_time()
         summary = pipeline.run(
@@ -488,7 +489,7 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
         start = (wall, cpu)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         sink_cpu = sink.cpu() - sink_cpu
-        pipeline.publish = publish
+        publishing.publish = publish
         to_sent = (sent_by[0][0] - start[0], sent_by[0][1] - start[1]) if sent_by else (wall, cpu)
         if profiler is not None:
             profiler.stop()

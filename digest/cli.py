@@ -1,4 +1,4 @@
-"""The `digest` command line: a thin shell over `digest.pipeline` and friends.
+"""The `digest` command line: a thin shell over `digest.pipeline` and `digest.commands`.
 
 Every command turns a DigestError into one line on stderr (every line, for a ConfigError with
 several problems) and a non-zero exit; `-v` adds the traceback.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+import threading
 import traceback
-import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,8 +18,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from digest import __version__
+from digest import __version__, commands, pipeline
+from digest.config import load_settings
 from digest.core.errors import ConfigError, DigestError
+from digest.core.progress import LogProgress, RichProgress
+from digest.demo import run_demo
+from digest.render.templating import plural
+from digest.render.views import why_text
+from digest.serve import serve as serve_forever
 
 app = typer.Typer(
     help="A daily research-paper digest: fetch listings, find what is new, match reader profiles, email it.\n\n"
@@ -103,15 +109,7 @@ def _fail(exc: DigestError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
-def _settings(config: Path | None) -> Any:
-    from digest.config import load_settings
-
-    return load_settings(config)
-
-
 def _progress() -> Any:
-    from digest.core.progress import LogProgress, RichProgress
-
     return RichProgress(err) if err.is_terminal else LogProgress()
 
 
@@ -121,20 +119,13 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
 
     Example: digest fetch --config digest.toml --date 2026-11-21
     """
-    from digest.core.models import utcnow
-    from digest.pipeline import fetch_and_store, run_date
-    from digest.render.templating import plural
-    from digest.store import Store
-
     try:
-        settings = _settings(config)
-        now = utcnow()
-        day = _parse_date(date) or run_date(settings, now)
-        with Store.open(settings.state.path) as store, store.lock(), _progress() as progress:
-            stored = store.snapshot_dates(until=day, limit=1) == [day]  # fetched once a day
-            result = fetch_and_store(settings, store, day, now, progress=progress)
+        settings = load_settings(config)
+        with _progress() as progress:
+            fetched = commands.fetch(settings, _parse_date(date), progress=progress)
     except DigestError as exc:
         raise _fail(exc) from None
+    result, day = fetched.result, fetched.date
     table = Table(title=f"{plural(len(result.new), 'new paper')} on {day}", title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("title")
@@ -143,7 +134,7 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
         table.add_row(paper.id, paper.title, ",".join(paper.sources))
     out.print(table)
     out.print(f"{plural(len(result.updates), 'update')} (new versions of papers seen before)")
-    if stored:
+    if fetched.stored_before:
         out.print(f"(the snapshot stored for {day}: a day's listings are fetched once)", markup=False)
 
 
@@ -169,13 +160,9 @@ def run(
 
     Example: digest run --config digest.toml --subscribers subscribers.toml
     """
-    import threading
-
-    from digest import pipeline
-
     stop = threading.Event()  # set by SIGTERM / Ctrl-C while sending (see pipeline.run)
     try:
-        settings = _settings(config)
+        settings = load_settings(config)
         with _progress() as progress:
             summary = pipeline.run(
                 settings,
@@ -232,50 +219,26 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
 
     Example: digest check --subscribers subscribers.toml
     """
-    from digest.pipeline import UNSUBSCRIBED
-    from digest.profiles import load_subscribers, subscribers_path_from
-    from digest.render.email import EmailRenderer
-    from digest.render.templating import compile_all
-    from digest.store import Store
-
     try:
-        settings = _settings(config)
-        path = subscribers_path_from(subscribers, settings)
-        subs = load_subscribers(path, source_names=[s.name for s in settings.sources])
-        EmailRenderer(settings)  # compiles the email's templates (yours in [templates] dir) with MJML
-        compile_all(settings.templates.dir)  # and the archive's and feeds
+        settings = load_settings(config)
+        report = commands.check(settings, subscribers)
     except DigestError as exc:
         raise _fail(exc) from None
-    held: dict[str, Any] = {}
-    if settings.state.path.exists():
-        try:
-            with Store.open(settings.state.path) as store:
-                held = store.suppressions()
-        except DigestError as exc:
-            raise _fail(exc) from None
-    table = Table(title=f"{path}: OK", title_justify="left")
+    subs = report.subscribers
+    table = Table(title=f"{report.path}: OK", title_justify="left")
     for col in ("subscribers", "terms", "sources", "feeds"):
         table.add_column(col, justify="right")
-    terms = {t.lower() for s in subs for t in (*s.keywords, *s.exclude, *s.authors, *s.categories)}
     table.add_row(
         str(len(subs)),
-        str(len(terms)),
+        str(report.terms),
         ", ".join(s.name for s in settings.sources),
         str(sum(s.feed for s in subs)),
     )
     out.print(table)
-    if held:
-        by_email = {s.email: s for s in subs}
-        for email, sup in held.items():
-            sub = by_email.get(email)
-            lifted = sub is not None and sub.fingerprint != sup.fingerprint
-            if sup.reason == UNSUBSCRIBED:
-                state = f"digest unsubscribe --undo {email} takes them back"
-            elif lifted:
-                state = "lifted on the next run (profile edited)"
-            else:
-                state = "edit the profile to try again"
-            out.print(f"suppressed: {email} since {sup.at}: {sup.reason} ({state})", markup=False)
+    for held in report.held:
+        out.print(
+            f"suppressed: {held.email} since {held.since}: {held.reason} ({held.what_lifts_it})", markup=False
+        )
 
 
 @app.command()
@@ -292,45 +255,30 @@ def preview(
 
     Example: digest preview ada@example.org --days 14
     """
-    from digest.matching.matcher import Matcher, build_digest
-    from digest.pipeline import new_on
-    from digest.profiles import load_subscribers, subscribers_path_from
-    from digest.store import Store
-
     try:
-        settings = _settings(config)
-        subs = load_subscribers(
-            subscribers_path_from(subscribers, settings), source_names=[s.name for s in settings.sources]
+        settings = load_settings(config)
+        days_shown = commands.preview(
+            settings, email, subscribers_path=subscribers, date=_parse_date(date), days=days
         )
-        sub = next((s for s in subs if s.email.lower() == email.lower()), None)
-        if sub is None:
-            raise ConfigError(f"no subscriber {email!r} in the subscribers file; check the address")
-        with Store.open(settings.state.path, create=False) as store:
-            dates = store.snapshot_dates(until=_parse_date(date), limit=days)
-            results = [(d, new_on(store, d)) for d in reversed(dates)]
     except DigestError as exc:
         raise _fail(exc) from None
-    if not dates:
+    if not days_shown:
         when = f" on or before {date}" if date else ""
         out.print(
             f"no snapshots stored{when}: run `digest fetch` first, or pick a later --date", markup=False
         )
         raise typer.Exit(1)
-    matcher = Matcher([sub])
     total = 0
-    for day, result in results:
-        matches = matcher.match(result.new if result else []).get(sub.email, [])
-        digest = build_digest(sub, matches, day)
+    for day in days_shown:
+        digest = day.digest
         total += len(digest.matches)
         more = f" (+{digest.more} more over max_papers)" if digest.more else ""
-        out.print(
-            f"[bold]{day}[/bold]: {len(digest.matches)} of {len(result.new) if result else 0} new papers{more}"
-        )
+        out.print(f"[bold]{digest.date}[/bold]: {len(digest.matches)} of {day.new} new papers{more}")
         for m in digest.matches:
             out.print(f"  {m.paper.id}  {m.paper.title}", markup=False)
-            out.print(f"      {m.why()}", style="dim", markup=False)
-    if len(results) > 1:
-        out.print(f"{total} papers over {len(results)} days, {total / len(results):.1f} a day")
+            out.print(f"      {why_text(m.hits) or 'all new papers'}", style="dim", markup=False)
+    if len(days_shown) > 1:
+        out.print(f"{total} papers over {len(days_shown)} days, {total / len(days_shown):.1f} a day")
 
 
 @app.command()
@@ -354,55 +302,23 @@ def unsubscribe(
 
     Example: digest unsubscribe "unsubscribe YWRhQGV4YW1wbGUub3Jn.Qx3..."
     """
-    from digest.config import signing_key
-    from digest.core.models import utcnow
-    from digest.core.tokens import verify_unsubscribe
-    from digest.pipeline import UNSUBSCRIBED
-    from digest.profiles import load_subscribers, subscribers_path_from
-    from digest.store import Store
-
-    # as received ("unsubscribe TOKEN", maybe "Re: ..."), or copied from the mailto link itself
-    words = urllib.parse.unquote(" ".join(token)).split()
-    value = words[-1] if words else ""
+    value = commands.token_from(" ".join(token))
     try:
-        settings = _settings(config)
-        subs = load_subscribers(
-            subscribers_path_from(subscribers, settings), source_names=[s.name for s in settings.sources]
-        )
-        # create=False: a wrong --config must not record the unsubscribe in a new, unused state
-        with Store.open(settings.state.path, create=False) as store:
-            if undo:
-                held = next(
-                    (
-                        h
-                        for e, h in store.suppressions().items()
-                        if e.lower() == value.lower() and h.reason == UNSUBSCRIBED
-                    ),
-                    None,
-                )
-                if held is None:
-                    raise ConfigError(f"{value!r} did not unsubscribe; `digest check` lists who did")
-                store.lift_suppression(held.email)
-                out.print(f"{held.email}: subscribed again from the next run on", markup=False)
-                return
-            # keep=False: without a key yet, no token can be ours; do not make one here
-            email = verify_unsubscribe(signing_key(settings, keep=False), value)
-            if email is None:
-                raise ConfigError(
-                    f"{value!r} is not an unsubscribe token of this digest (wrong or cut short, or signed "
-                    "with another DIGEST_SECRET); copy the whole subject of the mail"
-                )
-            sub = next((s for s in subs if s.email.lower() == email), None)
-            fingerprint = sub.fingerprint if sub is not None else ""
-            store.suppress(sub.email if sub else email, UNSUBSCRIBED, fingerprint, utcnow())
+        settings = load_settings(config)
+        if undo:
+            email = commands.undo_unsubscribe(settings, value)
+            out.print(f"{email}: subscribed again from the next run on", markup=False)
+            return
+        done = commands.unsubscribe(settings, value, subscribers_path=subscribers)
     except DigestError as exc:
         raise _fail(exc) from None
-    if sub is None:
+    if not done.in_file:
         out.print(
-            f"{email}: not in the subscribers file (already removed?); suppressed all the same", markup=False
+            f"{done.email}: not in the subscribers file (already removed?); suppressed all the same",
+            markup=False,
         )
     else:
-        out.print(f"{sub.email}: unsubscribed; no digest from the next run on", markup=False)
+        out.print(f"{done.email}: unsubscribed; no digest from the next run on", markup=False)
 
 
 @app.command()
@@ -415,8 +331,6 @@ def demo(
 
     Example: digest demo --out /tmp/digest-demo
     """
-    from digest.demo import run_demo
-
     try:
         for line in run_demo(out_dir):
             out.print(line, markup=False)
@@ -430,10 +344,8 @@ def serve(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
 
     Example: digest serve --config /etc/digest/digest.toml
     """
-    from digest.serve import serve as serve_forever
-
     try:
-        settings = _settings(config)
+        settings = load_settings(config)
         code = serve_forever(settings, subscribers_path=subscribers)
     except DigestError as exc:
         raise _fail(exc) from None

@@ -24,19 +24,14 @@ ARXIV_URL = "https://rss.arxiv.org/rss/cs.CL+cs.LG+cs.CV+cs.AI+cs.IR"
 DAYS = (dt.date(2026, 6, 11), dt.date(2026, 6, 12))
 
 
-def _data_dir() -> Path:
-    return Path(str(resources.files("digest") / "demo_data"))
+# The sample, read as package data. subscribers.example.toml lives at the top of the repository,
+# where users look for it; digest/demo_data/ links to it, and the wheel carries the file itself.
+SAMPLE = resources.files("digest") / "demo_data"
 
 
 def example_subscribers() -> Path:
-    """subscribers.example.toml: shipped in the wheel, or at the top of a source checkout."""
-    for candidate in (
-        _data_dir() / "subscribers.example.toml",
-        Path(__file__).parent.parent / "subscribers.example.toml",
-    ):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("subscribers.example.toml is missing from this installation")
+    """subscribers.example.toml, the demo's profiles (a real file: the pipeline reads it by path)."""
+    return Path(str(SAMPLE / "subscribers.example.toml"))
 
 
 class SampleTransport(httpx.BaseTransport):
@@ -50,11 +45,11 @@ class SampleTransport(httpx.BaseTransport):
         if url == HF_DAILY_URL:
             date = request.url.params.get("date", "")
             page = int(request.url.params.get("p", "0"))
-            path = _data_dir() / f"hf_{date}.json"
-            body = path.read_bytes() if path.is_file() and page == 0 else b"[]"
+            sample = SAMPLE / f"hf_{date}.json"
+            body = sample.read_bytes() if sample.is_file() and page == 0 else b"[]"
             return httpx.Response(200, content=body, headers={"content-type": "application/json"})
         if url == ARXIV_URL:
-            body = (_data_dir() / f"arxiv_day{self.day_index + 1}.xml").read_bytes()
+            body = (SAMPLE / f"arxiv_day{self.day_index + 1}.xml").read_bytes()
             return httpx.Response(200, content=body, headers={"content-type": "application/rss+xml"})
         return httpx.Response(404, content=b"not in the demo sample")
 

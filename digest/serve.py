@@ -17,22 +17,23 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from digest import pipeline
 from digest.config import ScheduleConfig, Settings
 from digest.config.cron import make_trigger, scheduled_time_today
 from digest.core.errors import DigestError, LockedError
-from digest.pipeline import stop_on_signals
 from digest.store import Store
 
 JOB_ID = "daily-digest"
 DONE_STATUSES = frozenset({"ok", "partial"})  # a run for the date got as far as sending
 
 log = logging.getLogger("digest.serve")
+
 
 def should_catch_up(config: ScheduleConfig, now: dt.datetime, last_status: str | None) -> bool:
     """Run at once on start? Yes if today's time has passed and no run for today got to sending.
@@ -104,47 +105,74 @@ def make_scheduler(
     return scheduler
 
 
-def serve(
-    settings: Settings,
-    *,
-    subscribers_path: Path | str | None = None,
-    clock: Callable[[], dt.datetime] = _utcnow,
-    stop_event: threading.Event | None = None,
-) -> int:
-    """Run the daily digest on the schedule until SIGTERM/SIGINT or `stop_event`; returns 0.
+class Scheduler(Protocol):
+    """What `serve` needs of a scheduler: APScheduler's BackgroundScheduler, or a stand-in that
+    fires the job on an injected clock (the tests')."""
 
-    `clock` gives the runs' `now` (hence their date) and the catch-up decision; APScheduler
-    itself keeps the real time. On a signal the stop event is set: the run in progress finishes
-    the message being sent, records it and returns, and the scheduler waits for it.
+    def add_listener(self, callback: Callable[[JobEvent], None], mask: int) -> None: ...
+    def start(self) -> None: ...
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+class SchedulerFactory(Protocol):
+    def __call__(self, config: ScheduleConfig, job: Callable[[], None], *, catch_up: bool) -> Scheduler: ...
+
+
+def real_scheduler(config: ScheduleConfig, job: Callable[[], None], *, catch_up: bool) -> Scheduler:
+    """`make_scheduler`, with the catch-up run due at once."""
+    # APScheduler keeps the real time whatever `serve`'s clock says, so "at once" is by its clock.
+    return make_scheduler(config, job, first_run_at=dt.datetime.now(config.tz) if catch_up else None)
+
+
+class _Runs:
+    """The job the scheduler calls, and the runs in progress that stopping the service must stop.
+
+    Each run gets its own stop event, set only if the service stops while that run is going: a
+    run that has returned must never be poked again (the pipeline's send loop is closed).
     """
-    config = settings.schedule
-    trigger = make_trigger(config)  # a bad cron fails here, before anything starts
-    # Imported here, not at the top: the pure schedule functions above should not need the whole
-    # pipeline (renderers, transports) to be importable.
-    from digest import pipeline
 
-    stop = stop_event or threading.Event()
-    _ensure_logging()
+    def __init__(
+        self,
+        settings: Settings,
+        subscribers_path: Path | str | None,
+        clock: Callable[[], dt.datetime],
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.subscribers_path = subscribers_path
+        self.clock = clock
+        self.stop = stop
+        self.trigger = make_trigger(settings.schedule)
+        self._running: set[threading.Event] = set()
+        self._guard = threading.Lock()
 
-    def next_fire() -> str:
-        fire = trigger.get_next_fire_time(None, clock())
+    def next_fire(self) -> str:
+        fire = self.trigger.get_next_fire_time(None, self.clock())
         return fire.isoformat() if fire is not None else "never"
 
-    # Each run gets its own stop event, set only if the service stops while that run is going:
-    # a run that has returned must never be poked again (the pipeline's send loop is closed).
-    running: set[threading.Event] = set()
-    guard = threading.Lock()
-
-    def job() -> None:
+    def job(self) -> None:
         run_stop = threading.Event()
-        with guard:
-            if stop.is_set():
+        with self._guard:
+            if self.stop.is_set():
                 return
-            running.add(run_stop)
+            self._running.add(run_stop)
+        try:
+            self._run(run_stop)
+        finally:
+            with self._guard:
+                self._running.discard(run_stop)
+        if not self.stop.is_set():
+            log.info("next run at %s", self.next_fire())
+
+    def _run(self, run_stop: threading.Event) -> None:
         log.info("run starting")
         try:
             summary = pipeline.run(
-                settings, subscribers_path=subscribers_path, now=clock(), stop=run_stop, log=log.info
+                self.settings,
+                subscribers_path=self.subscribers_path,
+                now=self.clock(),
+                stop=run_stop,
+                log=log.info,
             )
         except LockedError as exc:  # a manual `digest run` is going: it does the job
             log.warning("run skipped: %s", exc)
@@ -158,45 +186,63 @@ def serve(
                 log.info("%s", line)
             level = logging.INFO if summary.exit_code == 0 else logging.WARNING
             log.log(level, "run for %s finished with exit code %d", summary.date, summary.exit_code)
-        finally:
-            with guard:
-                running.discard(run_stop)
-        if not stop.is_set():
-            log.info("next run at %s", next_fire())
 
-    def on_event(event: JobEvent) -> None:
+    def stop_all(self) -> None:
+        with self._guard:
+            for run_stop in self._running:
+                run_stop.set()
+
+    def on_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
             log.warning(
                 "missed the run due at %s: more than %s hours late ([schedule] misfire_grace_hours)",
                 getattr(event, "scheduled_run_time", "?"),
-                config.misfire_grace_hours,
+                self.settings.schedule.misfire_grace_hours,
             )
         else:
             log.warning("skipped a run: the previous one is still going")
 
+
+def serve(
+    settings: Settings,
+    *,
+    subscribers_path: Path | str | None = None,
+    clock: Callable[[], dt.datetime] = _utcnow,
+    stop_event: threading.Event | None = None,
+    scheduler_factory: SchedulerFactory = real_scheduler,
+) -> int:
+    """Run the daily digest on the schedule until SIGTERM/SIGINT or `stop_event`; returns 0.
+
+    `clock` gives the runs' `now` (hence their date) and the catch-up decision; the scheduler
+    from `scheduler_factory` decides when the job fires (APScheduler: by the real time). On a
+    signal the stop event is set: the run in progress finishes the message being sent, records
+    it and returns, and the scheduler waits for it.
+    """
+    config = settings.schedule
+    stop = stop_event or threading.Event()
+    runs = _Runs(settings, subscribers_path, clock, stop)  # a bad cron fails here, before anything starts
+    _ensure_logging()
+
     now = clock()
     today = pipeline.run_date(settings, now)
     status = _today_status(settings, today)
-    first_run_at = None
-    if should_catch_up(config, now, status):
+    catch_up = should_catch_up(config, now, status)
+    if catch_up:
         log.info("catching up: the run for %s was due and its status is %s", today, status or "none")
-        first_run_at = dt.datetime.now(config.tz)  # the scheduler's clock is the real one
-    scheduler = make_scheduler(config, job, first_run_at=first_run_at)
-    scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+    scheduler = scheduler_factory(config, runs.job, catch_up=catch_up)
+    scheduler.add_listener(runs.on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
-    restore = stop_on_signals(stop)
+    restore = pipeline.stop_on_signals(stop)
     try:
         log.info(
             "serving: %s; next run at %s",
-            trigger,
-            "once now, then " + next_fire() if first_run_at else next_fire(),
+            runs.trigger,
+            ("once now, then " if catch_up else "") + runs.next_fire(),
         )
         scheduler.start()
         while not stop.wait(1):
             pass
-        with guard:
-            for run_stop in running:
-                run_stop.set()
+        runs.stop_all()
         log.info("stopping: waiting for the run in progress, if any")
         scheduler.shutdown(wait=True)
     finally:

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test module. Module-specific fixtures live in their test files."""
+"""Fixtures shared by every test module, and the test tiers. Module-specific fixtures live in
+their test files."""
 
 from __future__ import annotations
 
@@ -10,6 +11,49 @@ DATA = Path(__file__).parent / "data"
 ARXIV_ALL = DATA / "arxiv_rss_2024-11-28_all.xml"
 ARXIV_TRIMMED = DATA / "arxiv_rss_2024-11-28_trimmed.xml"
 HF_DAY = DATA / "hf_daily_papers_2026-06-12.json"
+
+# Every test is in one tier (registered in pyproject.toml), so `pytest -m unit` is the quick
+# loop and `-m "not e2e"` everything short of processes and browsers:
+#   unit         pure and in-process: no server, no database, no subprocess
+#   integration  real local servers (HTTP, SMTP), SQLite, the CLI run in-process, APScheduler
+#   e2e          a real `digest` process (killed, signalled), a browser, other tools' processes
+# A module's tier is set here, by file name, unless the test or module carries a tier mark of
+# its own (a module mostly of one tier marks its odd tests). A module not listed here is
+# `integration` until someone looks: it must not slow down `-m unit` by accident.
+TIERS = ("unit", "integration", "e2e")
+MODULE_TIERS = {
+    "test_archive.py": "unit",
+    "test_config.py": "unit",
+    "test_docs.py": "unit",
+    "test_feeds.py": "unit",
+    "test_match.py": "unit",
+    "test_message.py": "unit",
+    "test_profiles.py": "unit",
+    "test_query.py": "unit",
+    "test_render_email.py": "unit",
+    "test_schedule.py": "unit",
+    "test_sources.py": "unit",
+    "test_diff.py": "integration",
+    "test_fetch.py": "integration",
+    "test_run.py": "integration",
+    "test_sender.py": "integration",
+    "test_smtp.py": "integration",
+    "test_store.py": "integration",
+    "test_architecture.py": "e2e",
+    "test_bench_scenario.py": "e2e",
+    "test_browser.py": "e2e",
+    "test_workflows.py": "e2e",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks added here
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tiers = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+        if len(tiers) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: in more than one tier: {sorted(tiers)}")
+        if not tiers:
+            item.add_marker(MODULE_TIERS.get(item.path.name, "integration"))
 
 
 @pytest.fixture

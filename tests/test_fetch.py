@@ -423,3 +423,55 @@ def test_hf_non_json_is_a_parse_error(httpserver: HTTPServer, fetcher: Fetcher) 
     with pytest.raises(ParseError, match="expected JSON") as info:
         fetch_listing(_hf(httpserver), fetcher, RUN_DATE, now=NOW)
     assert info.value.source == "hf"
+
+
+# -- display names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("display_name", "label"), [(None, "Hugging Face"), ("  HF   papers ", "HF papers")])
+def test_hf_papers_carry_the_display_name_whatever_the_source_is_called(
+    httpserver: HTTPServer, fetcher: Fetcher, display_name: str | None, label: str
+) -> None:
+    httpserver.expect_request("/api/daily_papers").respond_with_json(json.loads(HF_DAY.read_bytes()))
+    url = httpserver.url_for("/api/daily_papers")
+    source = SourceConfig(name="hugging", kind="hf_daily", url=url, days=1, display_name=display_name)
+    listing, _ = fetch_listing(source, fetcher, RUN_DATE, now=NOW)
+    assert len(listing.papers) == 30
+    assert {(p.sources, p.source_labels) for p in listing.papers} == {(("hugging",), (label,))}
+
+
+def test_a_feed_is_labelled_with_its_own_title_else_its_name(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    untitled = b"""<?xml version="1.0"?><rss version="2.0"><channel>
+<item><title>T</title><link>https://example.org/1</link></item></channel></rss>"""
+    httpserver.expect_request("/api/query").respond_with_data((DATA / "arxiv_api_atom.xml").read_bytes())
+    httpserver.expect_request("/untitled").respond_with_data(untitled, content_type=RSS)
+    titled = SourceConfig(name="api", kind="feed", url=httpserver.url_for("/api/query"))
+    listing, _ = fetch_listing(titled, fetcher, RUN_DATE, now=NOW)
+    assert {p.source_labels for p in listing.papers} == {
+        ("arXiv Query: search_query=all:transformer AND cat:cs.LG&id_list=&start=0&max_results=5",)
+    }
+    listing, _ = fetch_listing(
+        SourceConfig(name="lab", kind="feed", url=httpserver.url_for("/untitled")), fetcher, RUN_DATE, now=NOW
+    )
+    assert [p.source_labels for p in listing.papers] == [("lab",)]
+    listing, _ = fetch_listing(
+        titled.model_copy(update={"display_name": "Robots"}), fetcher, RUN_DATE, now=NOW
+    )
+    assert {p.source_labels for p in listing.papers} == {("Robots",)}
+
+
+def test_an_arxiv_listing_fetched_as_a_plain_feed_keeps_revisions_out_of_the_new(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    body = (DATA / "arxiv_rss_2024-11-28_all.xml").read_bytes()
+    httpserver.expect_request("/rss/all").respond_with_data(body, content_type=RSS)
+    url = httpserver.url_for("/rss/all")
+    date = dt.date(2024, 11, 28)
+    as_feed, _ = fetch_listing(SourceConfig(name="a", kind="feed", url=url), fetcher, date, now=NOW)
+    as_arxiv, _ = fetch_listing(SourceConfig(name="a", kind="arxiv_rss", url=url), fetcher, date, now=NOW)
+    split = [(p.id, p.is_replacement) for p in as_feed.papers]
+    assert split == [(p.id, p.is_replacement) for p in as_arxiv.papers]
+    assert sum(r for _, r in split) == 569 and len(split) == 1504
+    assert {p.source_labels for p in as_arxiv.papers} == {("arXiv",)}

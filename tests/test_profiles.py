@@ -206,3 +206,118 @@ def test_a_non_ascii_local_part_is_refused_at_load_a_non_ascii_domain_is_not(tmp
         load_subscribers(path)
     path = write(tmp_path, '[[subscribers]]\nemail = "zoe@bücher.example"\nall = true\n')
     assert [s.email for s in load_subscribers(path)] == ["zoe@bücher.example"]
+
+
+# -- the strict schema: each kind of mistake, worded as the loader has always worded it ---------
+
+
+def test_known_keys_are_the_subscriber_fields() -> None:
+    from dataclasses import fields
+
+    from digest.profiles import KNOWN_KEYS
+
+    assert set(KNOWN_KEYS) == {f.name for f in fields(Subscriber)}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'subscribers = "ada@example.org"\n',
+        "subscribers = [1, 2]\n",
+        "[subscribers]\nemail = 'a@example.org'\n",
+    ],
+)
+def test_not_a_list_of_tables_is_one_problem(tmp_path: Path, text: str) -> None:
+    assert problems(tmp_path, text) == [
+        "subscribers.toml:1: subscribers: write each profile as a [[subscribers]] table"
+    ]
+
+
+def test_values_are_stripped_and_the_address_normalised(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[subscribers]]\nemail = " Ada@Example.org "\nname = " Ada "\nkeywords = [" LLM "]\nempty = " send "\n'
+        '\n[[subscribers]]\nemail = "x@LOCALHOST"\nall = true\n',
+    )
+    ada, local = load_subscribers(path)
+    assert ada == Subscriber(email="Ada@example.org", name="Ada", keywords=("LLM",), empty="send")
+    assert local == Subscriber(email="x@localhost", all=True)
+
+
+def test_each_type_mistake_names_what_was_given(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "[[subscribers]]\nemail = 'a@example.org'\nname = 5\ncategories = { cs = 1 }\nall = 1\n"
+        "max_papers = 1.5\nquery = '   '\nmin_upvotes = -1\n",
+    )
+    assert found == [
+        "subscribers.toml:3: subscriber a@example.org: name: must be a string, got a number",
+        "subscribers.toml:4: subscriber a@example.org: categories: must be a list of strings, got a table",
+        "subscribers.toml:5: subscriber a@example.org: all: must be true or false, got a number",
+        "subscribers.toml:6: subscriber a@example.org: max_papers: must be a whole number, got a number",
+        "subscribers.toml:7: subscriber a@example.org: query: is empty; remove it or write a query",
+        "subscribers.toml:8: subscriber a@example.org: min_upvotes: must be 0 or more, got -1",
+    ]
+
+
+def test_a_list_with_a_non_string_is_one_problem_whatever_its_strings(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[[subscribers]]\nemail = "a@example.org"\nkeywords = ["+++", 1, "\\tx", 2]\n')
+    assert found == [
+        "subscribers.toml:3: subscriber a@example.org: keywords: must be a list of strings, got a list"
+    ]
+
+
+def test_an_item_with_a_control_character_is_also_checked_for_what_it_says(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        '[[subscribers]]\nemail = "a@example.org"\nall = true\nauthors = ["\\t???", "()", "A\\u0085B"]\n',
+    )
+    assert found == [
+        "subscribers.toml:4: subscriber a@example.org: authors: '\\t???' contains a control character (U+0009)",
+        "subscribers.toml:4: subscriber a@example.org: authors: 'A\\x85B' contains a control character (U+0085)",
+        "subscribers.toml:4: subscriber a@example.org: authors: '???' is not a name",
+        "subscribers.toml:4: subscriber a@example.org: authors: '()' is not a name",
+    ]
+
+
+def test_a_bad_address_in_an_empty_profile_is_two_problems(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[[subscribers]]\nemail = "ada"\n')
+    assert found == [
+        "subscribers.toml:1: subscriber ada: empty profile: give keywords, authors, categories or a query, "
+        "or all = true for every paper",
+        "subscribers.toml:2: subscriber ada: email: 'ada' is not a valid address: "
+        "An email address must have an @-sign.",
+    ]
+
+
+def test_a_mistyped_all_is_not_also_an_empty_profile(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[[subscribers]]\nemail = "a@example.org"\nall = "yes"\n')
+    assert found == ["subscribers.toml:3: subscriber a@example.org: all: must be true or false, got a string"]
+
+
+def test_a_duplicate_is_found_in_a_profile_with_other_problems_too(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        '[[subscribers]]\nemail = "Ada@Example.org"\nall = true\n\n'
+        '[[subscribers]]\nemail = " ada@example.org "\nall = true\nmax_papers = 0\n',
+    )
+    assert found == [
+        "subscribers.toml:6: subscriber ada@example.org: email: duplicate address; subscriber #1 has it too "
+        "(one profile per address)",
+        "subscribers.toml:8: subscriber ada@example.org: max_papers: must be at least 1, got 0",
+    ]
+
+
+def test_an_unknown_key_like_no_known_one_lists_them_all(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[[subscribers]]\nemail = "a@example.org"\nall = true\nxyzzy = 1\n')
+    assert found == [
+        "subscribers.toml:4: subscriber a@example.org: xyzzy: unknown key; known keys: email, name, keywords, "
+        "exclude, authors, categories, query, all, max_papers, min_upvotes, sources, feed, empty"
+    ]
+
+
+def test_no_configured_sources_says_none(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[subscribers]]\nemail = "a@example.org"\nall = true\nsources = ["hf"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_subscribers(path, source_names=[])
+    assert str(info.value).endswith("sources: unknown source 'hf'; configured sources: none")

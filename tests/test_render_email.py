@@ -416,9 +416,9 @@ def test_cache_tag_renders_a_block_once_per_key(tmp_path: Path) -> None:
     ],
 )
 def test_term_spans_fast_path_finds_what_the_regex_finds(text: str, term: str) -> None:
-    from digest.render import views
+    from digest.render import highlighting
 
-    assert views.term_spans(text, [term]) == list(views._spans_of(text, term))
+    assert highlighting.term_spans(text, [term]) == list(highlighting._spans_of(text, term))
 
 
 # Whitespace of every kind \s matches, controls, surrogates, non-characters, the letters that
@@ -436,14 +436,14 @@ _AWKWARD = [
 @example("deep\u00a0learning …")
 @example("\u212aernel")
 def test_text_fast_paths_agree_with_their_regexes(text: str) -> None:
-    from digest.render import templating, views
+    from digest.render import highlighting, templating
 
     cleaned = templating._CONTROL_RE.sub(" ", text)
     assert templating.clean(text) == cleaned
     assert templating.one_line(text) == re.sub(r"\s+", " ", cleaned).strip()
     lower = text.lower()
-    plain = len(lower) == len(text) and not views._NOT_PLAIN.search(text)
-    assert views._plain_lower(text) == (lower if plain else None)
+    plain = len(lower) == len(text) and not highlighting._NOT_PLAIN.search(text)
+    assert highlighting._plain_lower(text) == (lower if plain else None)
 
 
 @pytest.mark.parametrize(
@@ -461,9 +461,9 @@ def test_text_fast_paths_agree_with_their_regexes(text: str) -> None:
     ],
 )
 def test_highlights_follow_the_matching_rules(text: str, term: str, marked: list[str]) -> None:
-    from digest.render import views
+    from digest.render import highlighting
 
-    assert [text[a:b] for a, b in views._word_spans(*views._for_words(text), term)] == marked
+    assert [text[a:b] for a, b in highlighting.word_spans(*highlighting.for_words(text), term)] == marked
 
 
 _WORDS = ["agent", "agents", "agentic", "LLM", "LLMs", "llm", "query", "queries", "model", "models",
@@ -479,12 +479,12 @@ _WORDS = ["agent", "agents", "agentic", "LLM", "LLMs", "llm", "query", "queries"
 def test_a_highlight_is_always_a_place_the_matcher_hit(words: list[str], gaps: list[str], term: str) -> None:
     # mark exactly where the matcher counts the term (words joined by one space, hyphen or underscore)
     from digest.matching.naive import _naive_text_hits
-    from digest.render import views
+    from digest.render import highlighting
 
     title = "".join(w + g for w, g in zip(words, gaps, strict=False)).strip(" -,(_/)") or "x"
     paper = Paper(id="p", title=title)
     hits = [(h.start, h.end) for h in _naive_text_hits(term, ["title"], paper)]
-    marked = list(views._word_spans(*views._for_words(title), term))
+    marked = list(highlighting.word_spans(*highlighting.for_words(title), term))
     assert marked == hits, (title, term)
 
 

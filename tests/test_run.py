@@ -1,5 +1,6 @@
 """End to end through the CLI: a local HTTP server serving real captured listings, a real SMTP
-server (aiosmtpd), a real SQLite state, `digest run` in a subprocess."""
+server (aiosmtpd), a real SQLite state, `digest run` in this process (tests/cli_runner.py), or in
+a subprocess of its own where the test kills it, signals it or holds its lock from outside."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from cli_runner import base_env, digest, digest_subprocess
 from conftest import ARXIV_TRIMMED, HF_DAY
 from pytest_httpserver import HTTPServer
 from smtp_servers import AcceptAll, RejectRecipient, free_port, smtp_server
@@ -99,21 +101,6 @@ retry_backoff = 0.01
     )
     (tmp_path / "subscribers.toml").write_text(PROFILES)
     return config
-
-
-def digest(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    environ["DIGEST_SECRET"] = "test-secret"
-    environ["PYTHONPATH"] = str(ROOT)  # the source tree under test, installed or not
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def state_bytes(tmp_path: Path) -> dict[str, str]:
@@ -200,13 +187,15 @@ def test_dry_run_sends_and_records_nothing(tmp_path: Path, httpserver: HTTPServe
         assert state_bytes(tmp_path) == before
 
 
+@pytest.mark.e2e
 def test_second_run_exits_at_once_while_the_first_holds_the_lock(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:
     serve_listings(httpserver)
     config = write_config(tmp_path, httpserver, None)
+    # held by this process, tried by another: the lock is meant to keep two processes apart
     with Store.open(tmp_path / "state" / "digest.sqlite3") as store, store.lock():
-        second = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        second = digest_subprocess("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
     assert second.returncode == 3
     assert "another digest run is in progress" in second.stderr
     assert not (tmp_path / "outbox").exists()
@@ -221,8 +210,7 @@ def start_run(
     (tmp_path / "subscribers.toml").write_text(
         "".join(f'[[subscribers]]\nemail = "{e}"\nall = true\n\n' for e in emails)
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env |= {"DIGEST_SECRET": "test-secret", "PYTHONPATH": str(ROOT)}  # as `digest` uses
+    env = base_env() | {"PYTHONPATH": str(ROOT)}  # as `digest_subprocess` uses
     proc = subprocess.Popen(
         [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -244,6 +232,7 @@ class KillAfter(AcceptAll):
             os.kill(self.pid, signal.SIGKILL)
 
 
+@pytest.mark.e2e
 def test_killed_mid_send_then_rerun_everyone_gets_exactly_one(tmp_path: Path, httpserver: HTTPServer) -> None:
     serve_listings(httpserver)
     emails = [f"reader{i}@example.org" for i in range(8)]
@@ -284,6 +273,7 @@ class SignalAfter(KillAfter):
             os.kill(self.pid, self.signum)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_mid_send_finishes_the_message_in_hand_and_exits_4(
     tmp_path: Path, httpserver: HTTPServer, signum: int
@@ -504,6 +494,7 @@ def test_a_publish_failure_after_sending_is_exit_4_and_the_run_is_recorded(
         assert db.execute("SELECT status FROM runs").fetchall() == [("partial",)]
 
 
+@pytest.mark.e2e
 def test_an_earlier_days_unknown_digest_is_reported_until_retried_and_stale_ones_are_given_up(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:

@@ -24,6 +24,7 @@ from smtp_servers import (
 from digest.config import DeliveryConfig, Settings, SmtpConfig
 from digest.core.errors import StoreError
 from digest.core.models import RenderedEmail, Subscriber
+from digest.core.status import SuppressionKind
 from digest.deliver import Outcome, OutgoingMessage
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport
@@ -312,3 +313,21 @@ def test_a_ledger_failure_surfaces_as_itself(tmp_path):
             run(store, Builds(["ada@example.org"]), plain(host, port))
         # the message went out but was never recorded as sent: 'sending' means "unknown" to the next run
         assert store.deliveries(DATE)["ada@example.org"].status == "sending"
+
+
+def test_a_refusal_recorded_by_the_sender_is_not_lifted_by_an_unchanged_profile(store):
+    from digest.plan import split_suppressed
+
+    emails = ["ada@example.org", "ghost@example.org"]
+    pending(store, emails)
+    builds = Builds(emails)
+    with smtp_server(RejectRecipient("ghost@example.org")) as (host, port, _):
+        run(store, builds, plain(host, port))
+    held = store.suppressions()["ghost@example.org"]
+    profile = next(job.subscriber for job in builds.jobs() if job.subscriber.email == "ghost@example.org")
+    assert held.kind is SuppressionKind.REFUSED
+    assert held.fingerprint == profile.fingerprint  # the profile the refused message was sent for
+    active, suppressed, lift = split_suppressed([profile], store.suppressions())
+    assert (active, suppressed, lift) == ([], ["ghost@example.org"], [])
+    edited = Subscriber(email="ghost@example.org", name="Ghost", keywords=("LLM",))
+    assert split_suppressed([edited], store.suppressions())[2] == ["ghost@example.org"]  # an edit lifts it

@@ -14,12 +14,15 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from digest.config import SourceConfig
+from digest.config.sections import SourceKind
 from digest.core.errors import ParseError
 from digest.core.models import Paper
-from digest.sources import parse_arxiv_rss, parse_feed, parse_hf_daily
+from digest.sources import SOURCES, parse_arxiv_rss, parse_feed, parse_hf_daily
 from digest.sources.text import (
     arxiv_id_from,
     decode_tex_accents,
@@ -559,3 +562,65 @@ def test_an_atom_entry_with_only_html_content_gets_its_text_as_the_abstract(kind
         f'<content type="{kind}">{body}</content></entry></feed>'
     )
     assert parse_feed(atom.encode(), "x")[0].abstract == "We study tools & agents"
+
+
+# -- source kinds: the registry and the shared entry normalisation ---------------------------------
+
+
+def test_every_configurable_kind_has_an_implementation_and_vice_versa() -> None:
+    assert set(SOURCES) == set(get_args(SourceKind))
+    for kind, source in SOURCES.items():
+        assert source.kind == kind
+        made = source(SourceConfig(kind=kind, url="https://example.org/x"))  # type: ignore[arg-type]
+        assert callable(made.fetch) and callable(made.parse)
+    with pytest.raises(ValueError, match="'hf_daily', 'arxiv_rss' or 'feed'"):
+        SourceConfig(kind="atom", url="https://example.org/x")  # type: ignore[arg-type]
+
+
+def test_labels_of_the_kinds() -> None:
+    assert {k: s.label for k, s in SOURCES.items()} == {
+        "hf_daily": "Hugging Face",
+        "arxiv_rss": "arXiv",
+        "feed": None,  # the feed's own title, else the source's name
+    }
+
+
+def test_the_full_arxiv_day_read_as_a_plain_feed_splits_new_and_replacements_alike() -> None:
+    # kind = "feed" on an arXiv listing must not announce 569 revisions as new papers.
+    body = ARXIV_ALL.read_bytes()
+    for include in (False, True):
+        specific = parse_arxiv_rss(body, "a", include_replacements=include)
+        generic = parse_feed(body, "a", include_replacements=include)
+        assert [(p.id, p.version, p.announce_type, p.is_replacement) for p in generic] == [
+            (p.id, p.version, p.announce_type, p.is_replacement) for p in specific
+        ]
+        assert sum(p.is_replacement for p in generic) == (0 if include else 569)
+
+
+def test_the_feed_kind_on_the_full_arxiv_day() -> None:
+    source = SOURCES["feed"](SourceConfig(name="cs", kind="feed", url="https://rss.arxiv.org/rss/cs"))
+    parsed = source.parse(ARXIV_ALL.read_bytes())
+    assert parsed.title is not None and parsed.title.startswith("astro-ph, cond-mat, physics")
+    assert parsed.title.endswith("stat updates on arXiv.org")
+    counts = collections.Counter((p.announce_type, p.is_replacement) for p in parsed.papers)
+    assert counts == {("new", False): 926, ("replace", True): 569, ("cross", False): 9}
+
+
+def test_the_legacy_arxiv_format_read_as_a_plain_feed() -> None:
+    body = (DATA / "arxiv_rss_legacy_rdf_2018.xml").read_bytes()
+    generic, specific = parse_feed(body, "a"), parse_arxiv_rss(body, "a")
+    fields = ("id", "version", "title", "categories", "announce_type", "is_replacement")
+    assert [[getattr(p, f) for f in fields] for p in generic] == [
+        [getattr(p, f) for f in fields] for p in specific
+    ]
+    assert [p.announce_type for p in generic] == ["new", "cross", "replace"]
+
+
+def test_an_announcement_is_read_only_from_arxiv_entries() -> None:
+    # A description that happens to start like arXiv's, in an entry that is not an arXiv paper.
+    rss = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Lab news</title>
+<item><title>T</title><link>https://example.org/1</link>
+<description>arXiv:1 Announce Type: replace Abstract: kept</description></item></channel></rss>"""
+    (paper,) = parse_feed(rss, "lab")
+    assert paper.abstract == "arXiv:1 Announce Type: replace Abstract: kept"
+    assert not paper.is_replacement and paper.announce_type is None

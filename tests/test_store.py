@@ -12,6 +12,7 @@ import pytest
 
 from digest.core.errors import LockedError, StoreError
 from digest.core.models import Paper
+from digest.core.status import DeliveryStatus, RunStatus, SuppressionKind
 from digest.sources.fetch import FetchResult
 from digest.store import MIGRATIONS, Store
 
@@ -213,3 +214,58 @@ def test_suppressions(tmp_path: Path) -> None:
         assert store.suppressions()["bob@example.org"].fingerprint == "fp1"
         store.lift_suppression("bob@example.org")
         assert store.suppressions() == {}
+
+
+def test_suppressions_have_a_kind(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.sqlite3") as store:
+        store.suppress("bob@example.org", "550 no such user", "fp1", NOW)  # positional, as before
+        store.suppress("cy@example.org", "asked", "fp2", NOW, kind=SuppressionKind.UNSUBSCRIBED)
+        held = store.suppressions()
+        assert held["bob@example.org"].kind is SuppressionKind.REFUSED
+        assert held["cy@example.org"].kind is SuppressionKind.UNSUBSCRIBED
+        assert held["cy@example.org"].reason == "asked"
+
+
+def test_migration_5_sorts_the_suppressions_of_an_older_state_into_kinds(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:4]:  # a state file as digest left it before suppressions had kinds
+        for statement in migration.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    conn.executemany(
+        "INSERT INTO suppressions (email, reason, fingerprint, at) VALUES (?, ?, 'fp', '2026-01-01')",
+        [
+            ("ada@example.org", "unsubscribed by the reader"),
+            ("bob@example.org", "550 5.1.1 no such user"),
+            ("cy@example.org", "Unsubscribed by the reader, sort of"),  # not exactly the reason
+        ],
+    )
+    conn.close()
+    with Store.open(path) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        kinds = {email: held.kind for email, held in store.suppressions().items()}
+    assert kinds == {
+        "ada@example.org": SuppressionKind.UNSUBSCRIBED,
+        "bob@example.org": SuppressionKind.REFUSED,
+        "cy@example.org": SuppressionKind.REFUSED,
+    }
+
+
+def test_statuses_read_back_as_members(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d.sqlite3") as store:
+        store.mark_pending(D1, "ada@example.org", ["a"], NOW)
+        store.mark_pending(D1, "bob@example.org", ["a"], NOW)
+        store.mark_status(D1, "bob@example.org", DeliveryStatus.UNKNOWN, "lost", NOW)
+        rows = store.deliveries(D1)
+        assert rows["ada@example.org"].status is DeliveryStatus.PENDING
+        assert rows["bob@example.org"].status is DeliveryStatus.UNKNOWN
+        assert [d.status for d in store.unfinished_before(D2)] == [
+            DeliveryStatus.PENDING,
+            DeliveryStatus.UNKNOWN,
+        ]
+        store.start_run(D1, NOW)
+        assert store.run_status(D1) is RunStatus.RUNNING
+        store.finish_run(D1, RunStatus.OK, {}, NOW)
+        assert store.run_status(D1) is RunStatus.OK

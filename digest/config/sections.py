@@ -45,8 +45,11 @@ class SourceConfig(_Section):
     name: str = ""  # defaults to the kind
     kind: SourceKind
     url: str
-    # arXiv: `replace`/`replace-cross` items are new versions of old papers; true treats a
-    # replacement of a paper never seen before as new.
+    # What readers see as the source in emails and feeds. None: the kind's label ("Hugging Face"
+    # for hf_daily, "arXiv" for arxiv_rss; for a feed its own title, else `name`).
+    display_name: str | None = Field(default=None, max_length=100)
+    # arXiv (arxiv_rss, or a feed's arXiv items): `replace`/`replace-cross` items are new versions
+    # of old papers; true treats a replacement of a paper never seen before as new.
     include_replacements: bool = False
     # hf_daily: how many days back to fetch (the run date and the day before by default, since
     # the list for a day fills up during that day).
@@ -58,6 +61,16 @@ class SourceConfig(_Section):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
+        return value
+
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = " ".join(value.split())  # it is shown on one line
+        if not value:
+            raise ValueError("is blank; leave display_name out to show the kind's label")
         return value
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from digest.core.status import DeliveryStatus
+from digest.core.status import DeliveryStatus, SuppressionKind
 
 REPLACEMENT_TYPES = frozenset({"replace", "replace-cross"})
 
@@ -51,6 +51,9 @@ class Paper:
     project_url: str | None = None
     doi: str | None = None
     journal_ref: str | None = None
+    # What readers are shown for `sources`: each source's display name (`[[sources]] display_name`),
+    # set by `fetch_listing`. Empty for papers made elsewhere; render then falls back to the names.
+    source_labels: tuple[str, ...] = ()
 
     def merge(self, other: Paper) -> Paper:
         """The same paper as seen by two sources: keep what either knows.
@@ -277,6 +280,8 @@ class Seen:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """One reader's digest for one date, as the send ledger holds it."""
+
     date: dt.date
     email: str
     status: DeliveryStatus
@@ -288,7 +293,11 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Suppression:
+    """An address that gets no mail: `kind` says why, and so what lifts it (see SuppressionKind)."""
+
     email: str
-    reason: str
-    fingerprint: str
+    reason: str  # the words shown to the operator: the server's refusal, or the reader's request
+    fingerprint: str  # the profile as it was when suppressed
     at: str
+    # last, with a default, so that rows built positionally before the kind existed still work
+    kind: SuppressionKind = SuppressionKind.REFUSED

@@ -47,35 +47,44 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
     if not text:
         return None
     lines = text.splitlines()
-    start, end = 0, len(lines)
     parts = list(loc)
-    key: str | None = None
-    if parts and isinstance(parts[-1], str):
-        key = str(parts.pop())
+    key = str(parts.pop()) if parts and isinstance(parts[-1], str) else None
     table = ".".join(str(p) for p in parts if isinstance(p, str))
-    index = next((p for p in parts if isinstance(p, int)), None)
     if table:
-        headers = [i for i, line in enumerate(lines) if (m := _HEADER.match(line)) and m.group(1) == table]
-        if index is not None:
-            if index >= len(headers):
-                return None
-            headers = headers[index : index + 1]
-        if not headers:
-            # a top-level key of that name (e.g. `secret = ...`), or nothing to point at
-            return _find_key(lines, table, 0, len(lines))
-        start = headers[0]
-        end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
-        if key is None:
-            return start + 1
-    elif key is not None:
-        # a whole section (("smtp",)) points at its header; a top-level key at its line
-        for i, line in enumerate(lines):
-            if (m := _HEADER.match(line)) and m.group(1) == key:
-                return i + 1
-        end = next((i for i, line in enumerate(lines) if _HEADER.match(line)), len(lines))
+        index = next((p for p in parts if isinstance(p, int)), None)
+        return _locate_in_table(lines, table, index, key)
     if key is None:
         return None
-    return _find_key(lines, key, start, end) or (start + 1 if table else None)
+    return _locate_top_level(lines, key)
+
+
+def _locate_in_table(lines: list[str], table: str, index: int | None, key: str | None) -> int | None:
+    """The line of `key` in the `index`-th `[[table]]` (the first `[table]`), else the header's."""
+    headers = [i for i, line in enumerate(lines) if (m := _HEADER.match(line)) and m.group(1) == table]
+    if index is not None:
+        if index >= len(headers):
+            return None
+        headers = headers[index : index + 1]
+    if not headers:
+        # a top-level key of that name (e.g. `secret = ...`), or nothing to point at
+        return _find_key(lines, table, 0, len(lines))
+    start = headers[0]
+    if key is None:
+        return start + 1
+    return _find_key(lines, key, start, _next_header(lines, start + 1)) or start + 1
+
+
+def _locate_top_level(lines: list[str], key: str) -> int | None:
+    """A whole section (("smtp",)) points at its header; a top-level key at its line."""
+    for i, line in enumerate(lines):
+        if (m := _HEADER.match(line)) and m.group(1) == key:
+            return i + 1
+    return _find_key(lines, key, 0, _next_header(lines, 0))
+
+
+def _next_header(lines: list[str], start: int) -> int:
+    """The index of the first table header at or after `start` (the end when there is none)."""
+    return next((i for i in range(start, len(lines)) if _HEADER.match(lines[i])), len(lines))
 
 
 def _find_key(lines: list[str], key: str, start: int, end: int) -> int | None:

@@ -23,17 +23,15 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from digest.config import DeliveryConfig
 from digest.core.errors import DigestError
 from digest.core.models import Subscriber
+from digest.core.status import DeliveryStatus, SuppressionKind
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Transport
 
 log = logging.getLogger(__name__)
-
-# As in digest.store (not imported from there: the sender needs only the Protocol below).
-DeliveryStatus = Literal["pending", "sending", "sent", "failed", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,15 @@ class Ledger(Protocol):
         self, date: dt.date, email: str, status: DeliveryStatus, reply: str | None, now: dt.datetime
     ) -> None: ...
 
-    def suppress(self, email: str, reason: str, fingerprint: str, now: dt.datetime) -> None: ...
+    def suppress(
+        self,
+        email: str,
+        reason: str,
+        fingerprint: str,
+        now: dt.datetime,
+        *,
+        kind: SuppressionKind = SuppressionKind.REFUSED,
+    ) -> None: ...
 
 
 @dataclass
@@ -159,7 +165,7 @@ class _Run:
                 outcome = await self.transport.send(message, worker)
             except ConnectionFailure as exc:
                 # Nothing was transmitted: the digest goes back to pending at once.
-                self.ledger.mark_status(job.date, email, "pending", str(exc), self.clock())
+                self.ledger.mark_status(job.date, email, DeliveryStatus.PENDING, str(exc), self.clock())
                 self.connection_failed(exc)
                 if self.stopping() or not await self.pause(self.connection_failures):
                     self.finish_job(email, Outcome("retry", str(exc)))
@@ -169,22 +175,28 @@ class _Run:
             attempts += 1
             if outcome.status != "retry":
                 break
-            self.ledger.mark_status(job.date, email, "pending", outcome.reply, self.clock())
+            self.ledger.mark_status(job.date, email, DeliveryStatus.PENDING, outcome.reply, self.clock())
             if attempts >= self.config.max_attempts or self.stopping() or not await self.pause(attempts):
                 self.finish_job(email, outcome)
                 return
             log.info("%s: %s; trying again (attempt %d)", email, outcome.reply, attempts + 1)
+        self.record(job, outcome)
+        self.finish_job(email, outcome)
 
-        now = self.clock()
+    def record(self, job: Job, outcome: Outcome) -> None:
+        """The final outcome of a message that was handed to the server, in the ledger."""
+        email, now = job.subscriber.email, self.clock()
         if outcome.status == "sent":
             self.ledger.mark_sent(job.date, email, outcome.reply, now)
         elif outcome.status == "failed":
-            self.ledger.mark_status(job.date, email, "failed", outcome.reply, now)
+            self.ledger.mark_status(job.date, email, DeliveryStatus.FAILED, outcome.reply, now)
             if outcome.suppress:
-                self.ledger.suppress(email, outcome.reply, job.subscriber.fingerprint, now)
+                # Stands until the profile is edited (the address fixed): the fingerprint is that
+                # of the profile the refused message was sent for.
+                fingerprint = job.subscriber.fingerprint
+                self.ledger.suppress(email, outcome.reply, fingerprint, now, kind=SuppressionKind.REFUSED)
         else:
-            self.ledger.mark_status(job.date, email, "unknown", outcome.reply, now)
-        self.finish_job(email, outcome)
+            self.ledger.mark_status(job.date, email, DeliveryStatus.UNKNOWN, outcome.reply, now)
 
     def finish_job(self, email: str, outcome: Outcome) -> None:
         if outcome.status == "sent":

@@ -120,18 +120,25 @@ class SmtpTransport:
             return await self._send(slot, message)
 
     async def _send(self, slot: _Slot, message: OutgoingMessage) -> Outcome:
-        sender, recipients = message.sender, [message.recipient]
-        utf8 = message.smtputf8
-        encoding = "utf-8" if utf8 else "ascii"
+        """MAIL, RCPT and DATA as separate phases, so a lost connection says whether it matters."""
+        opened = await self._mail_from(slot, message)
+        if isinstance(opened, Outcome):
+            return opened
+        refused = await self._rcpt_and_data(slot, opened, message)
+        if refused is not None:
+            return refused
+        return await self._content(slot, opened, message)
+
+    async def _mail_from(self, slot: _Slot, message: OutgoingMessage) -> aiosmtplib.SMTP | Outcome:
+        """MAIL FROM on the slot's connection: the client, ready for RCPT, or why not."""
         for force_new in (False, True):
             client, fresh = await self._connected(slot, force_new=force_new)
-            if utf8 and not client.supports_extension("smtputf8"):
+            if message.smtputf8 and not client.supports_extension("smtputf8"):
                 return Outcome("failed", "the address is not ASCII and the server does not support SMTPUTF8")
-            options = ["SMTPUTF8"] if utf8 else []
-            if client.supports_extension("size"):
-                options.append(f"SIZE={len(message.data)}")
             try:
-                await client.mail(sender, options=options, encoding=encoding)
+                await client.mail(
+                    message.sender, options=_mail_options(client, message), encoding=_encoding(message)
+                )
             except _LOST as exc:
                 slot.drop()
                 if fresh:
@@ -142,13 +149,15 @@ class SmtpTransport:
                     slot.drop()  # "too many messages on this connection": a new one is fine
                     continue
                 return await self._refused(slot, exc)
-            break
-        else:  # pragma: no cover - the second pass is on a fresh connection, which returns or breaks
-            raise AssertionError("unreachable")
+            return client
+        raise AssertionError("unreachable")  # pragma: no cover - a fresh connection's pass returns
 
+    async def _rcpt_and_data(
+        self, slot: _Slot, client: aiosmtplib.SMTP, message: OutgoingMessage
+    ) -> Outcome | None:
+        """RCPT TO and the DATA command: None when the server is ready for the content."""
         try:
-            for rcpt in recipients:
-                await client.rcpt(rcpt, encoding=encoding)
+            await client.rcpt(message.recipient, encoding=_encoding(message))
             response = await client.execute_command(b"DATA")
         except _LOST as exc:
             slot.drop()
@@ -159,14 +168,16 @@ class SmtpTransport:
             return await self._refused(slot, exc)
         if response.code != 354:
             return await self._refused(slot, aiosmtplib.SMTPDataError(response.code, response.message))
+        return None
 
-        # From here on the content may have reached the server: a lost connection is "unknown".
-        content = data_content(message.data)
+    async def _content(self, slot: _Slot, client: aiosmtplib.SMTP, message: OutgoingMessage) -> Outcome:
+        """The message itself and the server's verdict. From here on the content may have reached
+        the server, so a lost connection or a garbled reply is "unknown", never "retry"."""
         protocol = client.protocol
         try:
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost")
-            protocol.write(content)
+            protocol.write(data_content(message.data))
             response = await protocol.read_response(timeout=self.config.timeout)
         except _LOST as exc:
             slot.drop()
@@ -303,6 +314,17 @@ def data_content(data: bytes) -> bytes:
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     return stuffed + b".\r\n"
+
+
+def _encoding(message: OutgoingMessage) -> str:
+    return "utf-8" if message.smtputf8 else "ascii"
+
+
+def _mail_options(client: aiosmtplib.SMTP, message: OutgoingMessage) -> list[str]:
+    options = ["SMTPUTF8"] if message.smtputf8 else []
+    if client.supports_extension("size"):
+        options.append(f"SIZE={len(message.data)}")
+    return options
 
 
 def _reply(code: int, message: str) -> str:

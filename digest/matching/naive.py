@@ -106,38 +106,41 @@ def _naive_atom_hits(term: Term, paper: Paper) -> list[Hit]:
     return _naive_text_hits(term.text, term.fields, paper)
 
 
+_EVERYWHERE = ("title", "abstract", "keywords")
+
+
 def _naive_one(sub: Subscriber, query: Node | None, paper: Paper) -> Match | None:
-    everywhere = ("title", "abstract", "keywords")
     if sub.sources and not set(sub.sources) & set(paper.sources):
         return None
-    if any(_naive_text_hits(term, everywhere, paper) for term in sub.exclude):
+    if any(_naive_text_hits(term, _EVERYWHERE, paper) for term in sub.exclude):
         return None
-    hits: list[Hit] = []
-    keyword_hit = False
-    for term in sub.keywords:
-        found = _naive_text_hits(term, everywhere, paper)
-        keyword_hit = keyword_hit or bool(found)
-        hits.extend(found)
-    query_true = False
-    if query is not None:
-        found_by_atom = {atom: _naive_atom_hits(atom, paper) for atom, _ in atoms(query)}
-        query_true = evaluate(query, {term: bool(found) for term, found in found_by_atom.items()})
-        if query_true:
-            for atom, positive in atoms(query):
-                if positive:
-                    hits.extend(found_by_atom[atom])
+    keyword_hits = [h for term in sub.keywords for h in _naive_text_hits(term, _EVERYWHERE, paper)]
+    query_true, query_hits = _naive_query(query, paper)
     author_hits = [h for name in sub.authors for h in _naive_author_hits(name, paper)]
-    hits.extend(author_hits)
     category_hits = [h for c in sub.categories for h in _naive_category_hits(c, paper)]
-    hits.extend(category_hits)
-    has_topic_terms = any(compile_term(k) for k in sub.keywords) or query is not None
-    topic = keyword_hit or query_true or sub.all or (not has_topic_terms and bool(sub.categories))
+    topic = bool(keyword_hits) or query_true or _naive_topic_without_hits(sub, query)
     in_categories = not sub.categories or bool(category_hits)
     upvotes_ok = paper.upvotes is None or paper.upvotes >= sub.min_upvotes
     if not author_hits and not (topic and in_categories and upvotes_ok):
         return None
-    final = tuple(dict.fromkeys(hits))
+    final = tuple(dict.fromkeys([*keyword_hits, *query_hits, *author_hits, *category_hits]))
     return Match(paper, score_hits(final), final)
+
+
+def _naive_query(query: Node | None, paper: Paper) -> tuple[bool, list[Hit]]:
+    """Whether the query is true for the paper, and then the hits of its positive atoms."""
+    if query is None:
+        return False, []
+    found_by_atom = {atom: _naive_atom_hits(atom, paper) for atom, _ in atoms(query)}
+    if not evaluate(query, {term: bool(found) for term, found in found_by_atom.items()}):
+        return False, []
+    return True, [h for atom, positive in atoms(query) if positive for h in found_by_atom[atom]]
+
+
+def _naive_topic_without_hits(sub: Subscriber, query: Node | None) -> bool:
+    """On topic whatever the paper says: `all = true`, or categories without keywords or query."""
+    has_topic_terms = any(compile_term(k) for k in sub.keywords) or query is not None
+    return sub.all or (not has_topic_terms and bool(sub.categories))
 
 
 def naive_match(subscribers: Sequence[Subscriber], papers: Sequence[Paper]) -> dict[str, list[Match]]:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from digest.core.models import Field, Hit, Paper
+from digest.matching.bitsets import Planes
 
 # -- scoring and order ----------------------------------------------
 
@@ -53,3 +54,21 @@ def text_fields(paper: Paper) -> tuple[TextField, TextField, TextField]:
     Hugging Face `ai_keywords` are searched (and pointed into) as one string joined by ", ".
     """
     return (("title", paper.title), ("abstract", paper.abstract), ("keywords", ", ".join(paper.ai_keywords)))
+
+
+# -- the same, bit-sliced (digest.matching.rank) -----------------------------------------------
+
+
+def field_planes(title: int, abstract: int, keywords: int) -> Planes:
+    """One term's score in half points, bit-sliced, from the papers it hit in each field.
+
+    `term_score` doubled: title 6, abstract 4, keywords 2, and 1 more for each
+    further field (title + abstract 7, abstract + keywords 5, all three 8). The tests check these
+    planes against `term_score` for every combination of fields.
+    """
+    three = title & abstract & keywords
+    two = ((title & abstract) | (title & keywords) | (abstract & keywords)) & ~three
+    return (two, (title & ~three) | (keywords & ~title & ~abstract), (title | abstract) & ~three, three)
+
+
+AUTHOR_HALVES = int(2 * AUTHOR_WEIGHT)  # a followed author's score in half points

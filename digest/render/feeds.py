@@ -20,8 +20,10 @@ from markupsafe import Markup, escape
 
 from digest.config import Settings
 from digest.core.models import Match, Paper, Subscriber
+from digest.render.highlighting import highlight
 from digest.render.templating import clean, load, render, rfc822
-from digest.render.views import STRONG_OPEN, PaperView, Views, highlight
+from digest.render.views import PaperView, Views
+from digest.render.why import STRONG_OPEN
 
 RSS_TEMPLATE = "feed.xml.j2"
 _B, _B_END = Markup("<strong>"), Markup("</strong>")

@@ -1,6 +1,6 @@
 """Template plumbing for the renderers: the Jinja environment, where templates are found, and the
 small text helpers every renderer shares (cleaning hostile text, wrapping, snippets, dates).
-What a template sees of a paper, highlighting included, is in `views.py`.
+What a template sees of a paper is in `views.py`, the highlighting that goes into it in `highlighting.py`.
 
 No business logic lives here: what goes into an email or a feed is decided in `email.py`,
 `feeds.py` and `archive.py`.
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,43 @@ from digest.core.errors import RenderError
 
 # -- where the templates are --------------------------------------------------------------------
 
-_PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"  # inside an installed wheel
-_SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"  # a source checkout
+
+def shipped_templates() -> Traversable:
+    """Where the templates that ship with digest are read from: the one place that decides.
+
+    An installed wheel carries them as package data, `digest/templates` (pyproject.toml
+    force-includes the repository's templates/ there), read through importlib.resources so that
+    any installer's layout works, a zip included. A source checkout has no `digest/templates`:
+    there they are `templates/` at the top of the repository, beside the package, where users
+    look for them.
+    """
+    package = resources.files("digest")
+    packaged = package / "templates"
+    if packaged.is_dir() or not isinstance(package, Path):
+        return packaged
+    return package.parent / "templates"
 
 
-def shipped_templates_dir() -> Path:
-    """The templates that ship with digest: `digest/templates` in a wheel, else `templates/`."""
-    return _PACKAGE_TEMPLATES if _PACKAGE_TEMPLATES.is_dir() else _SOURCE_TEMPLATES
+class _ShippedLoader(jinja2.BaseLoader):
+    """Jinja's loader for `shipped_templates()`, read as package data rather than as files."""
+
+    def __init__(self, root: Traversable) -> None:
+        self.root = root
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool]]:
+        pieces = template.split("/")
+        if any(piece in ("", ".", "..") for piece in pieces):
+            raise jinja2.TemplateNotFound(template)
+        path = self.root.joinpath(*pieces)
+        if not path.is_file():
+            raise jinja2.TemplateNotFound(template)
+        # Shipped templates do not change while digest runs: never stale, nothing to re-check.
+        return path.read_text(encoding="utf-8"), str(path), lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(entry.name for entry in self.root.iterdir() if entry.is_file())
 
 
 def _autoescape(name: str | None) -> bool:
@@ -48,7 +80,7 @@ def make_env(user_dir: Path | None = None, *, scrub: bool = True) -> jinja2.Envi
     loaders: list[jinja2.BaseLoader] = []
     if user_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(user_dir)))
-    loaders.append(jinja2.FileSystemLoader(str(shipped_templates_dir())))
+    loaders.append(_ShippedLoader(shipped_templates()))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=_autoescape,
@@ -195,8 +227,9 @@ def compile_all(user_dir: Path | None) -> None:
     """Compile every template a run uses (yours where they override the shipped ones): what
     `digest check` does, so a broken archive or feed template is found before any email goes."""
     env = make_env(user_dir)
-    for path in sorted(shipped_templates_dir().glob("*.j2")):
-        load(env, path.name)
+    for name in _ShippedLoader(shipped_templates()).list_templates():
+        if name.endswith(".j2"):
+            load(env, name)
 
 
 def render(template: jinja2.Template, context: dict[str, Any]) -> str:

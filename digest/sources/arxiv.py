@@ -10,33 +10,73 @@ An unknown category answers (with HTTP 400) a channel titled "Feed error for que
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from digest.core.errors import ParseError
-from digest.core.models import REPLACEMENT_TYPES, Paper, merge_papers
-from digest.sources.feed import (
-    ARXIV_PREFIX_RE,
+from digest.config import SourceConfig
+from digest.core.errors import FetchError, ParseError
+from digest.core.models import Paper, merge_papers
+from digest.sources.base import Parsed
+from digest.sources.entries import (
+    Announcement,
+    announcement,
     arxiv_urls,
     entry_authors,
     entry_datetime,
+    entry_doi,
+    entry_journal_ref,
     entry_terms,
     entry_text,
+    first_arxiv_id,
     load_feed,
 )
+from digest.sources.fetch import Fetcher, FetchResult, HTTPStatusError
 from digest.sources.text import arxiv_id_from, collapse_ws, decode_tex_accents, strip_html
 
 log = logging.getLogger(__name__)
 
-_LEGACY_TITLE_RE = re.compile(
-    r"^(?P<title>.*?)\.?\s*\(arXiv:(?P<id>[^\s\[\]()]+)\s*\[(?P<cat>[^\]]*)\]"
-    r"\s*(?P<flag>[A-Za-z][A-Za-z ]*)?\)\s*$",
-    re.S,
-)
-_LEGACY_FLAGS = {"": "new", "cross listed": "cross", "updated": "replace"}
 FEED_ERROR_TITLE = "feed error for query"
+
+
+class ArxivRssSource:
+    """An rss.arxiv.org listing (`https://rss.arxiv.org/rss/cs.CL`), current or legacy format."""
+
+    kind: ClassVar[str] = "arxiv_rss"
+    label: ClassVar[str | None] = "arXiv"
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+
+    def fetch(self, fetcher: Fetcher, date: dt.date) -> list[FetchResult]:
+        """The feed; arXiv's "Feed error for query" channel (HTTP 400, or 200) names the category."""
+        try:
+            result = fetcher.get(self.config.url)
+        except HTTPStatusError as exc:
+            explained = self._error(exc.body)
+            if explained is not None:
+                raise FetchError(exc.url, explained) from None
+            raise
+        explained = self._error(result.body)
+        if explained is not None:
+            raise FetchError(result.url, explained)
+        return [result]
+
+    def parse(self, body: bytes) -> Parsed:
+        config = self.config
+        return Parsed(parse_arxiv_rss(body, config.name, include_replacements=config.include_replacements))
+
+    def _error(self, body: bytes) -> str | None:
+        if b"feed error for query" not in body[:4096].lower():
+            return None
+        try:
+            parsed = load_feed(body, self.config.name)
+        except ParseError:
+            return None
+        error = feed_error(parsed)
+        return None if error is None else feed_error_message(self.config.url, error[1])
 
 
 def parse_arxiv_rss(body: bytes, source: str, *, include_replacements: bool = False) -> list[Paper]:
@@ -91,52 +131,35 @@ def feed_error_message(url: str, description: str = "") -> str:
     return message
 
 
-def _paper(entry: Any, source: str, include_replacements: bool, channel_date: Any) -> Paper | None:
-    title = entry_text(entry, "title")
+def _paper(
+    entry: Any, source: str, include_replacements: bool, channel_date: dt.datetime | None
+) -> Paper | None:
     description = entry.get("summary") if isinstance(entry.get("summary"), str) else ""
-    announce_type = collapse_ws(entry.get("arxiv_announce_type") or "").lower() or None
-    categories = entry_terms(entry)
-    candidates = [arxiv_id_from(entry.get("id"))]
-
-    legacy = _LEGACY_TITLE_RE.match(title)
-    if legacy:
-        title = collapse_ws(legacy["title"])
-        candidates.append(arxiv_id_from(legacy["id"]))
-        categories = categories or tuple(c for c in legacy["cat"].split() if c)
-        flag = collapse_ws(legacy["flag"] or "").lower()
-        announce_type = announce_type or _LEGACY_FLAGS.get(flag, flag or "new")
-
-    prefix = ARXIV_PREFIX_RE.match(description)
-    if prefix:
-        # Plain text with raw LaTeX: `<` is a less-than sign here, never a tag.
-        abstract = collapse_ws(description[prefix.end() :])
-        candidates.append(arxiv_id_from(prefix["id"]))
-        announce_type = announce_type or prefix["type"].lower()
-    else:
-        abstract = strip_html(description)
-    candidates.append(arxiv_id_from(entry.get("link")))
-
-    found = [c for c in candidates if c is not None]
-    if not found or not title:
+    said = announcement(entry, entry_text(entry, "title"), description)
+    found = first_arxiv_id([arxiv_id_from(entry.get("id")), *said.ids, arxiv_id_from(entry.get("link"))])
+    if found is None or not said.title:
         return None
-    paper_id = found[0][0]
-    version = next((v for i, v in found if i == paper_id and v is not None), None)
+    paper_id, version = found
     url, pdf_url = arxiv_urls(paper_id)
-    doi = collapse_ws(entry.get("arxiv_doi") or "") or None
-    journal_ref = collapse_ws(entry.get("arxiv_journal_reference") or entry.get("arxiv_journal_ref") or "")
     return Paper(
         id=paper_id,
-        title=decode_tex_accents(title),
-        abstract=decode_tex_accents(abstract),
+        title=decode_tex_accents(said.title),
+        abstract=decode_tex_accents(_abstract(said, description)),
         authors=entry_authors(entry),
-        categories=categories,
+        categories=entry_terms(entry) or said.categories,
         version=version,
         url=url,
         pdf_url=pdf_url,
         published=entry_datetime(entry, "published", "updated") or channel_date,
         sources=(source,),
-        announce_type=announce_type,
-        is_replacement=announce_type in REPLACEMENT_TYPES and not include_replacements,
-        doi=doi,
-        journal_ref=journal_ref or None,
+        announce_type=said.announce_type,
+        is_replacement=said.is_replacement(include_replacements),
+        doi=entry_doi(entry, ("arxiv_doi",)),
+        journal_ref=entry_journal_ref(entry, "arxiv_journal_reference", "arxiv_journal_ref"),
     )
+
+
+def _abstract(said: Announcement, description: str) -> str:
+    # After the current format's head the description is plain text with raw LaTeX: `<` is a
+    # less-than sign there, never a tag. Without the head it is the legacy format's HTML.
+    return strip_html(description) if said.rest is None else collapse_ws(said.rest)

@@ -1,4 +1,4 @@
-"""Parse Hugging Face Daily Papers (`/api/daily_papers`): a JSON array of {paper: {...}, numComments}.
+"""Fetch and parse Hugging Face Daily Papers (`/api/daily_papers`): a JSON array of {paper: {...}, numComments}.
 
 `paper.id` is a bare arXiv id; `upvotes` sits on `paper`, `numComments` on the outer item. Titles and
 summaries may carry hard line wraps. HF has no categories.
@@ -9,15 +9,60 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from digest.config import SourceConfig
 from digest.core.errors import ParseError
 from digest.core.models import Paper, merge_papers
-from digest.sources.feed import arxiv_urls
+from digest.sources.base import Parsed
+from digest.sources.entries import arxiv_urls
+from digest.sources.fetch import Fetcher, FetchResult
 from digest.sources.text import arxiv_id_from, collapse_ws, join_wraps
 
 log = logging.getLogger(__name__)
+
+HF_PAGE_SIZE = 100  # the API's maximum `limit`
+HF_MAX_PAGES = 20  # per day; a day has a few dozen papers, so this only stops a runaway pager
+
+
+class HfDailySource:
+    """Hugging Face Daily Papers: one request per day and page."""
+
+    kind: ClassVar[str] = "hf_daily"
+    label: ClassVar[str | None] = "Hugging Face"
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+
+    def fetch(self, fetcher: Fetcher, date: dt.date) -> list[FetchResult]:
+        """The run date and the `days - 1` days before it (a day's list fills up during that day)."""
+        results: list[FetchResult] = []
+        for back in range(self.config.days):
+            results.extend(self._day(fetcher, (date - dt.timedelta(days=back)).isoformat()))
+        return results
+
+    def parse(self, body: bytes) -> Parsed:
+        return Parsed(parse_hf_page(body, self.config.name))
+
+    def _day(self, fetcher: Fetcher, day: str) -> list[FetchResult]:
+        results: list[FetchResult] = []
+        seen: set[str] = set()
+        for page in range(HF_MAX_PAGES):
+            params = {"date": day, "limit": str(HF_PAGE_SIZE), "p": str(page)}
+            result = fetcher.get(self.config.url, params)
+            results.append(result)
+            items = parse_hf_page(result.body, self.config.name)
+            fresh = {p.id for p in items} - seen
+            seen |= fresh
+            # A short page is the last; a page with nothing new means the server ignores `p`.
+            if len(items) < HF_PAGE_SIZE or not fresh:
+                return results
+        log.warning(
+            "source %r: stopped after %d pages for %s; the listing may be incomplete",
+            self.config.name, HF_MAX_PAGES, day,
+        )  # fmt: skip
+        return results
 
 
 def parse_hf_daily(body: bytes, source: str) -> list[Paper]:

@@ -1,0 +1,215 @@
+"""The daily run, stage by stage: check → fetch → snapshot → diff → plan → record → send → publish.
+
+A thin orchestrator: each stage lives in its own module, every decision in `digest.plan`, and this
+one only calls them in the order that makes a run safe to kill and re-run:
+
+1. everything that can be checked before touching the network is (config, profiles, templates,
+   writable folders);
+2. all sources are fetched and parsed before anything is stored, so a failed fetch stores nothing;
+   the snapshot and its HTTP validators are stored in one transaction (`fetching`);
+3. the plan is made from the diff, the profiles and the ledger, and its state changes (lifted
+   suppressions, 'sending' rows found unknown, digests given up, today's digests as pending) are
+   recorded in one transaction;
+4. each digest goes pending → sending → sent/failed/unknown in the ledger, 'sending' committed
+   before the message goes out (`sending`, `digest.deliver.sender`), so a re-run sends only what
+   is still pending and nobody gets two copies;
+5. feeds and archive are written last, each file atomically (`publishing`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from digest.config import Settings, signing_key
+from digest.core.errors import ConfigError, DigestError
+from digest.core.models import DiffResult, Subscriber, utcnow
+from digest.core.progress import Progress, QuietProgress
+from digest.core.status import RunStatus
+from digest.pipeline import publishing
+from digest.pipeline.fetching import fetch_and_store, run_date
+from digest.pipeline.sending import MessageBuilder, jobs_for, send_jobs, stop_on_signals
+from digest.pipeline.summary import RunSummary, Timer
+from digest.plan import LATE_DAYS, LedgerView, Plan, explanations, plan_run
+from digest.profiles import load_subscribers, subscribers_path_from
+from digest.render.email import EmailRenderer
+from digest.store import Store
+
+
+def run(
+    settings: Settings,
+    *,
+    subscribers_path: Path | str | None = None,
+    date: dt.date | None = None,
+    dry_run: bool = False,
+    retry_unknown: bool = False,
+    now: dt.datetime | None = None,
+    stop: threading.Event | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    transport: Any = None,
+    catch_signals: bool = False,
+) -> RunSummary:
+    """The main job. Raises DigestError when it fails before sending (state unchanged).
+
+    `stop` ends sending after the messages in hand (the rest stay pending). With
+    `catch_signals` (`digest run`), SIGTERM and SIGINT set it while sending, and only then:
+    before, they end the process as usual, with the state as it was.
+    """
+    now = now or utcnow()
+    date = date or run_date(settings, now)
+    progress = progress or QuietProgress()
+    summary = RunSummary(date=date, dry_run=dry_run)
+    timer = Timer(summary.timings)
+
+    # 1. everything that can fail without the network fails first
+    subscribers, renderer = _prepare(settings, subscribers_path, dry_run=dry_run)
+    summary.subscribers = len(subscribers)
+
+    store = Store.open(settings.state.path)
+    signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
+    with store, store.lock(), signals:
+        key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
+        # 2. fetch, parse, diff; the snapshot is stored only when every source succeeded
+        with timer("fetch"):
+            result = fetch_and_store(
+                settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress
+            )
+        summary.new, summary.updates = len(result.new), len(result.updates)
+        if not dry_run:
+            store.start_run(date, now)
+
+        # 3. plan (matching is most of it) and record what it decided
+        with timer("match"):
+            plan = plan_run(
+                date, subscribers, result.new, read_ledger(store, date, result), retry_unknown=retry_unknown
+            )
+        _report_plan(summary, plan)
+        if not dry_run:
+            record_plan(store, plan, now)
+
+        # 4. render + send, lazily: one message is built just before it goes out
+        with timer("send" if not dry_run else "render"):
+            build = MessageBuilder(renderer, settings, key, date, now)
+            jobs = list(jobs_for(plan.sends, build, store))
+            if dry_run:
+                _render_only(summary, jobs, progress)
+            elif jobs:
+                if catch_signals and stop is not None:
+                    # From the first message to the run's record (publishing included), SIGTERM
+                    # and Ctrl-C set `stop`: the messages in hand are finished, the rest pending.
+                    signals.callback(stop_on_signals(stop))
+                report = send_jobs(settings, store, jobs, stop=stop, progress=progress)
+                summary.add_report(report)
+        # Every digest is out: let the matches and the renderer's caches go before publishing,
+        # which reads what it needs back from the ledger (the run's peak memory is here).
+        del plan, jobs, build
+        renderer.clear()
+
+        # 5. publish feeds and archive. The emails are out and recorded: a failure here (a full
+        # disk) is reported and makes the run partial; the next run publishes again.
+        if not dry_run:
+            _publish_and_finish(settings, store, key, subscribers, summary, now, timer)
+    return summary
+
+
+def _prepare(
+    settings: Settings, subscribers_path: Path | str | None, *, dry_run: bool
+) -> tuple[list[Subscriber], EmailRenderer]:
+    """The profiles and the compiled email templates, and writable output folders: a mistake in
+    any of them ends the run before it fetches anything."""
+    subscribers = load_subscribers(
+        subscribers_path_from(subscribers_path, settings), source_names=[s.name for s in settings.sources]
+    )
+    renderer = EmailRenderer(settings)
+    if not dry_run:
+        _check_writable(settings.output.dir, "[output] dir")
+        if settings.transport == "outbox":
+            _check_writable(settings.delivery.outbox, "[delivery] outbox")
+    return subscribers, renderer
+
+
+def read_ledger(store: Store, date: dt.date, result: DiffResult) -> LedgerView:
+    """What the plan needs of the state for `date` and its new papers."""
+    since = date - dt.timedelta(days=LATE_DAYS)
+    return LedgerView(
+        today=store.deliveries(date),
+        earlier=store.unfinished_before(date, since=since),
+        expired=store.unfinished_before(since),
+        sent=store.sent_for_papers(p.id for p in result.new),  # one query for everybody
+        suppressions=store.suppressions(),
+    )
+
+
+def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
+    """The plan's state changes, in one transaction: either all of them are recorded or none."""
+    with store.transaction():
+        for email in plan.lift:
+            store.lift_suppression(email)
+        for change in plan.transitions:
+            store.mark_status(change.date, change.email, change.status, change.reply, now)
+        for send in plan.sends:
+            if send.digest is not None:
+                store.mark_pending(
+                    send.date,
+                    send.subscriber.email,
+                    [m.paper.id for m in send.digest.matches],
+                    now,
+                    explanations=explanations(send.digest.matches),
+                    total=send.digest.total_matched,
+                )
+
+
+def _report_plan(summary: RunSummary, plan: Plan) -> None:
+    summary.matched = plan.matched
+    summary.suppressed = list(plan.suppressed)
+    summary.failed += plan.failed  # the late ones given up come first, then the send's failures
+    summary.unknown += plan.unknown
+    summary.skipped += plan.skipped
+
+
+def _render_only(summary: RunSummary, jobs: list[Any], progress: Progress) -> None:
+    """A dry run renders every digest it would send (a template error shows here) and sends none."""
+    advance = progress.stage("render", len(jobs))
+    for job in jobs:
+        job.build()
+        summary.rendered += 1
+        advance(job.subscriber.email)
+
+
+def _publish_and_finish(
+    settings: Settings,
+    store: Store,
+    key: bytes,
+    subscribers: list[Subscriber],
+    summary: RunSummary,
+    now: dt.datetime,
+    timer: Timer,
+) -> None:
+    try:
+        with timer("publish"):
+            summary.outputs = publishing.publish(settings, store, key, subscribers, summary.date, now)
+    except (DigestError, OSError) as exc:
+        summary.publish_error = str(exc)
+    status = RunStatus.OK if summary.exit_code == 0 else RunStatus.PARTIAL
+    store.finish_run(summary.date, status, summary.as_dict(), utcnow())
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    """ConfigError unless `folder` can be written to, or made in its nearest existing parent:
+    found before a run fetches and sends, not after. Nothing is created here."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {existing}"
+    if problem:
+        raise ConfigError(f"{key} = {str(folder)!r}: cannot write there: {problem}")

@@ -1,0 +1,86 @@
+"""The last stage: the public feeds, each feed reader's private feed and the archive, written
+from the stored history (the last feed_days snapshot days) and the ledger.
+
+Runs after the emails are out and recorded: a failure here is reported and makes the run
+partial; the next run publishes again. Each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import overload
+
+from digest.config import Settings
+from digest.core.models import Paper, Subscriber
+from digest.core.tokens import feed_token
+from digest.pipeline.fetching import new_on
+from digest.plan import explained
+from digest.render.archive import Day, PrivateFeed, private_feed_path, publish_site
+from digest.store import Store
+
+
+def publish(
+    settings: Settings,
+    store: Store,
+    key: bytes,
+    subscribers: Sequence[Subscriber],
+    date: dt.date,
+    now: dt.datetime,
+) -> list[Path]:
+    """Feeds and archive from the stored history: the last feed_days snapshot days up to `date`."""
+    dates = store.snapshot_dates(until=date, limit=settings.output.feed_days)
+    days = []
+    by_id: dict[str, Paper] = {}
+    for d in dates:
+        result = new_on(store, d)
+        papers = result.new if result else ()
+        days.append(Day(date=d, papers=tuple(papers)))
+        for p in papers:
+            by_id.setdefault(p.id, p)
+    readers = [sub for sub in subscribers if sub.feed]
+    private = _PrivateFeeds(store, key, readers, dates, by_id)
+    written = publish_site(settings, days, private=private, now=now)
+    _remove_stale_private_feeds(settings, {feed_token(key, sub.email) for sub in readers})
+    return written
+
+
+class _PrivateFeeds(Sequence[PrivateFeed]):
+    """Each feed reader's private feed, built from the ledger when `publish_site` reaches it.
+
+    A list of them all would hold every reader's matches and explanations at once (over 100 MB
+    for 10,000 readers); `publish_site` takes them one at a time and lets each go.
+    """
+
+    def __init__(
+        self, store: Store, key: bytes, readers: Sequence[Subscriber], dates: Sequence[dt.date],
+        papers: dict[str, Paper],
+    ) -> None:  # fmt: skip
+        self.store, self.key, self.readers, self.dates, self.papers = store, key, readers, dates, papers
+
+    def __len__(self) -> int:
+        return len(self.readers)
+
+    @overload
+    def __getitem__(self, index: int) -> PrivateFeed: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PrivateFeed]: ...
+    def __getitem__(self, index: int | slice) -> PrivateFeed | Sequence[PrivateFeed]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        sub = self.readers[index]
+        history = self.store.matched_history(sub.email, self.dates)
+        per_day = [
+            (d, [explained(self.papers[pid], why) for pid, why in entries if pid in self.papers])
+            for d, entries in history.items()
+        ]
+        return sub, feed_token(self.key, sub.email), per_day
+
+
+def _remove_stale_private_feeds(settings: Settings, current: set[str]) -> None:
+    """A reader who turned `feed` off or left must not keep a live feed of their matches."""
+    folder = private_feed_path(settings, "x").parent
+    for path in folder.glob("*.xml") if folder.is_dir() else ():
+        if path.stem not in current:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,192 @@
+"""From a plan's sends to messages on the wire: building each message just before it goes out,
+the transport, and carrying a stop request (a signal, `digest serve` stopping) into the sender.
+
+The ledger's order is the sender's (`digest.deliver.sender`): 'sending' is committed before a
+message leaves, 'sent' after the server accepted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import functools
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from digest.config import Settings
+from digest.core.models import Digest, Paper, Subscriber, utcnow
+from digest.core.progress import Progress
+from digest.core.tokens import feed_token
+from digest.deliver.message import OutgoingMessage, build_message, unsubscribe_urls
+from digest.deliver.outbox import OutboxTransport
+from digest.deliver.sender import Job, SendReport, send_all
+from digest.deliver.smtp import SmtpTransport
+from digest.plan import Send, explained
+from digest.render.archive import archive_url, private_feed_url
+from digest.render.email import EmailRenderer, Links
+from digest.store import Store
+
+_log = logging.getLogger("digest")
+
+
+@dataclass(frozen=True)
+class MessageBuilder:
+    """Renders one digest into a ready-to-send message with this run's renderer, key and clock."""
+
+    renderer: EmailRenderer
+    settings: Settings
+    key: bytes
+    date: dt.date
+    now: dt.datetime
+
+    def __call__(self, digest: Digest, message_id: str | None = None) -> OutgoingMessage:
+        # The footer and the List-Unsubscribe header show the same links: sign them once.
+        unsubscribe = unsubscribe_urls(self.settings, self.key, digest.subscriber.email)
+        links = links_for(self.settings, self.key, digest.subscriber, self.date, unsubscribe=unsubscribe)
+        rendered = self.renderer.render(digest, links)
+        return build_message(
+            rendered,
+            digest.subscriber,
+            self.settings,
+            date=self.date,
+            key=self.key,
+            now=self.now,
+            unsubscribe=unsubscribe,
+            message_id=message_id,
+        )
+
+
+def links_for(
+    settings: Settings,
+    key: bytes,
+    sub: Subscriber,
+    date: dt.date,
+    *,
+    unsubscribe: tuple[str, str | None] | None = None,
+) -> Links:
+    """The reader's links in the email: unsubscribe (`unsubscribe_urls`, unless given), private
+    feed, the day's archive page."""
+    mailto, https = unsubscribe or unsubscribe_urls(settings, key, sub.email)
+    feed = private_feed_url(settings, feed_token(key, sub.email)) if sub.feed else None
+    return Links(unsubscribe=https or mailto, feed=feed, archive=archive_url(settings, date))
+
+
+def jobs_for(sends: Sequence[Send], build: MessageBuilder, store: Store) -> Iterator[Job]:
+    """A job per send. A job holds a recipe, not a message: rendering happens when a sender
+    takes the job, so a run never holds every rendered email at once. A late digest is rebuilt
+    from its ledger row and that day's snapshot."""
+    snapshots: dict[dt.date, dict[str, Paper]] = {}
+    for send in sends:
+        digest, builder = send.digest, build
+        if send.late is not None:
+            digest, builder = late_digest(store, send, snapshots), dataclasses.replace(build, date=send.date)
+        assert digest is not None
+        yield Job(date=send.date, subscriber=send.subscriber, build=functools.partial(builder, digest, send.resend_message_id))
+
+
+def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Paper]]) -> Digest:
+    """An earlier date's digest as it was recorded: its papers, why they matched, its total."""
+    row = send.late
+    assert row is not None
+    if row.date not in snapshots:
+        snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
+    why = store.explanations(row.date, row.email)
+    papers = snapshots[row.date]
+    matches = tuple(explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers)
+    total = store.delivery_total(row.date, row.email)
+    return Digest(subscriber=send.subscriber, date=row.date, matches=matches, total_matched=total or len(matches))
+
+
+def send_jobs(
+    settings: Settings,
+    store: Store,
+    jobs: Sequence[Job],
+    *,
+    stop: threading.Event | None,
+    progress: Progress,
+) -> SendReport:
+    if settings.transport == "smtp":
+        sink: Any = SmtpTransport(settings.smtp)
+        concurrency = settings.smtp.concurrency
+    else:
+        sink = OutboxTransport(settings.delivery.outbox)
+        concurrency = 1
+    advance = progress.stage("send", len(jobs))
+
+    async def go() -> SendReport:
+        stop_event = _StopEvent(stop) if stop is not None else asyncio.Event()
+        watcher = asyncio.create_task(_mirror(stop, stop_event)) if stop is not None else None
+        try:
+            async with sink:
+                return await send_all(
+                    jobs,
+                    sink,
+                    store,
+                    settings.delivery,
+                    concurrency=concurrency,
+                    clock=utcnow,
+                    stop=stop_event,
+                    on_progress=lambda email, outcome: advance(f"{email}: {outcome.status}"),
+                )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    with store.grouped_commits():
+        return asyncio.run(go())
+
+
+class _StopEvent(asyncio.Event):
+    """The event loop's stop event, which also reads as set the moment the thread-side `stop` is
+    (set by a signal handler, or by `digest serve`'s main thread): a worker checks it between two
+    messages and takes no new one, however fast the server answers. Waiters (a retry's back-off)
+    are woken by `_mirror`."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._thread_stop = stop
+
+    def is_set(self) -> bool:
+        return self._thread_stop.is_set() or super().is_set()
+
+
+async def _mirror(stop: threading.Event, stop_event: asyncio.Event) -> None:
+    """Carry a thread-side stop request (SIGTERM in `digest serve`) into the event loop.
+
+    Polling keeps no thread behind once sending is over; a fifth of a second is far below the
+    time one message takes.
+    """
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    stop_event.set()
+
+
+def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set `stop` (the run in progress finishes the message being sent, records
+    it and leaves the rest pending); returns a function that puts the old handlers back.
+
+    Used by `digest run` (a systemd stop or a cancelled GitHub Action sends one of them) and by
+    `digest serve`. In a thread other than the main one, signals cannot be caught: nothing is done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            _log.info("already stopping; the message being sent is finished and recorded first")
+        else:
+            _log.info("%s received: stopping after the message being sent", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

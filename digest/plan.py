@@ -1,0 +1,236 @@
+"""The plan: everything a run will do, decided as data. Pure.
+
+Given the day's new papers, the readers' profiles and what the ledger says (`LedgerView`),
+`plan_run` decides who is suppressed, what each reader's digest holds, which earlier digests go out
+late, which are given up, which are reported as unknown, and which ledger rows change status. It
+reads no database, network or clock: the pipeline gathers the inputs, applies the plan's state
+changes in one transaction (`Plan.transitions`, `Plan.sends` with `record`), then sends.
+(The shape of lemon24/reader's update decider: decisions as values, effects at the edge.)
+
+The rules, one place each:
+- an unsubscribe stands until `digest unsubscribe --undo`, whatever the address's case in the
+  file; a refusal by the server until the profile is edited (its fingerprint changes);
+- a digest already sent or failed for the date is not sent again; one caught 'sending' by a
+  crash may have arrived: it becomes 'unknown', reported on every run until `--retry-unknown`
+  resends it under its first Message-ID;
+- a paper already emailed to a reader is never in their digest again, and the count of "more"
+  papers leaves it out too;
+- digests of earlier dates still pending go out late; those older than LATE_DAYS are given up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from digest.core.models import Delivery, Digest, Hit, Match, Paper, Subscriber, Suppression
+from digest.core.status import DeliveryStatus, SuppressionKind
+from digest.matching.matcher import Matcher
+
+# How far back a run looks for digests an earlier run could not send (the SMTP server was down,
+# the run was stopped): they go out late rather than never; older ones are given up.
+LATE_DAYS = 14
+STOPPED_WHILE_SENDING = "the previous run stopped while sending"
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """What the plan needs to know of the state, read by the pipeline before planning."""
+
+    today: Mapping[str, Delivery] = field(default_factory=dict)  # the run date's rows by email
+    earlier: Sequence[Delivery] = ()  # unfinished rows of the LATE_DAYS before the run date
+    expired: Sequence[Delivery] = ()  # unfinished rows older than that
+    sent: Mapping[str, set[str]] = field(default_factory=dict)  # email -> today's papers already emailed
+    suppressions: Mapping[str, Suppression] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A ledger row that changes status before anything is sent."""
+
+    date: dt.date
+    email: str
+    status: DeliveryStatus
+    reply: str
+
+
+@dataclass(frozen=True)
+class Send:
+    """One digest to send. Today's carry their `digest` and are recorded as pending first
+    (`record`); a late one is rebuilt from the ledger row `late` when it is sent."""
+
+    date: dt.date
+    subscriber: Subscriber
+    digest: Digest | None = None
+    late: Delivery | None = None
+    resend_message_id: str | None = None  # a digest that may have arrived goes again under its id
+
+    @property
+    def record(self) -> bool:
+        return self.digest is not None
+
+
+@dataclass
+class Plan:
+    active: list[Subscriber] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)  # addresses that get nothing
+    lift: list[str] = field(default_factory=list)  # suppressions an edited profile lifts
+    digests: list[Digest] = field(default_factory=list)  # today's, one per active reader
+    transitions: list[Transition] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)  # late ones first, then today's
+    failed: list[tuple[str, str]] = field(default_factory=list)  # given up, reported
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # may have arrived, not resent
+    skipped: int = 0  # nothing matched (and empty = "skip"), or already sent for the date
+
+    @property
+    def matched(self) -> int:
+        return sum(1 for d in self.digests if d.matches)
+
+
+def plan_run(
+    date: dt.date,
+    subscribers: Sequence[Subscriber],
+    papers: Sequence[Paper],
+    ledger: LedgerView,
+    *,
+    retry_unknown: bool = False,
+) -> Plan:
+    """Every decision of the run for `date` on its new `papers`."""
+    plan = Plan()
+    plan.active, plan.suppressed, plan.lift = split_suppressed(subscribers, ledger.suppressions)
+    plan.digests = digests_for(plan.active, papers, date, ledger.sent)
+    _plan_late(plan, date, ledger, retry_unknown=retry_unknown)
+    _plan_today(plan, date, ledger.today, retry_unknown=retry_unknown)
+    return plan
+
+
+def split_suppressed(
+    subscribers: Sequence[Subscriber], suppressions: Mapping[str, Suppression]
+) -> tuple[list[Subscriber], list[str], list[str]]:
+    """(active readers, suppressed addresses, suppressions to lift because the profile changed)."""
+    unsubscribed = {e.lower() for e, held in suppressions.items() if held.kind == SuppressionKind.UNSUBSCRIBED}
+    active: list[Subscriber] = []
+    suppressed: list[str] = []
+    lift: list[str] = []
+    for sub in subscribers:
+        held = suppressions.get(sub.email)
+        if sub.email.lower() in unsubscribed or (held is not None and held.fingerprint == sub.fingerprint):
+            suppressed.append(sub.email)
+            continue
+        if held is not None:
+            lift.append(sub.email)  # the profile was edited: try the address again
+        active.append(sub)
+    return active, suppressed, lift
+
+
+def digests_for(
+    subscribers: Sequence[Subscriber],
+    papers: Sequence[Paper],
+    date: dt.date,
+    sent: Mapping[str, set[str]],
+) -> list[Digest]:
+    """Each reader's digest: their best matches minus papers already emailed to them, capped by
+    max_papers, and how many of the others matched."""
+    # ask for as many more as a reader could lose to papers already sent
+    ranked = Matcher(subscribers).top(papers, extra={email: len(ids) for email, ids in sent.items()})
+    below = _sent_below_the_cut(subscribers, papers, sent, ranked)
+    out = []
+    for sub in subscribers:
+        found, total = ranked[sub.email]
+        already = sent.get(sub.email, set())
+        fresh = [m for m in found if m.paper.id not in already]
+        total -= len(found) - len(fresh) + below.get(sub.email, 0)
+        out.append(Digest(sub, date, tuple(fresh[: sub.max_papers]), total))
+    return out
+
+
+def _sent_below_the_cut(
+    subscribers: Sequence[Subscriber],
+    papers: Sequence[Paper],
+    sent: Mapping[str, set[str]],
+    ranked: dict[str, tuple[list[Match], int]],
+) -> dict[str, int]:
+    """How many papers already emailed to a reader matched but rank below what `top` returned.
+
+    Rare (a paper sent before that is new again and ranks low), and exact: a paper matches on its
+    own, so matching only those papers again counts them.
+    """
+    unsure = {}
+    for email, ids in sent.items():
+        found, total = ranked.get(email, ([], 0))
+        if total > len(found) and (left := ids - {m.paper.id for m in found}):
+            unsure[email] = left
+    if not unsure:
+        return {}
+    again = Matcher([s for s in subscribers if s.email in unsure]).match(
+        [p for p in papers if any(p.id in left for left in unsure.values())]
+    )
+    return {email: sum(1 for m in again[email] if m.paper.id in left) for email, left in unsure.items()}
+
+
+def _caught_sending(plan: Plan, row: Delivery) -> Delivery:
+    """A row a run left 'sending' (it died between handing the message over and hearing back):
+    it may have arrived, so it is unknown from now on."""
+    if row.status != DeliveryStatus.SENDING:
+        return row
+    plan.transitions.append(Transition(row.date, row.email, DeliveryStatus.UNKNOWN, STOPPED_WHILE_SENDING))
+    return dataclasses.replace(row, status=DeliveryStatus.UNKNOWN, reply=STOPPED_WHILE_SENDING)
+
+
+def _plan_late(plan: Plan, date: dt.date, ledger: LedgerView, *, retry_unknown: bool) -> None:
+    """Earlier dates' digests not sent yet: pending ones go out; unknown ones are reported until
+    `--retry-unknown`; those older than LATE_DAYS are given up, reported once as failed, since
+    news that late is no digest (closed for readers who left too, so no run reads them again)."""
+    by_email = {s.email: s for s in plan.active}
+    for row in ledger.expired:
+        given_up = f"{row.date}: not sent within {LATE_DAYS} days of its date; given up"
+        plan.transitions.append(Transition(row.date, row.email, DeliveryStatus.FAILED, given_up))
+        if row.email in by_email:
+            plan.failed.append((row.email, given_up))
+    for row in ledger.earlier:
+        sub = by_email.get(row.email)
+        if sub is None or row.date >= date:
+            continue  # left, or suppressed since
+        row = _caught_sending(plan, row)
+        if row.status == DeliveryStatus.UNKNOWN and not retry_unknown:
+            plan.unknown.append((row.email, f"{row.date}: {row.reply or 'delivery unknown'}"))
+            continue
+        resend = row.message_id if row.status == DeliveryStatus.UNKNOWN else None
+        plan.sends.append(Send(row.date, sub, late=row, resend_message_id=resend))
+
+
+def _plan_today(plan: Plan, date: dt.date, today: Mapping[str, Delivery], *, retry_unknown: bool) -> None:
+    for digest in plan.digests:
+        sub = digest.subscriber
+        row = today.get(sub.email)
+        if row is not None and row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+            plan.skipped += 1
+            continue
+        if row is not None:
+            row = _caught_sending(plan, row)
+        if row is not None and row.status == DeliveryStatus.UNKNOWN and not retry_unknown:
+            plan.unknown.append((sub.email, row.reply or "delivery unknown"))
+            continue
+        if not digest.matches and sub.empty != "send":
+            plan.skipped += 1
+            continue
+        resend = row.message_id if row is not None and row.status == DeliveryStatus.UNKNOWN else None
+        plan.sends.append(Send(date, sub, digest=digest, resend_message_id=resend))
+
+
+# -- what the ledger keeps of a match ----------------------------------------------------------------
+def explanations(matches: Sequence[Match]) -> dict[str, Any]:
+    """What the ledger keeps of each match, so a late digest and a private feed can still say why."""
+    return {
+        m.paper.id: {"score": m.score, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
+        for m in matches
+    }
+
+
+def explained(paper: Paper, why: Mapping[str, Any]) -> Match:
+    """A match rebuilt from what `explanations` kept."""
+    hits = tuple(Hit(term, field, start, end) for term, field, start, end in why.get("hits", []))
+    return Match(paper=paper, score=float(why.get("score", 0.0)), hits=hits)

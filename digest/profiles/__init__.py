@@ -1,0 +1,71 @@
+"""Subscriber profiles: read subscribers.toml into validated `Subscriber`s.
+
+Every problem in the file is reported at once, each naming the file, the line where it can be
+found, the subscriber (by email, or "#N" for the N-th [[subscribers]] table) and the field, e.g.
+
+    subscribers.toml:12: subscriber ada@example.org: keyowrds: unknown key; did you mean "keywords"?
+
+`schema` is the strict pydantic schema of a profile; `problems` words its errors for the reader.
+The syntax of a profile is documented in docs/matching.md; subscribers.example.toml shows all of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from digest.config import Settings
+from digest.core.errors import ConfigError
+from digest.core.models import Subscriber
+from digest.core.tomlfile import read_toml
+from digest.profiles.problems import Report
+from digest.profiles.schema import KNOWN_KEYS, validate
+
+__all__ = ["DEFAULT_PATH", "EXAMPLE_NAME", "KNOWN_KEYS", "load_subscribers", "subscribers_path_from"]
+
+DEFAULT_PATH = Path("subscribers.toml")
+EXAMPLE_NAME = "subscribers.example.toml"
+
+
+def subscribers_path_from(explicit: str | os.PathLike[str] | None, settings: Settings | None) -> Path:
+    """`--subscribers PATH`, else [subscribers] path of digest.toml, else ./subscribers.toml."""
+    if explicit:
+        return Path(explicit)
+    if settings is not None and settings.subscribers.path:
+        return Path(settings.subscribers.path)
+    return DEFAULT_PATH
+
+
+def load_subscribers(path: Path, *, source_names: Collection[str] | None = None) -> list[Subscriber]:
+    """Read and validate subscribers.toml; raises ConfigError listing every problem.
+
+    `source_names`, when given, are the configured sources a profile's `sources` may name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no such subscribers file; copy {EXAMPLE_NAME} to {path} and edit it, "
+            "or point --subscribers (or [subscribers] path in digest.toml) at yours"
+        )
+    data, text = read_toml(path)
+    tables: Any = data.get("subscribers", [])
+    context: dict[str, Any] = {
+        "sources": None if source_names is None else set(source_names),
+        "addresses": {},  # as written -> normalised, filled in by the email validator
+    }
+    report = Report(path, text)
+    subscribers: list[Subscriber] = []
+    try:
+        subscribers = validate(data, context)
+        well_formed = True
+    except ValidationError as exc:
+        well_formed = report.validation_error(exc, tables)
+    if well_formed:
+        report.across_profiles(tables, context["addresses"])
+    if (error := report.error()) is not None:
+        raise error
+    return subscribers

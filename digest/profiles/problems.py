@@ -1,0 +1,163 @@
+"""Problems in subscribers.toml, worded for the reader: `file:line: subscriber WHO: key: message`.
+
+Pydantic reports where a value is wrong (("subscribers", 3, "keywords", 1)) and what kind of wrong
+("list_type"); this module turns that into one line a reader can act on, finds the line with
+`digest.core.tomlfile.locate`, and adds the two checks that span more than one value's own
+validator: a duplicate address (between profiles) and an empty profile (read from the table as
+written, so that a mistyped list is one problem, not also "empty profile").
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from digest.core.errors import ConfigError
+from digest.core.tomlfile import locate
+from digest.profiles.schema import ITEM_ERROR, KNOWN_KEYS, bad_chars
+
+SHAPE = "subscribers: write each profile as a [[subscribers]] table"
+_INTEREST = ("keywords", "authors", "categories", "query")
+_TYPE_WORDS = {
+    "string_type": "must be a string",
+    "list_type": "must be a list of strings",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+}
+
+Loc = tuple[str | int, ...]
+
+
+class Report:
+    """The problems found so far, each with its line so that they can be listed in file order."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self.found: list[tuple[int, str]] = []
+
+    def add(self, loc: Loc, who: str | None, message: str) -> None:
+        line = locate(self.text, loc)
+        parts = [f"{self.path}:{line}" if line else str(self.path)]
+        if who:
+            parts.append(f"subscriber {who}")
+        if len(loc) > 1 and isinstance(loc[-1], str):
+            parts.append(loc[-1])
+        self.found.append((line or 0, ": ".join(parts) + f": {message}"))
+
+    def error(self) -> ConfigError | None:
+        if not self.found:
+            return None
+        # in file order: the order of the checks is not the order a reader fixes them in
+        problems = [message for _, message in sorted(self.found, key=lambda found: found[0])]
+        n = len(problems)
+        return ConfigError(
+            problems[0] if n == 1 else f"{n} problems in {self.path}, the first: {problems[0]}", problems
+        )
+
+    def validation_error(self, exc: ValidationError, tables: Any) -> bool:
+        """Word pydantic's errors; False if the file is not a list of tables at all (then nothing
+        inside it is worth reporting)."""
+        errors = exc.errors(include_url=False)
+        top = [e for e in errors if len(e["loc"]) <= 2]
+        for err in top:
+            if err["type"] == "extra_forbidden":
+                key = str(err["loc"][0])
+                self.add((key,), None, f"{key}: unknown key{suggest(key, ['subscribers'])}")
+        if any(e["type"] != "extra_forbidden" for e in top):
+            self.add(("subscribers",), None, SHAPE)
+            return False
+        self._in_profiles([e for e in errors if len(e["loc"]) > 2], tables)
+        return True
+
+    def _in_profiles(self, errors: list[ErrorDetails], tables: Sequence[Mapping[str, Any]]) -> None:
+        # A list with a non-string in it is one problem, whatever its strings are like.
+        mistyped = {_where(e) for e in errors if len(e["loc"]) == 4 and e["type"] == "string_type"}
+        later: list[tuple[Loc, str, str]] = []  # what is wrong with an item beyond its characters
+        for err in errors:
+            index, key = _where(err)
+            if len(err["loc"]) == 4 and (index, key) in mistyped:
+                continue
+            who = who_is(tables[index], index)
+            if err["type"] == "missing":
+                self.add(("subscribers", index), who, f"{key}: required key is missing")
+            elif err["type"] == ITEM_ERROR:
+                control, problem = err["ctx"]["control"], err["ctx"]["problem"]
+                if control:
+                    self.add(("subscribers", index, key), who, control)
+                if problem:
+                    later.append((("subscribers", index, key), who, problem))
+            else:
+                self.add(("subscribers", index, key), who, _message(err, key))
+        for index, key in sorted(mistyped):
+            self.add(
+                ("subscribers", index, key),
+                who_is(tables[index], index),
+                "must be a list of strings, got a list",
+            )
+        for loc, who, problem in later:
+            self.add(loc, who, problem)
+
+    def across_profiles(self, tables: Sequence[Mapping[str, Any]], addresses: Mapping[str, str]) -> None:
+        """Duplicate addresses and empty profiles; `addresses` maps each valid address as written
+        (stripped) to its normalised form."""
+        seen: dict[str, int] = {}
+        for index, table in enumerate(tables):
+            who = who_is(table, index)
+            if not any(table.get(k) for k in _INTEREST) and table.get("all", False) is False:
+                self.add(
+                    ("subscribers", index),
+                    who,
+                    "empty profile: give keywords, authors, categories or a query, or all = true for every paper",
+                )
+            email = addresses.get(who)  # a "#N" is never an address
+            if email is None:
+                continue
+            if (first := seen.setdefault(email.lower(), index)) != index:
+                self.add(
+                    ("subscribers", index, "email"),
+                    email,
+                    f"duplicate address; subscriber #{first + 1} has it too (one profile per address)",
+                )
+
+
+def who_is(table: Mapping[str, Any], index: int) -> str:
+    """The subscriber as a message names them: the address as written, or "#N" for the N-th table."""
+    raw = table.get("email")
+    if isinstance(raw, str) and raw.strip() and bad_chars(raw) is None:
+        return raw.strip()
+    return f"#{index + 1}"
+
+
+def suggest(key: str, options: Collection[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(options)}"
+
+
+def _where(err: ErrorDetails) -> tuple[int, str]:
+    """(profile index, key) of an error inside a profile: ("subscribers", 3, "keywords", 1) -> (3, "keywords")."""
+    _, index, key, *_ = err["loc"]
+    return int(index), str(key)
+
+
+def _message(err: ErrorDetails, key: str) -> str:
+    kind, value = err["type"], err["input"]
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return f"unknown key{suggest(key, KNOWN_KEYS)}"
+    if kind == "list_type" and isinstance(value, str):
+        return f'must be a list of strings; write {key} = ["{value}"]'
+    if kind in _TYPE_WORDS:
+        return f"{_TYPE_WORDS[kind]}, got {_type(value)}"
+    return str(err["msg"])  # pragma: no cover - a TOML value is one of the types above
+
+
+def _type(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)  # fmt: skip

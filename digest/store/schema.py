@@ -1,0 +1,86 @@
+"""The state file's schema: the numbered migrations, oldest first. Data only, no logic.
+
+Migration N (1-based) brings a file from `PRAGMA user_version` N-1 to N; `sqlite.SqliteState`
+applies the missing ones, each in its own transaction. A migration is never edited once released:
+a change is a new one at the end. Statements are split on ";", so none may appear in a comment.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: snapshots, validators, runs, the send ledger
+    """
+    CREATE TABLE snapshot_papers (
+        date TEXT NOT NULL,             -- the run date (YYYY-MM-DD) whose listing held the paper
+        paper_id TEXT NOT NULL,
+        version INTEGER,
+        data TEXT NOT NULL,             -- Paper.to_json()
+        PRIMARY KEY (date, paper_id)
+    );
+    CREATE INDEX snapshot_papers_by_id ON snapshot_papers (paper_id, date);
+    CREATE TABLE snapshots (
+        date TEXT PRIMARY KEY,
+        fetched_at TEXT NOT NULL,
+        sources TEXT NOT NULL           -- JSON list of source names
+    );
+    CREATE TABLE http_cache (
+        url TEXT PRIMARY KEY,
+        etag TEXT,
+        last_modified TEXT,
+        body BLOB NOT NULL,
+        fetched_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        date TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,           -- running | ok | partial | failed
+        summary TEXT                    -- JSON
+    );
+    CREATE TABLE deliveries (
+        date TEXT NOT NULL,
+        email TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'unknown')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        reply TEXT,                     -- the server's last reply
+        message_id TEXT,
+        papers TEXT NOT NULL DEFAULT '[]',  -- JSON list of the paper ids in this digest
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (date, email)
+    );
+    CREATE TABLE sent_papers (
+        email TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        date TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        PRIMARY KEY (email, paper_id)
+    );
+    CREATE TABLE suppressions (
+        email TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,      -- the profile as it was: editing the profile lifts it
+        at TEXT NOT NULL
+    );
+    """,
+    # 2: why each paper of a digest matched, so private feeds can explain and highlight later
+    """
+    ALTER TABLE deliveries ADD COLUMN explanations TEXT NOT NULL DEFAULT '{}'
+    """,
+    # 3: which readers already got one of today's papers, in one query per run (sent_for_papers)
+    """
+    CREATE INDEX sent_papers_by_paper ON sent_papers (paper_id)
+    """,
+    # 4: how many papers matched in all, so a digest sent late still says "N more in the archive"
+    # (NULL in rows written before: as many as their papers)
+    """
+    ALTER TABLE deliveries ADD COLUMN total INTEGER
+    """,
+    # 5: why an address is suppressed, so readers of the state test a kind instead of comparing
+    # reason strings. Before this only `digest unsubscribe` wrote this exact reason; every other
+    # row is a server's refusal.
+    """
+    ALTER TABLE suppressions ADD COLUMN kind TEXT NOT NULL DEFAULT 'refused'
+        CHECK (kind IN ('unsubscribed', 'refused'));
+    UPDATE suppressions SET kind = 'unsubscribed' WHERE reason = 'unsubscribed by the reader'
+    """,
+]
