@@ -454,8 +454,8 @@ def worker_e2e(spec: dict[str, Any]) -> dict[str, Any]:
 
     from bench.smtp_sink import Sink
     from digest import pipeline
-    from digest.pipeline import publishing
     from digest.config import SourceConfig
+    from digest.pipeline import publishing
 
     work = Path(spec["work"])
     with listings_server(Path(spec["arxiv"])) as base, Sink() as sink:

@@ -15,10 +15,10 @@ import pytest
 from test_render_email import HOSTILE, arxiv_papers, hf_papers, match
 
 from digest.config import Settings
+from digest.core import files as files_module
 from digest.core.errors import RenderError
 from digest.core.models import Subscriber
 from digest.core.tokens import feed_token
-from digest.core import files as files_module
 from digest.render.archive import Day, publish_site
 from digest.render.feeds import private_feed_path, private_feed_url
 
