@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, content: str | bytes, *, mode: int = 0o644, sync_folder: bool = True) -> None:
-    """Write `content` (text as UTF-8 with \\n line ends, or bytes as they are) to `path`.
+    """Write `content` (text as UTF-8, or bytes as they are) to `path`.
 
     `mode` is the file's permissions (mkstemp makes 0600; published files are served by a web
     server, a key file stays 0600). The rename is durable once the folder is synced: here, or by
@@ -22,12 +22,9 @@ def write_atomic(path: Path, content: str | bytes, *, mode: int = 0o644, sync_fo
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        if isinstance(content, str):
-            fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-        else:
-            fh = os.fdopen(fd, "wb")
-        with fh:
-            fh.write(content)
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
