@@ -44,7 +44,7 @@ def fetch(settings: Settings, date: dt.date | None = None, *, progress: Progress
     """Fetch every source, store the day's snapshot, and return what is new on `date`."""
     now = utcnow()
     day = date or run_date(settings, now)
-    with Store.open(settings.state.path) as store, store.lock():
+    with Store.from_config(settings.state) as store, store.lock():
         stored = store.snapshot_dates(until=day, limit=1) == [day]
         result = fetch_and_store(settings, store, day, now, progress=progress)
     return Fetched(day, result, stored)
@@ -82,7 +82,7 @@ def check(settings: Settings, subscribers_path: Path | str | None = None) -> Che
     compile_all(settings.templates.dir)  # and the archive's and feeds
     held: dict[str, Suppression] = {}
     if settings.state.path.exists():
-        with Store.open(settings.state.path) as store:
+        with Store.from_config(settings.state) as store:
             held = store.suppressions()
     return CheckReport(path, subs, describe_suppressions(subs, held))
 
@@ -122,7 +122,7 @@ def preview(
     sub = next((s for s in subs if s.email.lower() == email.lower()), None)
     if sub is None:
         raise ConfigError(f"no subscriber {email!r} in the subscribers file; check the address")
-    with Store.open(settings.state.path, create=False) as store:
+    with Store.from_config(settings.state, create=False) as store:
         dates = store.snapshot_dates(until=date, limit=days)
         results = [(d, new_on(store, d)) for d in reversed(dates)]
     matcher = Matcher([sub])
@@ -152,7 +152,7 @@ def unsubscribe(settings: Settings, token: str, *, subscribers_path: Path | str 
     """Suppress the reader an unsubscribe token was made for, until `undo_unsubscribe`."""
     _, subs = load_readers(settings, subscribers_path)
     # create=False: a wrong --config must not record the unsubscribe in a new, unused state
-    with Store.open(settings.state.path, create=False) as store:
+    with Store.from_config(settings.state, create=False) as store:
         # keep=False: without a key yet, no token can be ours; do not make one here
         email = verify_unsubscribe(signing_key(settings, keep=False), token)
         if email is None:
@@ -173,7 +173,7 @@ def unsubscribe(settings: Settings, token: str, *, subscribers_path: Path | str 
 
 def undo_unsubscribe(settings: Settings, email: str) -> str:
     """Take back a reader who unsubscribed (whatever the address's case); returns the address."""
-    with Store.open(settings.state.path, create=False) as store:
+    with Store.from_config(settings.state, create=False) as store:
         held = next(
             (
                 h

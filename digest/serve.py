@@ -51,7 +51,7 @@ def _today_status(settings: Settings, date: dt.date) -> str | None:
     signal, or by an SMTP server that was down) reads as "interrupted": a re-run sends only those."""
     if not settings.state.path.exists():
         return None
-    with Store.open(settings.state.path, create=False) as store:
+    with Store.from_config(settings.state, create=False) as store:
         status = store.run_status(date)
         if status == "partial" and any(d.status == "pending" for d in store.deliveries(date).values()):
             return "interrupted"

@@ -19,6 +19,7 @@ from conftest import ARXIV_TRIMMED
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
+from digest.cli import app
 from digest.core.errors import StoreError
 from digest.core.models import Paper
 from digest.store import Store
@@ -230,8 +231,6 @@ def _config(tmp_path: Path, httpserver: HTTPServer, state: Path) -> Path:
 def test_digest_run_on_a_full_disk_exits_1_with_one_line(
     tmp_path: Path, small_disk: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest.cli import app
-
     for name in [n for n in os.environ if n.startswith("DIGEST_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
@@ -251,4 +250,62 @@ def test_digest_run_on_a_full_disk_exits_1_with_one_line(
     assert errors[0].startswith(f"error: {state}: ") and "the disk is full" in errors[0], errors[0]
     assert "Traceback" not in result.output + result.stderr
     filler.unlink()
+    assert dump(state) == before
+
+
+def _fetched_state(
+    tmp_path: Path, httpserver: HTTPServer, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, CliRunner, dict[str, str]]:
+    """A config whose state holds one fetched day, ready for `digest run` of the next."""
+    for name in [n for n in os.environ if n.startswith("DIGEST_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path, httpserver, state)
+    runner = CliRunner()
+    env = {"DIGEST_SECRET": "test-secret"}
+    fetched = runner.invoke(app, ["fetch", "--config", str(config), "--date", "2026-06-11"], env=env)
+    assert fetched.exit_code == 0, fetched.output
+    return config, runner, env
+
+
+def _run_fails_in_one_line(
+    runner: CliRunner, config: Path, env: dict[str, str], state: Path, cause: str
+) -> None:
+    result = runner.invoke(app, ["run", "--config", str(config), "--date", "2026-06-12"], env=env)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {state}") and cause in errors[0], errors[0]
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_digest_run_on_a_read_only_state_exits_1_with_one_line(
+    tmp_path: Path, small_disk: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = small_disk / "state" / "digest.sqlite3"
+    config, runner, env = _fetched_state(tmp_path, httpserver, state, monkeypatch)
+    before = dump(state)
+    assert _mount("-o", "remount,ro", str(small_disk)).returncode == 0
+    try:
+        _run_fails_in_one_line(runner, config, env, state, "read-only")
+    finally:
+        assert _mount("-o", "remount,rw", str(small_disk)).returncode == 0
+    assert dump(state) == before
+
+
+def test_digest_run_on_a_locked_state_exits_1_with_one_line(
+    tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state" / "digest.sqlite3"
+    config, runner, env = _fetched_state(tmp_path, httpserver, state, monkeypatch)
+    config.write_text(config.read_text().replace("[state]\n", "[state]\nbusy_timeout = 0.2\n", 1))
+    assert "busy_timeout = 0.2" in config.read_text()
+    before = dump(state)
+    holder = sqlite3.connect(state, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        _run_fails_in_one_line(runner, config, env, state, "another process holds the database lock")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
     assert dump(state) == before

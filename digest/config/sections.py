@@ -36,6 +36,9 @@ class _Section(BaseModel):
 
 class StateConfig(_Section):
     path: Path = Path("state/digest.sqlite3")
+    # How long a write waits for another process's lock on the database (a backup, an sqlite3
+    # shell) before the run fails with one line; two digest runs never wait here (the run lock).
+    busy_timeout: float = Field(default=30.0, ge=0, le=3600)
 
 
 SourceKind = Literal["hf_daily", "arxiv_rss", "feed"]

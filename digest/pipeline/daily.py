@@ -71,7 +71,7 @@ def run(
     subscribers, renderer = _prepare(settings, subscribers_path, dry_run=dry_run)
     summary.subscribers = len(subscribers)
 
-    store = Store.open(settings.state.path)
+    store = Store.from_config(settings.state)
     signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
     with store, store.lock(), signals:
         key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from digest.config import StateConfig
 from digest.core.errors import LockedError, StoreError
 
 # The primary result codes (the low byte of the extended code Python reports).
@@ -186,6 +187,11 @@ class SqliteState:
         self._grouping = False  # inside grouped_commits()
 
     # -- opening and migrations -----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, state: StateConfig, *, create: bool = True) -> Self:
+        """The state file of `[state]`: its path and its busy timeout."""
+        return cls.open(state.path, create=create, busy_timeout=state.busy_timeout)
+
     @classmethod
     def open(cls, path: Path, *, create: bool = True, busy_timeout: float = 30.0) -> Self:
         """Open (creating when `create`) and migrate the state file at `path`.
