@@ -117,6 +117,9 @@ def _progress() -> Any:
 def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
     """Fetch every source, store the day's snapshot and list the new papers.
 
+    Exit codes as `digest run`'s: 4 when a source failed (the others are stored), 5 when one was
+    stale, 1 when every source failed (nothing stored).
+
     Example: digest fetch --config digest.toml --date 2026-11-21
     """
     try:
@@ -136,6 +139,13 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
     out.print(f"{plural(len(result.updates), 'update')} (new versions of papers seen before)")
     if fetched.stored_before:
         out.print(f"(the snapshot stored for {day}: a day's listings are fetched once)", markup=False)
+    for line in fetched.report.notes:
+        out.print(f"source: {line}", markup=False)
+    for name, why in fetched.report.failed:
+        out.print(f"source failed (the next run retries it): {name}: {why}", markup=False)
+    for name, why in fetched.report.stale:
+        out.print(f"source stale: {name}: {why}", markup=False)
+    raise typer.Exit(fetched.exit_code)
 
 
 @app.command()
@@ -152,11 +162,21 @@ def run(
             "--retry-unknown", help="Also resend digests whose delivery is unknown (may duplicate)."
         ),
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Send the date's digests marked failed again, once the cause is fixed (each once; "
+            "addresses the server refused stay suppressed). "
+            "Example: digest run --date 2026-06-12 --retry-failed",
+        ),
+    ] = False,
 ) -> None:
     """The daily job: fetch, diff, match, render, send, publish feeds and archive.
 
     Exit codes: 0 all served; 1 failed before sending (state unchanged); 3 another run is in
-    progress; 4 some recipients failed, are unknown or still pending (the rest were sent).
+    progress; 4 some recipients failed, are unknown or still pending, or a source failed (the rest
+    were sent); 5 all served, but a source's listing was stale (not newer than the last one).
 
     Example: digest run --config digest.toml --subscribers subscribers.toml
     """
@@ -170,6 +190,7 @@ def run(
                 date=_parse_date(date),
                 dry_run=dry_run,
                 retry_unknown=retry_unknown,
+                retry_failed=retry_failed,
                 progress=progress,
                 log=logging.getLogger("digest").warning,
                 stop=stop,
@@ -319,6 +340,24 @@ def unsubscribe(
         )
     else:
         out.print(f"{done.email}: unsubscribed; no digest from the next run on", markup=False)
+
+
+@app.command()
+def state(
+    config: ConfigOpt = None,
+    compact: Annotated[bool, typer.Option("--compact", help="Apply [state] keep_days now.")] = False,
+    vacuum: Annotated[bool, typer.Option("--vacuum", help="With --compact: VACUUM in any case.")] = False,
+) -> None:
+    """Show the state file's size by table, its oldest full day and what retention would drop.
+
+    Example: digest state --compact
+    """
+    try:
+        report = commands.state(load_settings(config), compact=compact, vacuum=vacuum)
+    except DigestError as exc:
+        raise _fail(exc) from None
+    for line in report.lines():
+        out.print(line, markup=False)
 
 
 @app.command()

@@ -1,10 +1,11 @@
 """The library behind the CLI's commands other than `run`: everything `digest fetch`, `check`,
-`preview` and `unsubscribe` do, callable from Python, returning data. The CLI only calls these
+`preview`, `unsubscribe` and `state` do, callable from Python, returning data. The CLI only calls these
 and prints what they return; errors are `DigestError`s with one line each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import urllib.parse
 from collections.abc import Sequence
@@ -18,12 +19,14 @@ from digest.core.progress import Progress
 from digest.core.status import SuppressionKind
 from digest.core.tokens import verify_unsubscribe
 from digest.matching.matcher import Matcher, build_digest
-from digest.pipeline import fetch_and_store, new_on, run_date
+from digest.pipeline import new_on, retention, run_date
+from digest.pipeline.fetching import FetchReport, fetch_day
+from digest.pipeline.summary import EXIT_OK, EXIT_PARTIAL, EXIT_STALE
 from digest.plan import split_suppressed
 from digest.profiles import load_subscribers, subscribers_path_from
 from digest.render.email import EmailRenderer
 from digest.render.templating import compile_all
-from digest.store import Store
+from digest.store import Drop, Shrink, Store
 
 
 def load_readers(settings: Settings, subscribers_path: Path | str | None) -> tuple[Path, list[Subscriber]]:
@@ -36,8 +39,19 @@ def load_readers(settings: Settings, subscribers_path: Path | str | None) -> tup
 @dataclass(frozen=True)
 class Fetched:
     date: dt.date
-    result: DiffResult
-    stored_before: bool  # the day's snapshot was already stored: a day's listings are fetched once
+    report: FetchReport  # the diff, and how each source fared
+    stored_before: bool  # every source's listing of the day was already stored: fetched once a day
+
+    @property
+    def result(self) -> DiffResult:
+        return self.report.result
+
+    @property
+    def exit_code(self) -> int:
+        """As `digest run`'s: 4 when a source failed, 5 when one was stale, else 0."""
+        if self.report.failed:
+            return EXIT_PARTIAL
+        return EXIT_STALE if self.report.stale else EXIT_OK
 
 
 def fetch(settings: Settings, date: dt.date | None = None, *, progress: Progress | None = None) -> Fetched:
@@ -45,9 +59,9 @@ def fetch(settings: Settings, date: dt.date | None = None, *, progress: Progress
     now = utcnow()
     day = date or run_date(settings, now)
     with Store.from_config(settings.state) as store, store.lock():
-        stored = store.snapshot_dates(until=day, limit=1) == [day]
-        result = fetch_and_store(settings, store, day, now, progress=progress)
-    return Fetched(day, result, stored)
+        covered = set(store.snapshot_sources(day) or [])
+        report = fetch_day(settings, store, day, now, progress=progress)
+    return Fetched(day, report, covered >= {s.name for s in settings.sources})
 
 
 # -- digest check ----------------------------------------------------------------------------------
@@ -78,6 +92,7 @@ def check(settings: Settings, subscribers_path: Path | str | None = None) -> Che
     """Validate the subscribers file, every template (compiled with MJML) and the state, and list
     the suppressed addresses with what lifts each (the same rule a run applies)."""
     path, subs = load_readers(settings, subscribers_path)
+    retention.check_window(settings)  # [state] keep_days covers the feeds and late digests
     EmailRenderer(settings)  # compiles the email's templates (yours in [templates] dir) with MJML
     compile_all(settings.templates.dir)  # and the archive's and feeds
     held: dict[str, Suppression] = {}
@@ -186,3 +201,72 @@ def undo_unsubscribe(settings: Settings, email: str) -> str:
             raise ConfigError(f"{email!r} did not unsubscribe; `digest check` lists who did")
         store.lift_suppression(held.email)
     return held.email
+
+
+# -- digest state ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StateReport:
+    """The state file's size by table, its window, and what compaction drops (or dropped)."""
+
+    path: Path
+    file_bytes: int  # the file and its WAL
+    tables: dict[str, int]  # bytes by table and index, largest first
+    days: int  # snapshot days stored
+    oldest_full: dt.date | None  # the oldest day kept whole
+    compacted_days: int  # days kept only as ids and statuses
+    keep_days: int  # [state] keep_days (0: everything is kept)
+    drop: Drop  # what compaction would drop now, or (compacted) dropped
+    shrink: Shrink | None = None  # --compact: the file before and after
+
+    def lines(self) -> list[str]:
+        """The report as `digest state` prints it."""
+        full = f"oldest full day {self.oldest_full}" if self.oldest_full else "no full day"
+        out = [
+            f"{self.path}: {_mb(self.file_bytes)}; {self.days} days stored ({full}, "
+            f"{self.compacted_days} compacted); keep_days = {self.keep_days or 'all'}",
+            *(f"  {name:<34} {_mb(size):>10}" for name, size in self.tables.items() if size >= 50_000),
+        ]
+        d = self.drop
+        verb = "compacted" if self.shrink else "retention would compact"
+        if d.cutoff is None or not (d.days or d.digests or d.sent_rows or d.cache_rows):
+            out.append(f"{verb}: nothing (every day is inside the window)")
+        else:
+            out.append(
+                f"{verb}: the days before {d.cutoff}: {d.days} snapshot days ({d.snapshot_rows} papers), "
+                f"{d.digests} digests, {d.sent_rows} sent-paper rows, {d.cache_rows} cached responses"
+                + (f" (about {_mb(d.bytes)} of pages)" if d.bytes else "")
+            )
+        if self.shrink:
+            s = self.shrink
+            out.append(f"file: {_mb(s.before)} -> {_mb(s.after)}{' (vacuumed)' if s.vacuumed else ''}")
+        return out
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def state(settings: Settings, *, compact: bool = False, vacuum: bool = False) -> StateReport:
+    """Size by table, the window, and what retention drops; `compact`: apply it now (and VACUUM
+    with `vacuum`), as the end of a run does."""
+    retention.check_window(settings)
+    with Store.from_config(settings.state, create=False) as store, contextlib.ExitStack() as held:
+        newest = store.snapshot_dates(limit=1)
+        today = newest[0] if newest else run_date(settings, utcnow())
+        shrink = None
+        if compact:
+            held.enter_context(store.lock())
+            drop, shrink = retention.apply(settings, store, today, utcnow(), vacuum=vacuum)
+        else:
+            drop = store.preview_compaction(retention.cutoff(settings, store, today))
+        return StateReport(
+            path=store.path,
+            file_bytes=store.file_bytes(),
+            tables=store.table_sizes(),
+            days=len(store.snapshot_dates()),
+            oldest_full=store.oldest_full_day(),
+            compacted_days=store.compacted_days(),
+            keep_days=settings.state.keep_days,
+            drop=drop,
+            shrink=shrink,
+        )

@@ -10,21 +10,26 @@ changes in one transaction (`Plan.transitions`, `Plan.sends` with `record`), the
 The rules, one place each:
 - an unsubscribe stands until `digest unsubscribe --undo`, whatever the address's case in the
   file; a refusal by the server until the profile is edited (its fingerprint changes);
-- a digest already sent or failed for the date is not sent again; one caught 'sending' by a
+- a digest already sent or failed for the date is not sent again (a failed one is, once, with
+  `--retry-failed`); one caught 'sending' by a
   crash may have arrived: it becomes 'unknown', reported on every run until `--retry-unknown`
-  resends it under its first Message-ID;
+  resends it under its first Message-ID (with `[delivery] unknown = "resend"`, the next run
+  resends it so once, on its own);
 - a paper already emailed to a reader is never in their digest again, and the count of "more"
   papers leaves it out too;
-- digests of earlier dates still pending go out late; those older than LATE_DAYS are given up.
+- digests of earlier dates still pending go out late; those older than LATE_DAYS are given up;
+- a stored day whose digests were never recorded (its run died before recording them, or only
+  `digest fetch` ran) is planned like a run date, on its own new papers, and its digests go out
+  late: no stored day is skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from digest.core.models import Delivery, Digest, Hit, Match, Paper, Subscriber, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
@@ -34,6 +39,17 @@ from digest.matching.matcher import Matcher
 # the run was stopped): they go out late rather than never; older ones are given up.
 LATE_DAYS = 14
 STOPPED_WHILE_SENDING = "the previous run stopped while sending"
+UnknownPolicy = Literal["report", "resend"]  # `[delivery] unknown`
+
+
+@dataclass(frozen=True)
+class StoredDay:
+    """An earlier stored day whose digests were never recorded, as the plan needs it."""
+
+    date: dt.date
+    papers: Sequence[Paper]  # the day's new papers (its own diff)
+    rows: Mapping[str, Delivery] = field(default_factory=dict)  # its ledger rows, if any
+    sent: Mapping[str, set[str]] = field(default_factory=dict)  # email -> its papers already emailed
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,8 @@ class LedgerView:
     expired: Sequence[Delivery] = ()  # unfinished rows older than that
     sent: Mapping[str, set[str]] = field(default_factory=dict)  # email -> today's papers already emailed
     suppressions: Mapping[str, Suppression] = field(default_factory=dict)
+    unrecorded: Sequence[StoredDay] = ()  # earlier stored days (LATE_DAYS) never planned, oldest first
+    resent: Set[tuple[dt.date, str]] = frozenset()  # unknown digests already resent once on their own
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,8 @@ class Transition:
 @dataclass(frozen=True)
 class Send:
     """One digest to send. Today's carry their `digest` and are recorded as pending first
-    (`record`); a late one is rebuilt from the ledger row `late` when it is sent."""
+    (`record`); a late one is rebuilt from the ledger row `late` when it is sent. A digest of an
+    unrecorded earlier day has both: recorded as pending, then sent as that day's late digest."""
 
     date: dt.date
     subscriber: Subscriber
@@ -84,6 +103,9 @@ class Plan:
     failed: list[tuple[str, str]] = field(default_factory=list)  # given up, reported
     unknown: list[tuple[str, str]] = field(default_factory=list)  # may have arrived, not resent
     skipped: int = 0  # nothing matched (and empty = "skip"), or already sent for the date
+    recorded: list[dt.date] = field(default_factory=list)  # days whose digests this plan records
+    recovered: list[tuple[dt.date, int]] = field(default_factory=list)  # unrecorded days: digests sent late
+    resends: list[tuple[dt.date, str]] = field(default_factory=list)  # unknown ones resent on their own
 
     @property
     def matched(self) -> int:
@@ -97,14 +119,49 @@ def plan_run(
     ledger: LedgerView,
     *,
     retry_unknown: bool = False,
+    unknown: UnknownPolicy = "report",
+    retry_failed: bool = False,
 ) -> Plan:
-    """Every decision of the run for `date` on its new `papers`."""
+    """Every decision of the run for `date` on its new `papers`.
+
+    `retry_failed` (`--retry-failed`): the date's digests marked failed go back to pending and
+    are sent (once: a sent one is not sent again). Readers suppressed by a refusal stay so.
+
+    `retry_unknown` (`--retry-unknown`) resends every digest of unknown fate; `unknown =
+    "resend"` resends each once, on its own, and reports it when it comes back unknown again."""
     plan = Plan()
     plan.active, plan.suppressed, plan.lift = split_suppressed(subscribers, ledger.suppressions)
     plan.digests = digests_for(plan.active, papers, date, ledger.sent)
-    _plan_late(plan, date, ledger, retry_unknown=retry_unknown)
-    _plan_today(plan, date, ledger.today, retry_unknown=retry_unknown)
+    policy = _Unknown(retry_unknown, unknown, ledger.resent)
+    _plan_late(plan, date, ledger, policy)
+    for day in ledger.unrecorded:
+        if day.date < date:
+            before = len(plan.sends)
+            digests = digests_for(plan.active, day.papers, day.date, day.sent)
+            _plan_today(plan, day.date, day.rows, policy, digests, late=True)
+            plan.recovered.append((day.date, len(plan.sends) - before))
+            plan.recorded.append(day.date)
+    _plan_today(plan, date, ledger.today, policy, plan.digests, retry_failed=retry_failed)
+    plan.recorded.append(date)
     return plan
+
+
+@dataclass(frozen=True)
+class _Unknown:
+    """Whether a digest of unknown fate is resent: always with `--retry-unknown`, once on its
+    own with `unknown = "resend"` (noted in `Plan.resends`), else reported."""
+
+    retry: bool
+    policy: UnknownPolicy
+    resent: Set[tuple[dt.date, str]]
+
+    def resend(self, plan: Plan, row: Delivery) -> bool:
+        if self.retry:
+            return True
+        if self.policy == "resend" and (row.date, row.email) not in self.resent:
+            plan.resends.append((row.date, row.email))
+            return True
+        return False
 
 
 def split_suppressed(
@@ -180,11 +237,12 @@ def _caught_sending(plan: Plan, row: Delivery) -> Delivery:
     return dataclasses.replace(row, status=DeliveryStatus.UNKNOWN, reply=STOPPED_WHILE_SENDING)
 
 
-def _plan_late(plan: Plan, date: dt.date, ledger: LedgerView, *, retry_unknown: bool) -> None:
+def _plan_late(plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown) -> None:
     """Earlier dates' digests not sent yet: pending ones go out; unknown ones are reported until
     `--retry-unknown`; those older than LATE_DAYS are given up, reported once as failed, since
     news that late is no digest (closed for readers who left too, so no run reads them again)."""
     by_email = {s.email: s for s in plan.active}
+    unrecorded = {day.date for day in ledger.unrecorded}  # planned whole, below
     for row in ledger.expired:
         given_up = f"{row.date}: not sent within {LATE_DAYS} days of its date; given up"
         plan.transitions.append(Transition(row.date, row.email, DeliveryStatus.FAILED, given_up))
@@ -192,33 +250,54 @@ def _plan_late(plan: Plan, date: dt.date, ledger: LedgerView, *, retry_unknown: 
             plan.failed.append((row.email, given_up))
     for row in ledger.earlier:
         sub = by_email.get(row.email)
-        if sub is None or row.date >= date:
+        if sub is None or row.date >= date or row.date in unrecorded:
             continue  # left, or suppressed since
         row = _caught_sending(plan, row)
-        if row.status == DeliveryStatus.UNKNOWN and not retry_unknown:
+        if row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
             plan.unknown.append((row.email, f"{row.date}: {row.reply or 'delivery unknown'}"))
             continue
         resend = row.message_id if row.status == DeliveryStatus.UNKNOWN else None
         plan.sends.append(Send(row.date, sub, late=row, resend_message_id=resend))
 
 
-def _plan_today(plan: Plan, date: dt.date, today: Mapping[str, Delivery], *, retry_unknown: bool) -> None:
-    for digest in plan.digests:
+def _plan_today(
+    plan: Plan,
+    date: dt.date,
+    today: Mapping[str, Delivery],
+    policy: _Unknown,
+    digests: Sequence[Digest],
+    *,
+    late: bool = False,
+    retry_failed: bool = False,
+) -> None:
+    """The digests of `date` (the run date, or an unrecorded earlier day sent `late`)."""
+    for digest in digests:
         sub = digest.subscriber
         row = today.get(sub.email)
-        if row is not None and row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+        retrying = retry_failed and row is not None and row.status == DeliveryStatus.FAILED
+        if row is not None and row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED) and not retrying:
             plan.skipped += 1
             continue
         if row is not None:
             row = _caught_sending(plan, row)
-        if row is not None and row.status == DeliveryStatus.UNKNOWN and not retry_unknown:
-            plan.unknown.append((sub.email, row.reply or "delivery unknown"))
+        if row is not None and row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
+            reply = row.reply or "delivery unknown"
+            plan.unknown.append((sub.email, f"{date}: {reply}" if late else reply))
             continue
         if not digest.matches and sub.empty != "send":
             plan.skipped += 1
             continue
+        if retrying and row is not None:  # pending again first: a run killed before sending keeps it due
+            why = f"failed before, retried with --retry-failed ({row.reply or 'no reply'})"
+            plan.transitions.append(Transition(date, sub.email, DeliveryStatus.PENDING, why))
         resend = row.message_id if row is not None and row.status == DeliveryStatus.UNKNOWN else None
-        plan.sends.append(Send(date, sub, digest=digest, resend_message_id=resend))
+        # a late one is built from the row recorded for it (the day's date on the message)
+        if row is None or row.status == DeliveryStatus.PENDING:
+            ids = tuple(m.paper.id for m in digest.matches)
+            row = Delivery(date, sub.email, DeliveryStatus.PENDING, 0, None, None, ids)
+        plan.sends.append(
+            Send(date, sub, digest=digest, late=row if late else None, resend_message_id=resend)
+        )
 
 
 # -- what the ledger keeps of a match ----------------------------------------------------------------

@@ -94,7 +94,8 @@ def digest(*args: str, cwd: Path, env: dict[str, str] | None = None, secret: str
         mp.chdir(cwd)
         result = CliRunner().invoke(app, list(args), prog_name="digest", catch_exceptions=True)
     stderr = result.stderr
-    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+    # exc_info holds the SystemExit of every run, also of a clean exit 0 (`exception` is None then)
+    if result.exc_info is not None and not issubclass(result.exc_info[0], SystemExit):
         stderr += "".join(traceback.format_exception(*result.exc_info))
     return Result(result.exit_code, _ANSI.sub("", result.stdout), _ANSI.sub("", stderr))
 

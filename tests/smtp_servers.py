@@ -11,6 +11,9 @@ the ways real servers do. Test helpers only; no product logic.
   `RejectRecipient`, `DropAfterData`.
 - `tls_certificates(tmp_path)` makes a throwaway CA with trustme: the server's context and the
   CA's PEM file (for `[smtp] ca_file`).
+- `hostile_smtp(...)` yields a `HostileSmtp`: a small SMTP server of our own (asyncio, a thread)
+  for what aiosmtpd will not do: reply bytes that are not UTF-8, announce any SIZE, stall before
+  the greeting or after the data, and say (`wait`, `on_event`) when a client got to a point.
 """
 
 from __future__ import annotations
@@ -250,3 +253,160 @@ def smtp_server(
         yield HOST, controller.port, handler
     finally:
         controller.stop()
+
+
+class HostileSmtp:
+    """A real SMTP server (plain text, asyncio streams on 127.0.0.1) that misbehaves on purpose.
+
+    - `data_reply`: the raw bytes answered to the end of the data (any bytes, not only UTF-8);
+    - `size`: the SIZE announced in EHLO (None: no SIZE line);
+    - `stall`: "greeting" (accept the connection, say nothing) or "data" (take the whole message,
+      never answer); None: behave. Can be changed between runs;
+    - `refuse`: addresses whose RCPT TO is answered "550 5.1.1 no such user";
+    - `per_connection`: after this many messages on a connection, MAIL FROM is answered "421 too
+      many messages" and the connection closed (the client must reconnect; nothing was sent).
+    Events, in order: "connected", "mail" (MAIL FROM received), "data_end" (the message's final
+    dot received), "replied" (the reply to it written). `wait(event)` blocks until one happens;
+    `on_event(event)`, when set, is called in the server's thread the moment it does (to kill a
+    client at an exact point). `received` keeps (MAIL FROM, RCPT TOs, data) of every message that
+    reached its final dot, answered or not.
+    """
+
+    EVENTS = ("connected", "mail", "data_end", "replied")
+
+    def __init__(
+        self,
+        *,
+        data_reply: bytes = b"250 2.0.0 Ok: queued",
+        size: int | None = None,
+        stall: str | None = None,
+    ) -> None:
+        self.data_reply = data_reply
+        self.size = size
+        self.stall = stall
+        self.refuse: set[str] = set()
+        self.per_connection: int | None = None
+        self.on_event: Any = None
+        self.received: list[tuple[str, tuple[str, ...], bytes]] = []
+        self.counts = dict.fromkeys(self.EVENTS, 0)
+        self._cond = threading.Condition()
+        self.port = 0
+        self._loop: Any = None
+        self._stopped: Any = None
+
+    # -- what tests read --------------------------------------------------------------------------
+    def recipients(self) -> list[str]:
+        with self._cond:
+            return [r for _, rcpts, _ in self.received for r in rcpts]
+
+    def wait(self, event: str, count: int = 1, timeout: float = 30.0) -> bool:
+        """Until `event` happened `count` times in all."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.counts[event] >= count, timeout)
+
+    def _happened(self, event: str) -> None:
+        with self._cond:
+            self.counts[event] += 1
+            self._cond.notify_all()
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- the server -------------------------------------------------------------------------------
+    async def _session(self, reader: Any, writer: Any) -> None:
+        self._happened("connected")
+        try:
+            if self.stall == "greeting":
+                await self._stopped.wait()
+                return
+            writer.write(b"220 hostile.test ESMTP\r\n")
+            mail_from, rcpts, messages = "", [], 0
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    extensions = [b"hostile.test", b"8BITMIME", b"SMTPUTF8"]
+                    if self.size is not None:
+                        extensions.append(b"SIZE %d" % self.size)
+                    head = [b"250-" + e for e in extensions[:-1]] + [b"250 " + extensions[-1]]
+                    writer.write(b"\r\n".join(head) + b"\r\n")
+                elif verb == b"MAIL" and self.per_connection is not None and messages >= self.per_connection:
+                    writer.write(b"421 4.7.0 too many messages on this connection\r\n")
+                    await writer.drain()
+                    break
+                elif verb == b"MAIL":
+                    mail_from, rcpts, messages = line[10:].decode(errors="replace").strip(), [], messages + 1
+                    self._happened("mail")
+                    writer.write(b"250 2.1.0 Ok\r\n")
+                elif verb == b"RCPT":
+                    rcpt = line[8:].decode(errors="replace").strip().split()[0].strip("<>")
+                    if rcpt in self.refuse:
+                        writer.write(b"550 5.1.1 no such user\r\n")
+                    else:
+                        rcpts.append(rcpt)
+                        writer.write(b"250 2.1.5 Ok\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    await self._data(reader, writer, mail_from, tuple(rcpts))
+                elif verb == b"QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    break
+                else:  # RSET, NOOP
+                    writer.write(b"250 2.0.0 Ok\r\n")
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _data(self, reader: Any, writer: Any, mail_from: str, rcpts: tuple[str, ...]) -> None:
+        lines = []
+        while (line := await reader.readline()) not in (b".\r\n", b""):
+            lines.append(line)
+        with self._cond:
+            self.received.append((mail_from, rcpts, b"".join(lines)))
+        self._happened("data_end")
+        if self.stall == "data":
+            await self._stopped.wait()
+            return
+        writer.write(self.data_reply + b"\r\n")
+        await writer.drain()
+        self._happened("replied")
+
+    def _serve(self, started: threading.Event) -> None:
+        import asyncio
+
+        async def main() -> None:
+            self._stopped = asyncio.Event()
+            server = await asyncio.start_server(self._session, HOST, 0)
+            self.port = server.sockets[0].getsockname()[1]
+            started.set()
+            async with server:
+                await self._stopped.wait()
+                server.close()
+
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(main())
+        finally:
+            self._loop.close()
+
+    def start(self) -> None:
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
+        self._thread.start()
+        assert started.wait(5), "the hostile SMTP server did not start"
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(5)
+
+
+@contextlib.contextmanager
+def hostile_smtp(
+    *, data_reply: bytes = b"250 2.0.0 Ok: queued", size: int | None = None, stall: str | None = None
+) -> Iterator[HostileSmtp]:
+    server = HostileSmtp(data_reply=data_reply, size=size, stall=stall)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

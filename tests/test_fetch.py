@@ -262,6 +262,21 @@ def test_compressed_body_is_capped_after_decompression(httpserver: HTTPServer) -
         fetcher.get(httpserver.url_for("/bomb"))
 
 
+def test_the_streamed_cap_names_the_url_the_size_and_the_key(httpserver: HTTPServer) -> None:
+    def endless() -> Iterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 65536
+
+    httpserver.expect_request("/huge").respond_with_response(Response(endless(), content_type=RSS))
+    url = httpserver.url_for("/huge")
+    with Fetcher(FetchConfig(max_bytes=1_000_000)) as fetcher, pytest.raises(FetchError) as info:
+        fetcher.get(url)
+    assert str(info.value) == (
+        f"fetching {url}: response is more than 1,000,000 bytes, over the [fetch] max_bytes cap of "
+        "1,000,000 bytes; raise max_bytes if that is expected"
+    )
+
+
 def test_corrupt_gzip_is_a_fetch_error(httpserver: HTTPServer, fetcher: Fetcher) -> None:
     httpserver.expect_request("/gz").respond_with_data(
         b"not gzip at all", headers={"Content-Encoding": "gzip"}

@@ -159,3 +159,16 @@ def test_every_active_reader_is_accounted_for_exactly_once(statuses: list, retry
             DeliveryStatus.SENT,
             DeliveryStatus.FAILED,
         )
+
+
+def test_a_failed_digest_goes_again_once_only_when_asked() -> None:
+    today = {ADA.email: row(ADA.email, DeliveryStatus.FAILED, reply="552 5.3.4 message too big")}
+    plain = plan_run(DATE, [ADA], PAPERS, LedgerView(today=today))
+    assert plain.sends == [] and plain.skipped == 1
+    retried = plan_run(DATE, [ADA], PAPERS, LedgerView(today=today), retry_failed=True)
+    assert [(s.subscriber.email, s.record) for s in retried.sends] == [(ADA.email, True)]
+    # back to pending before anything is sent, so a run killed before sending keeps it due
+    assert [(t.email, t.status) for t in retried.transitions] == [(ADA.email, DeliveryStatus.PENDING)]
+    # a sent digest is never "retried"
+    sent = {ADA.email: row(ADA.email, DeliveryStatus.SENT)}
+    assert plan_run(DATE, [ADA], PAPERS, LedgerView(today=sent), retry_failed=True).sends == []

@@ -4,10 +4,12 @@ a subprocess of its own where the test kills it, signals it or holds its lock fr
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import hashlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,9 +21,10 @@ from pathlib import Path
 import feedparser
 import pytest
 from cli_runner import base_env, digest, digest_subprocess
-from conftest import ARXIV_TRIMMED, HF_DAY
+from conftest import ARXIV_TRIMMED, DATA, HF_DAY
 from pytest_httpserver import HTTPServer
 from smtp_servers import AcceptAll, RejectRecipient, free_port, smtp_server
+from werkzeug import Response
 
 from digest.store import Store
 
@@ -46,19 +49,45 @@ keywords = ["xyzzy-nothing-matches"]
 """
 
 
-def serve_listings(httpserver: HTTPServer, *, arxiv_status: int = 200) -> None:
+def serve_listings(httpserver: HTTPServer, *, arxiv_status: int = 200, hf_status: int = 200) -> None:
+    if hf_status != 200:  # every request of the source fails (one source down: tests/test_source_failures.py)
+        httpserver.expect_request("/api/daily_papers").respond_with_data("down", status=hf_status)
     httpserver.expect_request(
         "/api/daily_papers", query_string={"date": DATE, "limit": "100", "p": "0"}
     ).respond_with_data(HF_DAY.read_bytes(), content_type="application/json")
     httpserver.expect_request("/api/daily_papers").respond_with_data("[]", content_type="application/json")
-    body = (
-        ARXIV_TRIMMED.read_bytes()
-        if arxiv_status == 200
-        else b"<html><body>Service Unavailable</body></html>"
+    if arxiv_status != 200:
+        httpserver.expect_request("/rss/cs.CL").respond_with_data(
+            b"<html><body>Service Unavailable</body></html>", status=arxiv_status, content_type="text/html"
+        )
+        return
+    httpserver.expect_request("/rss/cs.CL").respond_with_handler(
+        lambda _request: arxiv_of_run_date(httpserver)
     )
-    httpserver.expect_request("/rss/cs.CL").respond_with_data(
-        body, status=arxiv_status, content_type="application/rss+xml"
-    )
+
+
+def arxiv_of_run_date(httpserver: HTTPServer) -> Response:
+    """arXiv's listing as it stood on the run date, like the real feed, which changes every day.
+
+    DATE gets the captured listing (announced 2024-11-28); an earlier run date the same listing a
+    day earlier without one of its replacements, a later one an empty listing of a later day (arXiv's
+    real empty shape). Serving one listing unchanged on two run dates would be a stale feed, which
+    a run reports (exit 5, tests/test_source_failures.py). The run date is the one the run asked
+    Hugging Face for (the hf source comes first; it asks for the run date, then the day before).
+    """
+    asked = [r.args["date"] for r, _ in httpserver.log if r.path == "/api/daily_papers" and "date" in r.args]
+    run = dt.date.fromisoformat(asked[-1]) + dt.timedelta(days=1) if asked else dt.date.fromisoformat(DATE)
+    shift = (run - dt.date.fromisoformat(DATE)).days
+    day = (dt.date(2024, 11, 28) + dt.timedelta(days=shift)).strftime("%a, %d %b %Y").encode()
+    captured = b"Thu, 28 Nov 2024"
+    if shift == 0:
+        body = ARXIV_TRIMMED.read_bytes()
+    elif shift < 0:  # without one replacement (an update, never new: nobody's digest changes)
+        held = re.compile(rb"\s*<item>(?:(?!</item>).)*?oai:arXiv.org:1401.3665v4.*?</item>", re.S)
+        body = held.sub(b"", ARXIV_TRIMMED.read_bytes(), count=1).replace(captured, day)
+    else:
+        body = (DATA / "arxiv_rss_empty.xml").read_bytes().replace(captured, day)
+    return Response(body, content_type="application/rss+xml")
 
 
 def write_config(
@@ -158,7 +187,9 @@ def test_failed_fetch_leaves_state_byte_for_byte(tmp_path: Path, httpserver: HTT
     before = state_bytes(tmp_path)
 
     httpserver.clear()
-    serve_listings(httpserver, arxiv_status=500)
+    # Every source down: only then does a run stop before sending (one source down is not enough:
+    # the others' readers get their mail, tests/test_source_failures.py).
+    serve_listings(httpserver, arxiv_status=500, hf_status=500)
     failed = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
     assert failed.returncode == 1
     error_lines = [line for line in failed.stderr.splitlines() if line.startswith("error:")]

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email
 import email.policy
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from smtp_servers import (
     RejectRecipient,
     TempFailThenAccept,
     free_port,
+    hostile_smtp,
     smtp_server,
 )
 
@@ -188,9 +191,10 @@ def test_a_refused_recipient_is_failed_and_suppressed_others_sent(store):
     suppressed = store.suppressions()
     assert list(suppressed) == ["ghost@example.org"]
     assert suppressed["ghost@example.org"].reason.startswith("550 5.1.1")
-    assert suppressed["ghost@example.org"].fingerprint == (
-        Subscriber(email="ghost@example.org", name="Ghost")
-    ).fingerprint
+    assert (
+        suppressed["ghost@example.org"].fingerprint
+        == (Subscriber(email="ghost@example.org", name="Ghost")).fingerprint
+    )
     assert store.sent_paper_ids("ghost@example.org") == set()
 
 
@@ -331,3 +335,72 @@ def test_a_refusal_recorded_by_the_sender_is_not_lifted_by_an_unchanged_profile(
     assert (active, suppressed, lift) == ([], ["ghost@example.org"], [])
     edited = Subscriber(email="ghost@example.org", name="Ghost", keywords=("LLM",))
     assert split_suppressed([edited], store.suppressions())[2] == ["ghost@example.org"]  # an edit lifts it
+
+
+# -- issue 22: the unknown window is the SMTP transaction ------------------------------------------
+def _statuses(path: Path) -> dict[str, str]:
+    """The ledger as another process sees it (its own connection), from the server's thread."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return dict(db.execute("SELECT email, status FROM deliveries WHERE date = ?", (DATE.isoformat(),)))
+
+
+def test_a_digest_is_sending_only_while_its_smtp_transaction_is_open(store, tmp_path):
+    pending(store, ["ada@example.org"])
+    seen: list[tuple[str, str]] = []
+    with hostile_smtp() as server:
+
+        def on_event(event: str) -> None:
+            if event != "replied":  # the client may record the reply before this reads it
+                seen.append((event, _statuses(tmp_path / "state.sqlite3")["ada@example.org"]))
+
+        server.on_event = on_event
+        report = run(store, Builds(["ada@example.org"]), plain("127.0.0.1", server.port), concurrency=1)
+    assert report.sent == ["ada@example.org"]
+    # connected, waiting for the greeting: still pending; from MAIL FROM to the reply: sending
+    assert seen == [("connected", "pending"), ("mail", "sending"), ("data_end", "sending")]
+    assert store.deliveries(DATE)["ada@example.org"].status == "sent"
+
+
+def test_a_digest_whose_connection_must_be_renewed_is_pending_while_it_reconnects(store, tmp_path):
+    emails = readers(3)
+    pending(store, emails)
+    seen: list[dict[str, str]] = []
+    with hostile_smtp() as server:
+        server.per_connection = 1  # "421 too many messages" at the second MAIL FROM of a connection
+        server.on_event = lambda e: (
+            seen.append(_statuses(tmp_path / "state.sqlite3")) if e == "connected" else None
+        )
+        report = run(store, Builds(emails), plain("127.0.0.1", server.port), concurrency=1)
+    assert sorted(report.sent) == emails and report.pending == report.unknown == []
+    assert server.counts["connected"] == 3
+    # the reader whose MAIL FROM got the 421 is pending again while the new connection is made
+    assert seen[1] == {emails[0]: "sent", emails[1]: "pending", emails[2]: "pending"}
+    assert seen[2] == {emails[0]: "sent", emails[1]: "sent", emails[2]: "pending"}
+    assert server.recipients() == emails  # each once
+
+
+def test_a_server_that_never_answers_the_data_trips_the_breaker(store):
+    emails = readers(5)
+    pending(store, emails)
+    delivery = DeliveryConfig(retry_backoff=0.001, max_timeouts=2)
+    with hostile_smtp(stall="data") as server:
+        config = SmtpConfig(host="127.0.0.1", port=server.port, security="none", timeout=0.3, concurrency=1)
+        report = run(store, Builds(emails), config, delivery=delivery, concurrency=1)
+    assert [e for e, _ in report.unknown] == emails[:2]
+    assert sorted(report.pending) == emails[2:]
+    reason = report.stopped_reason or ""
+    assert reason.startswith("2 timeouts in a row, the server does not answer (no reply within 0.3 s")
+    assert reason.endswith("stopped sending; 3 digests stay pending for the next run")
+    rows = store.deliveries(DATE)
+    assert [rows[e].status for e in emails] == ["unknown", "unknown", "pending", "pending", "pending"]
+
+
+def test_a_reply_that_is_not_utf8_is_recorded_and_reported_as_text(store):
+    emails = readers(2)
+    pending(store, emails)
+    with hostile_smtp(data_reply=b"250 2.0.0 Ok: angenommen f\xfcr Empf\xe4nger") as server:
+        report = run(store, Builds(emails), plain("127.0.0.1", server.port), concurrency=1)
+    assert sorted(report.sent) == emails
+    row = store.deliveries(DATE)[emails[0]]
+    assert (row.status, row.reply) == ("sent", "250 2.0.0 Ok: angenommen f\ufffdr Empf\ufffdnger")
+    assert store.sent_paper_ids(emails[0]) == set(PAPERS)

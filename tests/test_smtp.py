@@ -20,13 +20,14 @@ from smtp_servers import (
     RejectRecipient,
     TempFailThenAccept,
     free_port,
+    hostile_smtp,
     smtp_server,
     tls_certificates,
 )
 
 from digest.config import Settings, SmtpConfig
 from digest.core.models import RenderedEmail, Subscriber
-from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, printable
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport, eml_name
 from digest.deliver.smtp import SmtpTransport, data_content
@@ -320,3 +321,78 @@ def test_any_bytes_arrive_as_they_were_sent():
         assert handler.wait_for(1)
     assert outcome.status == "sent"
     assert handler.received[0].raw.replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n") + b"\n"
+
+
+# -- issue 24: hostile servers --------------------------------------------------------------------
+def test_printable_makes_any_server_text_safe_to_store_and_show():
+    assert (
+        printable("250 Ok: f\udcfcr Empf\udce4nger") == "250 Ok: f\ufffdr Empf\ufffdnger"
+    )  # aiosmtplib's surrogates
+    assert printable("lone \ud800 surrogate") == "lone ? surrogate"
+    assert printable("red \x1b[31m\r\nnext\u202eline\x00") == "red [31m next line"
+    assert printable("x" * 10_000) == "x" * 499 + "…"
+    assert printable("x" * 10_000).encode("utf-8")  # and every result encodes
+
+
+def test_a_reply_that_is_not_utf8_is_sent_with_the_reply_as_text():
+    with hostile_smtp(data_reply=b"250 2.0.0 Ok: angenommen f\xfcr Empf\xe4nger") as server:
+        [outcome] = asyncio.run(send_many(plain("127.0.0.1", server.port), [message("ada@example.org")]))
+    assert outcome == Outcome("sent", "250 2.0.0 Ok: angenommen f\ufffdr Empf\ufffdnger")
+
+
+def test_no_reply_after_the_data_is_unknown_by_timeout_within_the_timeout():
+    with hostile_smtp(stall="data") as server:
+        started = time.monotonic()
+        [outcome] = asyncio.run(
+            send_many(
+                SmtpConfig(host="127.0.0.1", port=server.port, security="none", timeout=0.3),
+                [message("ada@example.org")],
+            )
+        )
+        took = time.monotonic() - started
+    assert (outcome.status, outcome.timeout) == ("unknown", True)
+    assert outcome.reply == "no reply within 0.3 s after the message was sent"
+    assert took < 3
+
+
+def test_a_message_over_the_servers_size_is_not_attempted():
+    msg = message("ada@example.org")
+    with hostile_smtp(size=len(msg.data) - 1) as server:
+        with pytest.raises(ConnectionFailure) as info:
+            asyncio.run(send_many(plain("127.0.0.1", server.port), [msg]))
+        assert server.counts["mail"] == 0
+    assert info.value.permanent
+    assert f"is {len(msg.data)} bytes, over the server's SIZE limit of {len(msg.data) - 1} bytes" in str(
+        info.value
+    )
+
+
+@pytest.mark.parametrize("size", [0, None], ids=["SIZE 0 (no fixed limit)", "no SIZE"])
+def test_no_size_limit_announced_sends(size: int | None):
+    with hostile_smtp(size=size) as server:
+        [outcome] = asyncio.run(send_many(plain("127.0.0.1", server.port), [message("ada@example.org")]))
+    assert outcome.status == "sent"
+
+
+def test_ready_is_called_once_the_connection_is_up_right_before_mail_from():
+    calls: list[tuple[str, int, int]] = []
+
+    class Ready:
+        def __call__(self) -> None:
+            calls.append(("ready", server.counts["connected"], server.counts["mail"]))
+
+        def undo(self, why: str) -> None:
+            calls.append(("undo", server.counts["connected"], server.counts["mail"]))
+
+    async def go() -> list[Outcome]:
+        async with SmtpTransport(plain("127.0.0.1", server.port)) as transport:
+            return [
+                await transport.send(message(a), 0, ready=Ready()) for a in ("a@example.org", "b@example.org")
+            ]
+
+    with hostile_smtp() as server:
+        server.per_connection = 1
+        outcomes = asyncio.run(go())
+    assert [o.status for o in outcomes] == ["sent", "sent"]
+    # connected before each ready, no MAIL before it; the second: 421 at MAIL, undo, reconnect
+    assert calls == [("ready", 1, 0), ("ready", 1, 1), ("undo", 1, 1), ("ready", 2, 1)]

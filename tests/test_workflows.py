@@ -130,6 +130,31 @@ def test_digest_workflow_treats_exit_4_as_a_warning() -> None:
     assert 'echo "exit_code=$code" >> "$GITHUB_OUTPUT"' in script
 
 
+@pytest.mark.parametrize(
+    ("code", "fail_on_partial", "step_exit", "says"),
+    [
+        (0, "false", 0, ""),
+        (4, "false", 0, "::warning"),
+        (4, "true", 4, "::warning"),
+        (5, "false", 0, "::warning title=A source was stale"),
+        (3, "false", 3, "::error"),
+        (1, "false", 1, "::error"),
+    ],
+)
+def test_digest_workflow_exit_codes_run_as_documented(code: int, fail_on_partial: str, step_exit: int, says: str) -> None:
+    # the step's own `case` on digest's exit code, run by bash as the runner would
+    script = next(s for s in steps(load(DIGEST)["jobs"]["run"]) if s.get("name") == "Run the digest")["run"]
+    case = script[script.index('case "$code" in') : script.index("esac") + len("esac")]
+    done = subprocess.run(
+        ["bash", "-c", f"code={code}; FAIL_ON_PARTIAL={fail_on_partial}\n{case}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert done.returncode == step_exit, done.stdout + done.stderr
+    assert says in done.stdout
+
+
 def test_digest_workflow_deploys_pages() -> None:
     jobs = load(DIGEST)["jobs"]
     assert "actions/upload-pages-artifact" in uses(jobs["run"])
@@ -164,3 +189,89 @@ def test_ci_runs_the_tests_and_checks_profiles_on_pull_requests() -> None:
     check = scripts(jobs["profiles"])
     assert 'digest check --config "$config" --subscribers "$subscribers"' in check
     assert "subscribers.example.toml" in check
+
+
+# -- the state branch stays one commit (issue 15) ----------------------------------------------------
+def _step(name: str) -> dict[str, Any]:
+    return next(s for s in steps(load(DIGEST)["jobs"]["run"]) if s.get("name") == name)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org", **env}  # fmt: skip
+    return subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=full, capture_output=True, text=True, timeout=60
+    )
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def _one_run(
+    tmp: Path, origin: Path, number: int, content: str, *, race: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """A runner's restore + (the run writes `content`) + save, with the workflow's own scripts."""
+    work = tmp / f"runner{number}"
+    _git(tmp, "clone", "-q", str(origin), str(work))
+    out = tmp / f"out{number}"
+    out.write_text("")
+    restored = _bash(
+        _step("Restore state from the digest-state branch")["run"], work, {"GITHUB_OUTPUT": str(out)}
+    )
+    assert restored.returncode == 0, restored.stderr
+    (work / "state" / "digest.sqlite3").write_bytes(content.encode())
+    (work / "state" / "secret.key").write_text("never committed")
+    if race:  # someone else moved the branch after this runner restored it
+        other = tmp / f"other{number}"
+        _git(tmp, "clone", "-q", "--branch", "digest-state", str(origin), str(other))
+        (other / "x").write_text("x")
+        _git(other, "add", "x")
+        _git(other, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "moved")
+        _git(other, "push", "-q", "origin", "digest-state")
+    env = {"EXIT_CODE": "0", "PREVIOUS": _outputs(out).get("previous", ""), "GITHUB_RUN_ID": str(number)}
+    return _bash(_step("Save state to the digest-state branch")["run"], work, env)
+
+
+def test_digest_workflow_keeps_the_state_branch_to_one_commit(tmp_path: Path) -> None:
+    origin = tmp_path / "origin.git"
+    _git(tmp_path, "init", "-q", "--bare", str(origin))
+    seed = tmp_path / "seed"
+    _git(tmp_path, "clone", "-q", str(origin), str(seed))
+    (seed / "digest.toml").write_text("")
+    _git(seed, "add", "digest.toml")
+    _git(seed, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "repo")
+    _git(seed, "push", "-q", "origin", "HEAD:main")
+    for number in (1, 2, 3):
+        saved = _one_run(tmp_path, origin, number, f"state {number}")
+        assert saved.returncode == 0, saved.stdout + saved.stderr
+        assert _git(origin, "rev-list", "--count", "digest-state") == "1"  # never a history
+        assert _git(origin, "show", "digest-state:state/digest.sqlite3") == f"state {number}"
+        files = _git(origin, "ls-tree", "-r", "--name-only", "digest-state").split()
+        assert files == ["state/digest.sqlite3"]  # no signing key, no lock
+    # a branch that moved since the restore is not overwritten
+    refused = _one_run(tmp_path, origin, 4, "state 4", race=True)
+    assert refused.returncode != 0
+    assert _git(origin, "show", "digest-state:x") == "x"
+
+
+def test_digest_workflow_keeps_the_previous_state_as_an_artifact() -> None:
+    names = [s.get("name") for s in steps(load(DIGEST)["jobs"]["run"])]
+    keep = _step("Keep the state this run starts from")
+    assert names.index("Restore state from the digest-state branch") < names.index(keep["name"])
+    assert names.index(keep["name"]) < names.index("Run the digest")
+    assert keep["uses"].startswith("actions/upload-artifact@")
+    assert keep["with"]["retention-days"] == 30
+    assert "!state/secret.key" in keep["with"]["path"]
+    assert "Recovering an older state" in DIGEST.read_text()
+    assert (
+        "Recovering an older state" in (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    )

@@ -28,6 +28,10 @@ from digest.core.addresses import sender_address
 from digest.core.errors import ConfigError
 
 HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
+# The fewest [state] keep_days: digest.plan.LATE_DAYS + 1 (a digest sent late needs its day's
+# papers and explanations). Config sits below the plan; tests/test_retention.py checks they agree.
+MIN_KEEP_DAYS = 15
+ARXIV_API_URL = "https://export.arxiv.org/api/query"
 
 
 class _Section(BaseModel):
@@ -39,6 +43,20 @@ class StateConfig(_Section):
     # How long a write waits for another process's lock on the database (a backup, an sqlite3
     # shell) before the run fails with one line; two digest runs never wait here (the run lock).
     busy_timeout: float = Field(default=30.0, ge=0, le=3600)
+    # Days (with a snapshot) kept whole; older ones keep only what later runs read (paper ids and
+    # versions, who got a digest): see docs/deployment.md, "How big the state gets". 0 keeps all.
+    keep_days: int = Field(default=30, ge=0, le=3660)
+
+    @field_validator("keep_days")
+    @classmethod
+    def _keep_days(cls, value: int) -> int:
+        if 0 < value < MIN_KEEP_DAYS:
+            raise ValueError(
+                f"{value} is too few: late digests go out up to {MIN_KEEP_DAYS - 1} days after their "
+                f"date and need that day whole; use {MIN_KEEP_DAYS} or more (and at least [output] "
+                "feed_days), or 0 to keep everything"
+            )
+        return value
 
 
 SourceKind = Literal["hf_daily", "arxiv_rss", "feed"]
@@ -57,8 +75,11 @@ class SourceConfig(_Section):
     # hf_daily: how many days back to fetch (the run date and the day before by default, since
     # the list for a day fills up during that day).
     days: int = Field(default=2, ge=1, le=14)
+    # arxiv_rss: where announcement days the feed no longer shows (a skipped or failed run) are
+    # fetched from: the arXiv API, by the same categories and the day's submission window.
+    api_url: str = ARXIV_API_URL
 
-    @field_validator("url")
+    @field_validator("url", "api_url")
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -84,10 +105,18 @@ class SourceConfig(_Section):
 
 
 class FetchConfig(_Section):
-    timeout: float = Field(default=30.0, gt=0)  # seconds, connect and read
+    timeout: float = Field(default=30.0, gt=0)  # seconds, connect and each wait for the next bytes
+    # seconds for a whole request, connect to last byte: a server sending a byte now and then
+    # never trips `timeout`
+    deadline: float = Field(default=120.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
     backoff: float = Field(default=1.0, ge=0)  # first retry delay in seconds, doubled each time
-    max_bytes: int = Field(default=50_000_000, gt=0)  # size cap per response body
+    max_bytes: int = Field(default=50_000_000, gt=0)  # size cap per response body, once decoded
+    # Announcement days a run missed (skipped runs, a source that failed) are fetched by the next
+    # run up to this many days back; 0 turns backfilling off.
+    backfill_days: int = Field(default=7, ge=0, le=60)
+    # seconds between two requests to the arXiv API (its terms ask for 3)
+    api_delay: float = Field(default=3.0, ge=0)
 
 
 class SubscribersConfig(_Section):
@@ -141,6 +170,13 @@ class DeliveryConfig(_Section):
     max_attempts: int = Field(default=4, ge=1, le=20)  # per message, for 4xx and dropped connections
     retry_backoff: float = Field(default=2.0, ge=0)  # seconds before the first retry, doubled each time
     max_connection_failures: int = Field(default=3, ge=1)  # in a row, then the run stops sending
+    # replies that never came within [smtp] timeout, in a row (over all connections), then the run
+    # stops sending: a server that stalls after DATA would otherwise cost every message the timeout
+    max_timeouts: int = Field(default=2, ge=1)
+    # A digest of unknown fate (the run died, or the connection dropped, after the message may have
+    # reached the server): "report" it on every run until `--retry-unknown`; or "resend" it once,
+    # on the next run, under its first Message-ID (most mail systems drop the second copy).
+    unknown: Literal["report", "resend"] = "report"
     subject: str = "{count} new papers for you · {date}"  # {count}, {date}, {name}
     list_id: str = "Paper Digest <digest.localhost>"
     # An https endpoint you run that unsubscribes `?token=...` (GET shows a page, POST is the
@@ -198,6 +234,18 @@ class OutputConfig(_Section):
     base_url: str | None = None  # where `dir` is served, for absolute links in feeds and emails
     feed_days: int = Field(default=14, ge=1, le=366)
     atom: bool = True  # also write feed.atom next to feed.xml
+    # Day pages older than this many days are removed (the archive index lists what is left);
+    # 0 keeps every page.
+    archive_days: int = Field(default=90, ge=0, le=3660)
+
+    @model_validator(mode="after")
+    def _archive_covers_feeds(self) -> OutputConfig:
+        if 0 < self.archive_days < self.feed_days:
+            raise ValueError(
+                f"archive_days = {self.archive_days} is less than feed_days = {self.feed_days}: the "
+                "feeds link to day pages; make archive_days at least feed_days, or 0 to keep every page"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod

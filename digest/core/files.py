@@ -37,6 +37,18 @@ def write_atomic(path: Path, content: str | bytes, *, mode: int = 0o644, sync_fo
         sync_folder_of(path.parent)
 
 
+def remove_leftovers(folder: Path) -> int:
+    """Remove the temporary files that writes killed halfway left in `folder` and below; returns
+    how many. Only for folders that one process writes at a time (the run lock guarantees it):
+    otherwise a write in progress would lose its temporary file."""
+    removed = 0
+    for leftover in folder.rglob(".*.tmp") if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed += 1
+    return removed
+
+
 def sync_folder_of(folder: Path) -> None:
     """Make the renames in `folder` durable (fsync the directory); a no-op where it cannot."""
     try:

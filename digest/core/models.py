@@ -54,6 +54,9 @@ class Paper:
     # What readers are shown for `sources`: each source's display name (`[[sources]] display_name`),
     # set by `fetch_listing`. Empty for papers made elsewhere; render then falls back to the names.
     source_labels: tuple[str, ...] = ()
+    # The announcement day of a paper fetched late, by a backfill of a day no run fetched (the
+    # arXiv API for a missed arXiv day, an earlier `date=` for Hugging Face); None otherwise.
+    announced: dt.date | None = None
 
     def merge(self, other: Paper) -> Paper:
         """The same paper as seen by two sources: keep what either knows.
@@ -84,7 +87,7 @@ class Paper:
             value = getattr(self, f.name)
             if value is None or value == () or value is False or value == "":
                 continue
-            if isinstance(value, dt.datetime):
+            if isinstance(value, dt.date):  # a datetime is a date too
                 value = value.isoformat()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -100,6 +103,8 @@ class Paper:
             value = data[f.name]
             if f.name == "published" and value is not None:
                 value = dt.datetime.fromisoformat(value)
+            elif f.name == "announced" and value is not None:
+                value = dt.date.fromisoformat(value)
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[f.name] = value
@@ -129,6 +134,15 @@ class Listing:
     source: str
     papers: tuple[Paper, ...]
     fetched_at: dt.datetime
+    skipped: int = 0  # malformed items left out (each logged when parsed)
+    duplicates: int = 0  # items left out for repeating an earlier item's id in the same response
+    # The announcement days the papers come from, oldest first: the feed's own date for arXiv,
+    # the `date=` days for Hugging Face (empty for a feed without one). The store keeps them per
+    # source, so the next run knows which days it missed.
+    days: tuple[dt.date, ...] = ()
+    announced: dt.date | None = None  # the day the listing says it is of (arXiv's channel date)
+    backfilled: tuple[dt.date, ...] = ()  # missed days fetched late (in `days` too)
+    cut: tuple[dt.date, ...] = ()  # missed days older than `[fetch] backfill_days`: not fetched
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,25 @@ from digest.core.errors import DigestError, SendError
 
 Status = Literal["sent", "retry", "failed", "unknown"]
 
+_REPLY_CHARS = 500  # a reply kept or shown is cut here: a hostile server can send 8 KB lines
+
+
+def printable(text: str, limit: int = _REPLY_CHARS) -> str:
+    """Text from a server, safe to store in the ledger and to print on one line.
+
+    aiosmtplib keeps the bytes of a reply that are not UTF-8 (`f\xfcr`, Latin-1 as real servers
+    send) as lone surrogates, which SQLite and a terminal refuse: they become U+FFFD here. Control
+    and format characters (escape sequences, bidi overrides, line breaks) become spaces, runs of
+    whitespace one space, and the text is cut to `limit` characters.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate surrogateescape did not make
+        raw = text.encode("utf-8", "replace")
+    decoded = raw.decode("utf-8", "replace")
+    shown = " ".join("".join(c if c.isprintable() else " " for c in decoded).split())
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -38,6 +57,7 @@ class Outcome:
     status: Status
     reply: str  # the server's reply, e.g. "250 2.0.0 Ok: queued" or "550 5.1.1 no such user"
     suppress: bool = False
+    timeout: bool = False  # no reply came within [smtp] timeout (the sender's breaker counts these)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +102,31 @@ class ConnectionFailure(SendError):
         self.recipient = server
         self.reason = message
         self.permanent = permanent
-        DigestError.__init__(self, f"{server}: {message}")
+        DigestError.__init__(self, printable(f"{server}: {message}", limit=1000))
+
+
+class Ready(Protocol):
+    """The sender's side of the unknown window, handed to `Transport.send`.
+
+    The transport calls it once its destination is ready (SMTP: connected, TLS, EHLO, AUTH done
+    and the rate token held), right before the transaction opens (MAIL FROM; the outbox: before
+    writing): the sender commits 'sending' then, and only then. Waiting, connecting and
+    reconnecting happen before it, so a process killed there leaves the digest 'pending'.
+    """
+
+    def __call__(self) -> None: ...
+
+    def undo(self, why: str) -> None:
+        """Nothing of the message went out after all and the transport will try again itself (a
+        reused connection the server had closed): the digest is 'pending' again meanwhile."""
+        ...
 
 
 class Transport(Protocol):
     """Where messages go. `send` never raises for a problem with one message (it returns an
-    `Outcome`); it raises `ConnectionFailure` when it cannot reach the destination at all."""
+    `Outcome`); it raises `ConnectionFailure` when it cannot reach the destination at all.
+    `ready` (see `Ready`) is called right before the transaction opens; a transport that returns
+    or raises without calling it sent nothing."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -98,7 +137,7 @@ class Transport(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def send(self, message: OutgoingMessage, worker: int) -> Outcome: ...
+    async def send(self, message: OutgoingMessage, worker: int, ready: Ready | None = None) -> Outcome: ...
 
 
-__all__ = ["ConnectionFailure", "Outcome", "OutgoingMessage", "Status", "Transport"]
+__all__ = ["ConnectionFailure", "Outcome", "OutgoingMessage", "Ready", "Status", "Transport", "printable"]

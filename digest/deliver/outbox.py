@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Self
 
 from digest.core.files import write_atomic
-from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Ready
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]+")
 
@@ -45,8 +45,10 @@ class OutboxTransport:
     ) -> None:
         return None
 
-    async def send(self, message: OutgoingMessage, worker: int) -> Outcome:
+    async def send(self, message: OutgoingMessage, worker: int, ready: Ready | None = None) -> Outcome:
         path = self.directory / eml_name(message)
+        if ready is not None:
+            ready()  # the file appears whole or not at all: a failure below leaves nothing behind
         try:
             await asyncio.to_thread(write_atomic, path, message.data, mode=0o600)
         except OSError as exc:

@@ -2,8 +2,11 @@
 
 Exactly once, across crashes and re-runs, by the order of the ledger writes:
 
-1. `mark_sending` is committed right before a message goes out. A crash from here on leaves
-   'sending', which the next run reports as unknown rather than sending a second copy.
+1. `mark_sending` is committed right before a message goes out: the transport calls back
+   (`Ready`) once its connection is up and the rate token held, right before MAIL FROM. A crash
+   from here on leaves 'sending', which the next run reports as unknown rather than sending a
+   second copy; a crash before (rendering, waiting, connecting, reconnecting) leaves 'pending',
+   which the next run simply sends.
 2. The transport's outcome is recorded at once: 'sent'; back to 'pending' when nothing was taken
    (a 4xx, a dropped connection before the data, no connection at all), so the next run retries;
    'failed' for a 5xx (and the address suppressed when the refusal was of the recipient);
@@ -11,13 +14,16 @@ Exactly once, across crashes and re-runs, by the order of the ledger writes:
 
 Workers build each message only when they take its job, so a run never holds more than
 `concurrency` rendered messages at once. After `max_connection_failures` connection failures in a
-row (or one that cannot get better, like a server without STARTTLS) the run stops sending and says
-why; on `stop` (SIGTERM) each worker finishes the message in hand and takes no new job.
+row (or one that cannot get better, like a server without STARTTLS or a digest over its SIZE), or
+`max_timeouts` replies in a row that never came, the run stops sending and says why; on `stop`
+(SIGTERM) each worker finishes the message in hand and takes no new job. Every reply is kept as
+safe text (`printable`): no reply can crash a run or leave an accepted message 'sending'.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -29,7 +35,7 @@ from digest.config import DeliveryConfig
 from digest.core.errors import DigestError
 from digest.core.models import Subscriber
 from digest.core.status import DeliveryStatus, SuppressionKind
-from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Transport
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Transport, printable
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +135,7 @@ class _Run:
         self.sleep = sleep
         self.report = SendReport()
         self.connection_failures = 0  # in a row, over every worker
+        self.timeouts = 0  # replies that never came, in a row, over every worker
         self.halt_reason: str | None = None
         self.halted = asyncio.Event()  # set when the run stops sending, for whatever reason
 
@@ -156,13 +163,11 @@ class _Run:
             self.report.errors.append((email, f"could not build the message: {exc}"))
             self.finish_job(email, Outcome("retry", f"could not build the message: {exc}"))
             return
-        message_id = message.message_id
-
         attempts = 0
         while True:
-            self.ledger.mark_sending(job.date, email, message_id, self.clock())
+            window = _Window(self, job, message.message_id)
             try:
-                outcome = await self.transport.send(message, worker)
+                outcome = await self.transport.send(message, worker, ready=window)
             except ConnectionFailure as exc:
                 # Nothing was transmitted: the digest goes back to pending at once.
                 self.ledger.mark_status(job.date, email, DeliveryStatus.PENDING, str(exc), self.clock())
@@ -171,7 +176,9 @@ class _Run:
                     self.finish_job(email, Outcome("retry", str(exc)))
                     return
                 continue
+            outcome = dataclasses.replace(outcome, reply=printable(outcome.reply))  # whatever the transport
             self.connection_failures = 0
+            self.count_timeouts(outcome)
             attempts += 1
             if outcome.status != "retry":
                 break
@@ -224,6 +231,21 @@ class _Run:
         if self.halt_reason is not None:
             self.halted.set()
 
+    def count_timeouts(self, outcome: Outcome) -> None:
+        """A server that stops answering would cost every message the full timeout, one after the
+        other: after `max_timeouts` in a row the run stops sending (the breaker)."""
+        if not outcome.timeout:
+            self.timeouts = 0
+            return
+        self.timeouts += 1
+        log.warning("%s (%d in a row)", outcome.reply, self.timeouts)
+        if self.halt_reason is None and self.timeouts >= self.config.max_timeouts:
+            self.halt_reason = (
+                f"{self.timeouts} timeouts in a row, the server does not answer ({outcome.reply}; "
+                f"[delivery] max_timeouts = {self.config.max_timeouts})"
+            )
+            self.halted.set()
+
     async def pause(self, nth: int) -> bool:
         """Back off before try `nth + 1` (doubling, with jitter); False when the run stopped meanwhile."""
         delay = self.config.retry_backoff * 2 ** (nth - 1) * random.uniform(0.5, 1.0)
@@ -250,3 +272,20 @@ class _Run:
         elif self.stop is not None and self.stop.is_set() and left:
             self.report.stopped_reason = f"asked to stop: {stay} pending for the next run"
         return self.report
+
+
+class _Window:
+    """The `Ready` the sender hands the transport for one attempt: 'sending' is committed when the
+    transport opens the transaction, 'pending' again if it has to reconnect first."""
+
+    def __init__(self, run: _Run, job: Job, message_id: str) -> None:
+        self.run, self.job, self.message_id = run, job, message_id
+
+    def __call__(self) -> None:
+        self.run.ledger.mark_sending(
+            self.job.date, self.job.subscriber.email, self.message_id, self.run.clock()
+        )
+
+    def undo(self, why: str) -> None:
+        email, now = self.job.subscriber.email, self.run.clock()
+        self.run.ledger.mark_status(self.job.date, email, DeliveryStatus.PENDING, printable(why), now)

@@ -9,6 +9,11 @@ aiosmtplib's `send_message` runs MAIL, RCPT and DATA in one call, so when the co
 cannot say whether the message went out. Here the phases are separate: a failure before the
 message content was written is safe to retry; once the content is on the wire and no reply comes
 back, the outcome is "unknown", and the message is never resent blindly.
+
+The unknown window is the transaction and nothing else: the rate token is taken and the
+connection made ready (TLS, EHLO, AUTH) first, then the sender's `ready` is called (it commits
+'sending'), then MAIL FROM. A digest larger than the SIZE the server announced is not attempted:
+that ends the run (`ConnectionFailure`, permanent), since no later message can change it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from digest.config import SmtpConfig
-from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Ready, printable
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +116,17 @@ class SmtpTransport:
         await asyncio.gather(*(quit(s) for s in self._slots))
 
     # -- sending ---------------------------------------------------------------------------------
-    async def send(self, message: OutgoingMessage, worker: int) -> Outcome:
+    async def send(self, message: OutgoingMessage, worker: int, ready: Ready | None = None) -> Outcome:
         if not message.sender or not message.recipient:
             return Outcome("failed", "the message has no From or no To address")
         slot = self._slots[worker % len(self._slots)]
         async with slot.lock:
-            await self._limiter.wait()
-            return await self._send(slot, message)
+            await self._limiter.wait()  # before `ready`: a digest waiting for its turn is pending
+            return await self._send(slot, message, ready or _NOT_WATCHED)
 
-    async def _send(self, slot: _Slot, message: OutgoingMessage) -> Outcome:
+    async def _send(self, slot: _Slot, message: OutgoingMessage, ready: Ready) -> Outcome:
         """MAIL, RCPT and DATA as separate phases, so a lost connection says whether it matters."""
-        opened = await self._mail_from(slot, message)
+        opened = await self._mail_from(slot, message, ready)
         if isinstance(opened, Outcome):
             return opened
         refused = await self._rcpt_and_data(slot, opened, message)
@@ -129,12 +134,16 @@ class SmtpTransport:
             return refused
         return await self._content(slot, opened, message)
 
-    async def _mail_from(self, slot: _Slot, message: OutgoingMessage) -> aiosmtplib.SMTP | Outcome:
+    async def _mail_from(
+        self, slot: _Slot, message: OutgoingMessage, ready: Ready
+    ) -> aiosmtplib.SMTP | Outcome:
         """MAIL FROM on the slot's connection: the client, ready for RCPT, or why not."""
         for force_new in (False, True):
             client, fresh = await self._connected(slot, force_new=force_new)
-            if message.smtputf8 and not client.supports_extension("smtputf8"):
-                return Outcome("failed", "the address is not ASCII and the server does not support SMTPUTF8")
+            unfit = self._unfit(client, message)
+            if unfit is not None:
+                return unfit
+            ready()  # the transaction opens: the sender commits 'sending' now
             try:
                 await client.mail(
                     message.sender, options=_mail_options(client, message), encoding=_encoding(message)
@@ -142,15 +151,36 @@ class SmtpTransport:
             except _LOST as exc:
                 slot.drop()
                 if fresh:
-                    return Outcome("retry", f"connection lost before the message was sent ({_text(exc)})")
-                continue  # a pooled connection the server had closed: reconnect once, nothing was sent
+                    return _lost_before(exc)
+                # a pooled connection the server had closed: reconnect once, nothing was sent
+                ready.undo(f"the server had closed the connection ({_text(exc)}); reconnecting")
+                continue
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code == 421 and not fresh:
                     slot.drop()  # "too many messages on this connection": a new one is fine
+                    ready.undo(f"{_reply(exc.code, exc.message)}; reconnecting")
                     continue
                 return await self._refused(slot, exc)
             return client
         raise AssertionError("unreachable")  # pragma: no cover - a fresh connection's pass returns
+
+    def _unfit(self, client: aiosmtplib.SMTP, message: OutgoingMessage) -> Outcome | None:
+        """Why this server cannot take this message, found from its EHLO before anything is sent.
+
+        A message over the server's SIZE raises: every later digest is about as large, and a
+        refusal for good would keep the reader from their digest after the limit is raised."""
+        if message.smtputf8 and not client.supports_extension("smtputf8"):
+            return Outcome("failed", "the address is not ASCII and the server does not support SMTPUTF8")
+        limit = size_limit(client)
+        if limit is not None and len(message.data) > limit:
+            raise ConnectionFailure(
+                self.server,
+                f"the digest for {message.recipient} is {len(message.data)} bytes, over the "
+                f"server's SIZE limit of {limit} bytes (nothing was sent); raise the limit on the "
+                "server, or lower max_papers in the profiles",
+                permanent=True,
+            )
+        return None
 
     async def _rcpt_and_data(
         self, slot: _Slot, client: aiosmtplib.SMTP, message: OutgoingMessage
@@ -161,7 +191,7 @@ class SmtpTransport:
             response = await client.execute_command(b"DATA")
         except _LOST as exc:
             slot.drop()
-            return Outcome("retry", f"connection lost before the message was sent ({_text(exc)})")
+            return _lost_before(exc)
         except aiosmtplib.SMTPRecipientRefused as exc:
             return await self._refused(slot, exc, recipient=True)
         except aiosmtplib.SMTPResponseException as exc:
@@ -181,6 +211,9 @@ class SmtpTransport:
             response = await protocol.read_response(timeout=self.config.timeout)
         except _LOST as exc:
             slot.drop()
+            if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+                why = f"no reply within {self.config.timeout:g} s after the message was sent"
+                return Outcome("unknown", why, timeout=True)
             why = f"connection lost after the message was sent, before the server replied ({_text(exc)})"
             return Outcome("unknown", why)
         except aiosmtplib.SMTPResponseException as exc:  # a malformed reply: who knows what it meant
@@ -246,6 +279,8 @@ class SmtpTransport:
             if cfg.username:
                 password = cfg.password.get_secret_value() if cfg.password is not None else ""
                 await client.login(cfg.username, password)
+            if client.is_ehlo_or_helo_needed:  # SIZE and SMTPUTF8 are known before MAIL FROM
+                await client.ehlo()
         except ConnectionFailure:
             client.close()
             raise
@@ -327,11 +362,37 @@ def _mail_options(client: aiosmtplib.SMTP, message: OutgoingMessage) -> list[str
     return options
 
 
+def size_limit(client: aiosmtplib.SMTP) -> int | None:
+    """The largest message the server takes, from its EHLO (RFC 1870 SIZE); None: no limit said."""
+    value = client.esmtp_extensions.get("size", "") if client.supports_extension("size") else ""
+    limit = value.split()[0] if value.split() else ""
+    return int(limit) if limit.isdigit() and int(limit) > 0 else None  # "SIZE 0": no fixed limit
+
+
+def _lost_before(exc: BaseException) -> Outcome:
+    why = f"connection lost before the message was sent ({_text(exc)})"
+    return Outcome("retry", why, timeout=isinstance(exc, aiosmtplib.SMTPTimeoutError))
+
+
+class _NotWatched:
+    """`ready` for a caller that keeps no ledger (tests, tools)."""
+
+    def __call__(self) -> None:
+        return None
+
+    def undo(self, why: str) -> None:
+        return None
+
+
+_NOT_WATCHED = _NotWatched()
+
+
 def _reply(code: int, message: str) -> str:
-    return f"{code} {' '.join(message.split())}".strip()
+    """A reply as kept and shown: whatever its bytes, safe text on one line (see `printable`)."""
+    return printable(f"{code} {message}")
 
 
 def _text(exc: BaseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _reply(exc.code, exc.message)
-    return str(exc) or type(exc).__name__
+    return printable(str(exc)) or type(exc).__name__

@@ -6,20 +6,31 @@ The CLI, `digest serve`, the demo and the benchmarks call what is exported here.
 """
 
 from digest.pipeline.daily import run
-from digest.pipeline.fetching import check_snapshot_date, fetch_all, fetch_and_store, new_on, run_date
+from digest.pipeline.fetching import (
+    FetchReport,
+    check_snapshot_date,
+    fetch_all,
+    fetch_and_store,
+    fetch_day,
+    new_on,
+    run_date,
+)
 from digest.pipeline.publishing import publish
 from digest.pipeline.sending import links_for, stop_on_signals
-from digest.pipeline.summary import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, RunSummary
+from digest.pipeline.summary import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_STALE, RunSummary
 
 __all__ = [
     "EXIT_FAILED",
     "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_PARTIAL",
+    "EXIT_STALE",
+    "FetchReport",
     "RunSummary",
     "check_snapshot_date",
     "fetch_all",
     "fetch_and_store",
+    "fetch_day",
     "links_for",
     "new_on",
     "publish",

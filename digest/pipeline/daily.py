@@ -5,11 +5,13 @@ one only calls them in the order that makes a run safe to kill and re-run:
 
 1. everything that can be checked before touching the network is (config, profiles, templates,
    writable folders);
-2. all sources are fetched and parsed before anything is stored, so a failed fetch stores nothing;
-   the snapshot and its HTTP validators are stored in one transaction (`fetching`);
+2. all sources are fetched and parsed before anything is stored; the snapshot and its HTTP
+   validators are stored in one transaction (`fetching`); a source that fails or is stale is
+   left out of it and reported, and only when every source fails is nothing stored;
 3. the plan is made from the diff, the profiles and the ledger, and its state changes (lifted
-   suppressions, 'sending' rows found unknown, digests given up, today's digests as pending) are
-   recorded in one transaction;
+   suppressions, 'sending' rows found unknown, digests given up, today's digests as pending, and
+   that the day's digests are recorded) are recorded in one transaction; an earlier stored day
+   whose digests never were (its run died first, or only `digest fetch` ran) is planned too;
 4. each digest goes pending → sending → sent/failed/unknown in the ledger, 'sending' committed
    before the message goes out (`sending`, `digest.deliver.sender`), so a re-run sends only what
    is still pending and nobody gets two copies;
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -27,18 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import Settings, signing_key
-from digest.core.errors import ConfigError, DigestError
+from digest.core.errors import ConfigError, DigestError, StoreError
 from digest.core.models import DiffResult, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import RunStatus
-from digest.pipeline import publishing
-from digest.pipeline.fetching import fetch_and_store, run_date
+from digest.pipeline import publishing, retention
+from digest.pipeline.fetching import fetch_day, new_on, run_date
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_jobs, stop_on_signals
 from digest.pipeline.summary import RunSummary, Timer
-from digest.plan import LATE_DAYS, LedgerView, Plan, explanations, plan_run
+from digest.plan import LATE_DAYS, LedgerView, Plan, StoredDay, explanations, plan_run
 from digest.profiles import load_subscribers, subscribers_path_from
 from digest.render.email import EmailRenderer
 from digest.store import Store
+
+_log = logging.getLogger(__name__)
 
 
 def run(
@@ -48,6 +53,7 @@ def run(
     date: dt.date | None = None,
     dry_run: bool = False,
     retry_unknown: bool = False,
+    retry_failed: bool = False,
     now: dt.datetime | None = None,
     stop: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
@@ -75,19 +81,23 @@ def run(
     signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
     with store, store.lock(), signals:
         key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
-        # 2. fetch, parse, diff; the snapshot is stored only when every source succeeded
+        # 2. fetch, parse, diff; a failed or stale source is left out of the snapshot and reported
+        # (the others go on); only when every source failed does this raise, storing nothing
         with timer("fetch"):
-            result = fetch_and_store(
-                settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress
-            )
-        summary.new, summary.updates = len(result.new), len(result.updates)
+            result = _fetch(summary, settings, store, date, now, dry_run, transport, progress)
         if not dry_run:
             store.start_run(date, now)
 
         # 3. plan (matching is most of it) and record what it decided
         with timer("match"):
             plan = plan_run(
-                date, subscribers, result.new, read_ledger(store, date, result), retry_unknown=retry_unknown
+                date,
+                subscribers,
+                result.new,
+                read_ledger(store, date, result),
+                retry_unknown=retry_unknown,
+                unknown=settings.delivery.unknown,
+                retry_failed=retry_failed,
             )
         _report_plan(summary, plan)
         if not dry_run:
@@ -127,6 +137,7 @@ def _prepare(
         subscribers_path_from(subscribers_path, settings), source_names=[s.name for s in settings.sources]
     )
     renderer = EmailRenderer(settings)
+    retention.check_window(settings)
     if not dry_run:
         _check_writable(settings.output.dir, "[output] dir")
         if settings.transport == "outbox":
@@ -143,12 +154,27 @@ def read_ledger(store: Store, date: dt.date, result: DiffResult) -> LedgerView:
         expired=store.unfinished_before(since),
         sent=store.sent_for_papers(p.id for p in result.new),  # one query for everybody
         suppressions=store.suppressions(),
+        unrecorded=[_stored_day(store, day) for day in store.unrecorded_days(date, since=since)],
+        resent=store.resent_unknown(since=since),
     )
+
+
+def _stored_day(store: Store, date: dt.date) -> StoredDay:
+    """An earlier stored day whose digests were never recorded: its new papers, as its own run
+    would have seen them, and what of them was emailed since."""
+    result = new_on(store, date)
+    papers = result.new if result is not None else []
+    sent = store.sent_for_papers(p.id for p in papers)
+    return StoredDay(date, papers, rows=store.deliveries(date), sent=sent)
 
 
 def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
     """The plan's state changes, in one transaction: either all of them are recorded or none."""
     with store.transaction():
+        for day in plan.recorded:
+            store.mark_recorded(day, now, by=plan.recorded[-1])  # the run date is the last
+        for day, email in plan.resends:
+            store.mark_resent(day, email, now)
         for email in plan.lift:
             store.lift_suppression(email)
         for change in plan.transitions:
@@ -165,12 +191,34 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
                 )
 
 
+def _fetch(
+    summary: RunSummary,
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    now: dt.datetime,
+    dry_run: bool,
+    transport: Any,
+    progress: Progress,
+) -> DiffResult:
+    """The fetch stage (`fetching.fetch_day`); what it found of each source goes into the summary."""
+    fetched = fetch_day(settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress)
+    result = fetched.result
+    summary.new, summary.updates = len(result.new), len(result.updates)
+    summary.failed_sources, summary.stale_sources = fetched.failed, fetched.stale
+    summary.source_notes = fetched.notes
+    summary.malformed_items, summary.duplicate_ids = fetched.malformed_items, fetched.duplicate_ids
+    return result
+
+
 def _report_plan(summary: RunSummary, plan: Plan) -> None:
     summary.matched = plan.matched
     summary.suppressed = list(plan.suppressed)
     summary.failed += plan.failed  # the late ones given up come first, then the send's failures
     summary.unknown += plan.unknown
     summary.skipped += plan.skipped
+    summary.recovered = list(plan.recovered)
+    summary.resent = [f"{email}: {day}" for day, email in plan.resends]
 
 
 def _render_only(summary: RunSummary, jobs: list[Any], progress: Progress) -> None:
@@ -198,6 +246,13 @@ def _publish_and_finish(
         summary.publish_error = str(exc)
     status = RunStatus.OK if summary.exit_code == 0 else RunStatus.PARTIAL
     store.finish_run(summary.date, status, summary.as_dict(), utcnow())
+    # Last, once the run is recorded: days past [state] keep_days are compacted in one
+    # transaction. A failure (a full disk while vacuuming) changes nothing; the next run retries.
+    try:
+        with timer("retention"):
+            retention.apply(settings, store, summary.date, now)
+    except StoreError as exc:
+        _log.warning("state retention skipped: %s", exc)
 
 
 def _check_writable(folder: Path, key: str) -> None:

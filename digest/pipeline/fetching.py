@@ -1,27 +1,89 @@
 """fetch → snapshot → diff: the first half of every run, and all of `digest fetch`.
 
-Every source is fetched and parsed before anything is stored, so a failed fetch stores nothing;
-the snapshot and its HTTP validators are stored in one transaction.
+Every source is fetched and parsed before anything is stored; the snapshot, its HTTP validators
+and the announcement days each source listed are stored in one transaction. A source that fails
+or is stale is left out of it (so nothing hides its day from the next run) and the others go on;
+only when every source fails is nothing stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from digest.config import Settings
-from digest.core.errors import ConfigError
-from digest.core.models import CachedResponse, DiffResult, FetchResult, Paper, merge_papers
+from digest.config import Settings, SourceConfig
+from digest.core.errors import ConfigError, DigestError, FetchError, ParseError
+from digest.core.models import CachedResponse, DiffResult, FetchResult, Listing, Paper, merge_papers
 from digest.core.progress import Progress, QuietProgress
 from digest.diff import diff
 from digest.sources import fetch_listing
 from digest.sources.fetch import Fetcher
 from digest.store import Store
 
+log = logging.getLogger(__name__)
+
 
 def run_date(settings: Settings, now: dt.datetime) -> dt.date:
     """Today in the configured time zone: what `--date` defaults to."""
     return now.astimezone(settings.schedule.tz).date()
+
+
+@dataclass(frozen=True)
+class SourceFetch:
+    """One source's outcome: its listing and responses, or the error it failed with."""
+
+    name: str
+    listing: Listing | None
+    results: list[FetchResult] = field(default_factory=list)
+    error: DigestError | None = None
+
+
+@dataclass
+class FetchReport:
+    """What the fetch stage of a run found: the diff, and how each source fared."""
+
+    result: DiffResult
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, why): nothing of it stored
+    stale: list[tuple[str, str]] = field(default_factory=list)  # (source, why): nothing of it stored
+    notes: list[str] = field(default_factory=list)  # days backfilled, days the cap cut, sources left
+    # source: items its responses left out (logged when parsed), whether the source was stored or not
+    malformed_items: dict[str, int] = field(default_factory=dict)  # not a paper: skipped
+    duplicate_ids: dict[str, int] = field(default_factory=dict)  # an earlier item's id: first kept
+
+
+def fetch_sources(
+    settings: Settings,
+    sources: Sequence[SourceConfig],
+    cache: dict[str, CachedResponse],
+    date: dt.date,
+    now: dt.datetime,
+    *,
+    last_days: Mapping[str, dt.date] | None = None,
+    transport: Any = None,
+    progress: Progress | None = None,
+) -> list[SourceFetch]:
+    """Fetch and parse each of `sources`; a source that fails is returned with its error, and the
+    others are fetched all the same. With `last_days`, days a source missed are backfilled."""
+    out: list[SourceFetch] = []
+    advance = (progress or QuietProgress()).stage("fetch", len(sources))
+    with Fetcher(settings.fetch, cache, transport=transport) as fetcher:
+        for source in sources:
+            last = (last_days or {}).get(source.name)
+            try:
+                listing, results = fetch_listing(
+                    source, fetcher, date, now=now, last_day=last, backfill_days=settings.fetch.backfill_days
+                )
+            except (FetchError, ParseError) as exc:
+                log.warning("source %r failed: %s", source.name, exc)
+                out.append(SourceFetch(source.name, None, error=exc))
+                advance(f"{source.name}: failed")
+                continue
+            out.append(SourceFetch(source.name, listing, results))
+            advance(f"{source.name}: {len(listing.papers)} papers")
+    return out
 
 
 def fetch_all(
@@ -33,18 +95,15 @@ def fetch_all(
     transport: Any = None,
     progress: Progress | None = None,
 ) -> tuple[list[Paper], list[FetchResult]]:
-    """Fetch and parse every source; any failure raises before anything is stored."""
-    papers: list[Paper] = []
-    responses: list[FetchResult] = []
-    progress = progress or QuietProgress()
-    advance = progress.stage("fetch", len(settings.sources))
-    with Fetcher(settings.fetch, cache, transport=transport) as fetcher:
-        for source in settings.sources:
-            listing, results = fetch_listing(source, fetcher, date, now=now)
-            papers.extend(listing.papers)
-            responses.extend(results)
-            advance(f"{source.name}: {len(listing.papers)} papers")
-    return merge_papers(papers), responses
+    """Fetch and parse every source, without backfilling; the first failure raises."""
+    fetched = fetch_sources(
+        settings, settings.sources, cache, date, now, transport=transport, progress=progress
+    )
+    for one in fetched:
+        if one.error is not None:
+            raise one.error
+    papers = [p for one in fetched if one.listing for p in one.listing.papers]
+    return merge_papers(papers), [r for one in fetched for r in one.results]
 
 
 def new_on(store: Store, date: dt.date) -> DiffResult | None:
@@ -65,26 +124,152 @@ def fetch_and_store(
     transport: Any = None,
     progress: Progress | None = None,
 ) -> DiffResult:
+    """fetch → snapshot → diff: what is new on `date` (see `fetch_day`, which also says how each
+    source fared; here a failed or stale source is only logged)."""
+    return fetch_day(
+        settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress
+    ).result
+
+
+def fetch_day(
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    now: dt.datetime,
+    *,
+    dry_run: bool = False,
+    transport: Any = None,
+    progress: Progress | None = None,
+) -> FetchReport:
     """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`).
 
-    A day's listing is fetched once: when a snapshot of `date` is
-    stored, it is what the day's papers are, and re-running the day (to send what is pending)
-    gives the same answer. Fetching again would store what the sources list *now* under `date`;
-    papers added since, which the next day's run would send as new, would then count as seen
-    before it, and readers already sent the day's digest would never get them.
+    A day's listing is fetched once per source: when the snapshot of `date` covers a source, it
+    is what the day's papers of that source are, and re-running the day gives the same answer.
+    Fetching again would store what the source lists *now* under `date`; papers added since,
+    which the next day's run would send as new, would then count as seen before it, and readers
+    already sent the day's digest would never get them.
+
+    A source that fails (or is stale) is reported and left out: nothing of it is stored (its
+    validators, its papers, its days), and the others go on. A re-run of the date fetches the
+    sources its snapshot lacks, as long as no digest of the date is recorded yet; after that the
+    next run backfills them (the days each source listed are stored, so it knows what it missed).
+    Only when every source fails does it raise, with nothing stored.
     """
-    stored = new_on(store, date)  # a source added since joins from the next day
-    if stored is not None:
-        return stored
-    if not dry_run:
+    stored = store.snapshot(date)
+    covered = store.snapshot_sources(date) or []
+    report = FetchReport(DiffResult((), ()))
+    wanted = [s for s in settings.sources if s.name not in covered]
+    if stored is None and not dry_run:
         check_snapshot_date(store, date, run_date(settings, now))
-    papers, responses = fetch_all(
-        settings, store.http_cache(), date, now, transport=transport, progress=progress
+    elif stored is not None and wanted and store.deliveries(date):
+        report.notes += [
+            f"{s.name}: not in {date}'s listing, whose digests went out; the next run backfills it"
+            for s in wanted
+        ]
+        wanted = []
+    if stored is not None and not wanted:
+        report.result = diff(stored, store.seen_before(date, [p.id for p in stored]))
+        return report
+    last = store.last_days(before=date)
+    fetched = fetch_sources(
+        settings,
+        wanted,
+        store.http_cache(),
+        date,
+        now,
+        last_days=last,
+        transport=transport,
+        progress=progress,
     )
-    result = diff(papers, store.seen_before(date, [p.id for p in papers]))
-    if not dry_run:
-        store.record_snapshot(date, papers, responses, sources=[s.name for s in settings.sources], now=now)
-    return result
+    good = _sort(store, date, fetched, last, report, first=stored is None)
+    listings = [one.listing for one in good if one.listing is not None]
+    papers = merge_papers([*(stored or []), *(p for listing in listings for p in listing.papers)])
+    report.result = diff(papers, store.seen_before(date, [p.id for p in papers]))
+    if not dry_run and (stored is None or good):
+        store.record_snapshot(
+            date,
+            papers,
+            [r for one in good for r in one.results],
+            sources=[*covered, *(one.name for one in good)],
+            now=now,
+            days={listing.source: listing.days for listing in listings},
+        )
+    return report
+
+
+def _sort(
+    store: Store,
+    date: dt.date,
+    fetched: list[SourceFetch],
+    last: Mapping[str, dt.date],
+    report: FetchReport,
+    *,
+    first: bool,
+) -> list[SourceFetch]:
+    """The sources to store; the failed and stale ones go into `report`. Raises when every
+    source failed and nothing of the day is stored yet (so the state stays as it was)."""
+    errors = [one for one in fetched if one.error is not None]
+    if first and errors and len(errors) == len(fetched):
+        if len(errors) == 1 and errors[0].error is not None:
+            raise errors[0].error
+        raise DigestError("every source failed: " + "; ".join(f"{one.name}: {one.error}" for one in errors))
+    report.failed += [(one.name, str(one.error)) for one in errors]
+    good = []
+    for one in fetched:
+        if one.listing is None:
+            continue
+        _count_left_out(report, one.listing)
+        why = stale_reason(one.listing, last.get(one.name), store, date)
+        if why is not None:
+            log.warning("source %r is stale: %s", one.name, why)
+            report.stale.append((one.name, why))
+            continue
+        good.append(one)
+        report.notes += _backfill_notes(one.listing)
+    return good
+
+
+def stale_reason(listing: Listing, last_day: dt.date | None, store: Store, date: dt.date) -> str | None:
+    """Why `listing` is stale (None: it is not): it says it is of a day not newer than the last one
+    stored for its source, or every item of a dated listing was listed before, unchanged."""
+    if listing.announced is None:
+        return None  # a listing that does not say which day it is of (Hugging Face, feeds)
+    if last_day is not None and listing.announced <= last_day:
+        return (
+            f"it still shows the listing of {listing.announced}, and {last_day} is already stored; "
+            "the next run checks again"
+        )
+    own = [p for p in listing.papers if p.announced is None]  # not the backfilled ones
+    if not own:
+        return None
+    seen = store.seen_before(date, [p.id for p in own])
+    if all(p.id in seen and not (p.version or 0) > (seen[p.id].version or 0) for p in own):
+        return (
+            f"every one of its {len(own)} items of {listing.announced} was listed before; "
+            "the next run checks again"
+        )
+    return None
+
+
+def _count_left_out(report: FetchReport, listing: Listing) -> None:
+    if listing.skipped:
+        report.malformed_items[listing.source] = listing.skipped
+    if listing.duplicates:
+        report.duplicate_ids[listing.source] = listing.duplicates
+
+
+def _backfill_notes(listing: Listing) -> list[str]:
+    notes = []
+    if listing.backfilled:
+        count = sum(1 for p in listing.papers if p.announced in listing.backfilled)
+        days = ", ".join(d.isoformat() for d in listing.backfilled)
+        notes.append(f"{listing.source}: backfilled missed days {days} ({count} papers)")
+    if listing.cut:
+        days = ", ".join(d.isoformat() for d in listing.cut)
+        notes.append(
+            f"{listing.source}: missed days {days} are older than [fetch] backfill_days and were not fetched"
+        )
+    return notes
 
 
 def check_snapshot_date(store: Store, date: dt.date, today: dt.date) -> None:

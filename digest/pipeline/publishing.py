@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import overload
 
 from digest.config import Settings
+from digest.core.files import remove_leftovers
 from digest.core.models import Paper, Subscriber
 from digest.core.tokens import feed_token
 from digest.pipeline.fetching import new_on
@@ -30,6 +31,7 @@ def publish(
     now: dt.datetime,
 ) -> list[Path]:
     """Feeds and archive from the stored history: the last feed_days snapshot days up to `date`."""
+    remove_leftovers(settings.output.dir)  # a run killed while publishing left its temporary files
     dates = store.snapshot_dates(until=date, limit=settings.output.feed_days)
     days = []
     by_id: dict[str, Paper] = {}
@@ -41,7 +43,8 @@ def publish(
             by_id.setdefault(p.id, p)
     readers = [sub for sub in subscribers if sub.feed]
     private = _PrivateFeeds(store, key, readers, dates, by_id)
-    written = publish_site(settings, days, private=private, now=now)
+    matched = {d: store.matched_counts(d) for d in dates}  # the most matched are shown in full
+    written = publish_site(settings, days, private=private, now=now, matched=matched)
     _remove_stale_private_feeds(settings, {feed_token(key, sub.email) for sub in readers})
     return written
 

@@ -8,6 +8,7 @@ message leaves, 'sent' after the server accepted it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -137,7 +138,11 @@ def send_jobs(
             if watcher is not None:
                 watcher.cancel()
 
-    with store.grouped_commits():
+    # A 'sent' mark may share the next 'sending' commit (`grouped_commits`); under a rate limit
+    # the next one waits for its turn first, and a run killed meanwhile would leave the accepted
+    # message 'sending' (unknown). A rate-limited run has time for a commit per mark.
+    limited = settings.transport == "smtp" and settings.smtp.rate > 0
+    with contextlib.nullcontext() if limited else store.grouped_commits():
         return asyncio.run(go())
 
 

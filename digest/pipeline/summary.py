@@ -15,7 +15,8 @@ from typing import Any
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed before sending; the state is as it was
 EXIT_LOCKED = 3  # another run holds the lock; nothing was done
-EXIT_PARTIAL = 4  # some recipients failed, are unknown, or stay pending; the others were sent
+EXIT_PARTIAL = 4  # some recipients failed, are unknown, or stay pending, or a source failed; the rest went out
+EXIT_STALE = 5  # all went out, but a source is stale (its listing is not newer than the last stored)
 
 
 @dataclass
@@ -32,7 +33,19 @@ class RunSummary:
     pending: list[str] = field(default_factory=list)
     skipped: int = 0  # nothing matched (and empty = "skip"), or already sent for this date
     suppressed: list[str] = field(default_factory=list)
+    # earlier stored days whose digests were never recorded (the run died first, or only `digest
+    # fetch` ran): (day, digests now sent late for it)
+    recovered: list[tuple[dt.date, int]] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)  # unknown digests resent once ([delivery] unknown)
     rendered: int = 0  # dry run: digests rendered
+    # sources that failed or were stale this run, (name, why): nothing of them was stored, and
+    # the next run fetches them again (backfilling the days they missed)
+    failed_sources: list[tuple[str, str]] = field(default_factory=list)
+    stale_sources: list[tuple[str, str]] = field(default_factory=list)
+    source_notes: list[str] = field(default_factory=list)  # days backfilled or cut by the cap
+    # source: items of its listing left out, each logged when parsed (see `sources.base.Parsed`)
+    malformed_items: dict[str, int] = field(default_factory=dict)  # not papers: skipped
+    duplicate_ids: dict[str, int] = field(default_factory=dict)  # repeated an earlier item's id
     stopped_reason: str | None = None
     publish_error: str | None = None  # the emails went out, the feeds and archive could not be written
     outputs: list[Path] = field(default_factory=list)
@@ -48,8 +61,10 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        trouble = self.failed or self.unknown or self.pending or self.publish_error
-        return EXIT_PARTIAL if trouble else EXIT_OK
+        trouble = self.failed or self.unknown or self.pending or self.publish_error or self.failed_sources
+        if trouble:
+            return EXIT_PARTIAL
+        return EXIT_STALE if self.stale_sources else EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,7 +78,13 @@ class RunSummary:
             "pending": len(self.pending),
             "skipped": self.skipped,
             "suppressed": len(self.suppressed),
+            "recovered": [[str(day), count] for day, count in self.recovered],
+            "resent": len(self.resent),
             "publish_error": self.publish_error,
+            "failed_sources": [name for name, _ in self.failed_sources],
+            "stale_sources": [name for name, _ in self.stale_sources],
+            "malformed_items": dict(self.malformed_items),
+            "duplicate_ids": dict(self.duplicate_ids),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -75,6 +96,23 @@ class RunSummary:
             f"emails: {self.sent} sent, {len(self.failed)} failed, {len(self.unknown)} unknown, "
             f"{len(self.pending)} pending, {self.skipped} skipped, {len(self.suppressed)} suppressed"
             + (f", {self.rendered} rendered (not sent)" if self.dry_run else ""),
+        ]
+        out += [
+            f"late: {day}: its digests were never recorded (its run stopped first, or only `digest fetch` "
+            f"ran): {count} go out now as that day's"
+            for day, count in self.recovered
+        ]
+        out += [f"resent (was unknown, same Message-ID): {what}" for what in self.resent]
+        out += [f"source failed (its readers get the rest; next run retries): {n}: {why}" for n, why in self.failed_sources]
+        out += [f"source stale: {name}: {why}" for name, why in self.stale_sources]
+        out += [f"source: {note}" for note in self.source_notes]
+        out += [
+            f"source {name}: skipped {n} malformed items (not papers)"
+            for name, n in self.malformed_items.items()
+        ]
+        out += [
+            f"source {name}: {n} items repeated an earlier item's id; kept the first of each"
+            for name, n in self.duplicate_ids.items()
         ]
         out += [f"failed: {email}: {reply}" for email, reply in self.failed]
         out += [f"unknown (maybe delivered, not resent): {email}: {reply}" for email, reply in self.unknown]

@@ -3,19 +3,25 @@
 Layout (all paths relative to the output dir)::
 
     index.html                 the latest day
-    archive/YYYY-MM-DD.html    one page per day
+    archive/YYYY-MM-DD.html    one page per day, for the last `[output] archive_days` days
+    archive/index.html         every day page there is
     feed.xml, feed.atom        every new paper of the last `feed_days` days
     feeds/<token>.xml          a reader's private feed (their matched papers)
 
 Every file is written atomically (a temporary file in the same folder, fsync, rename), so a crash
 never leaves a half-written page or feed behind.
+
+A day page stays small whatever the listing: the `FULL_PAPERS` papers most readers matched (in
+the listing's order when nobody's matches are known) in full, the rest as one line each (all of
+arXiv is ~1,000 new papers a day: 2.4 MB in full, 0.29 MB so). Pages older than `archive_days`
+are removed, so the site is bounded too (a year of all arXiv: ~110 MB of day pages).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,8 @@ from digest.render.views import Views
 __all__ = ["Day", "archive_url", "private_feed_path", "private_feed_url", "publish_site"]
 
 DAY_TEMPLATE = "day.html.j2"
+ARCHIVE_TEMPLATE = "archive.html.j2"
+FULL_PAPERS = 100  # papers shown in full on a day page; the others get a line each
 SITE_TITLE = "Paper Digest"
 
 PrivateFeed = tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]]]
@@ -64,11 +72,13 @@ def publish_site(
     *,
     private: Sequence[PrivateFeed] = (),
     now: dt.datetime,
+    matched: Mapping[dt.date, Mapping[str, int]] | None = None,
 ) -> list[Path]:
     """Write the public feeds, the archive pages and the private feeds; return the paths written.
 
     `days` may come in any order. The feeds keep the last `feed_days` days counted back from the
-    newest day given; there is a page for every day given.
+    newest day given; there is a page for every day given. `matched` says, per day, how many
+    readers each paper matched: the papers shown in full are the most matched.
     """
     out = settings.output.dir
     base = settings.output.base_url
@@ -94,12 +104,13 @@ def publish_site(
         prev_day = days[i - 1].date if i > 0 else None
         next_day = days[i + 1].date if i + 1 < len(days) else None
         context = _day_context(settings, day, prev_day, next_day, days, views, root="../", now=now)
-        files[out / archive_path(day.date)] = render(template, context)
+        files[out / archive_path(day.date)] = render(template, _shown(context, day, matched))
     if days:
         latest = days[-1]
         prev_day = days[-2].date if len(days) > 1 else None
         context = _day_context(settings, latest, prev_day, None, days, views, root="", now=now)
-        files[out / "index.html"] = render(template, context)
+        files[out / "index.html"] = render(template, _shown(context, latest, matched))
+        files[out / "archive" / "index.html"] = _archive_index(settings, env, days, now)
 
     if private:
         # Some servers list a folder without an index page; the private feeds must not be listed.
@@ -110,12 +121,71 @@ def publish_site(
     with _Writer() as writer:
         for path, content in files.items():
             writer.write(path, content)
+        if days:
+            _remove_old_pages(settings, days[-1].date)
         for subscriber, token, entries in private:
             dates = [d for d, _ in entries] + [d.date for d in days]
             feed_items = items(entries, oldest=window(dates, settings.output.feed_days), views=views)
             meta = private_meta(settings, subscriber, token, now)
             writer.write(private_feed_path(settings, token), render_rss(env, meta, feed_items))
     return writer.written
+
+
+def _shown(
+    context: dict[str, Any], day: Day, matched: Mapping[dt.date, Mapping[str, int]] | None
+) -> dict[str, Any]:
+    """Split the day's papers: the `FULL_PAPERS` most matched in full, the others in a line."""
+    counts = (matched or {}).get(day.date, {})
+    order = sorted(range(len(day.papers)), key=lambda i: -counts.get(day.papers[i].id, 0))
+    full = set(order[:FULL_PAPERS])
+    views = context["papers"]
+    context["papers"] = [v for i, v in enumerate(views) if i in full]
+    context["others"] = [v for i, v in enumerate(views) if i not in full]
+    return context
+
+
+def _pages(settings: Settings) -> list[dt.date]:
+    """The day pages in the archive folder, newest first."""
+    folder = settings.output.dir / "archive"
+    dates = []
+    for path in folder.glob("????-??-??.html") if folder.is_dir() else ():
+        try:
+            dates.append(dt.date.fromisoformat(path.stem))
+        except ValueError:
+            continue
+    return sorted(dates, reverse=True)
+
+
+def _oldest_kept(settings: Settings, newest: dt.date) -> dt.date:
+    days = settings.output.archive_days
+    return newest - dt.timedelta(days=days - 1) if days else dt.date.min
+
+
+def _remove_old_pages(settings: Settings, newest: dt.date) -> None:
+    """Day pages older than `[output] archive_days` before the newest day go."""
+    oldest = _oldest_kept(settings, newest)
+    for date in _pages(settings):
+        if date < oldest:
+            (settings.output.dir / archive_path(date)).unlink(missing_ok=True)
+
+
+def _archive_index(settings: Settings, env: Any, days: Sequence[Day], now: dt.datetime) -> str:
+    """archive/index.html: a link to every day page there is after this run (those written now,
+    and the earlier ones inside `archive_days`)."""
+    oldest = _oldest_kept(settings, days[-1].date)
+    counts = {d.date: len(d.papers) for d in days}
+    dates = sorted({d for d in _pages(settings) if d >= oldest} | set(counts), reverse=True)
+    pages = [{"url": f"{d.isoformat()}.html", "label": long_date(d), "count": counts.get(d)} for d in dates]
+    context = {
+        "site_title": SITE_TITLE,
+        "title": f"{SITE_TITLE} · archive",
+        "pages": pages,
+        "home_url": "../index.html",
+        "rss_url": "../feed.xml",
+        "archive_days": settings.output.archive_days,
+        "generated": now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    return render(load(env, ARCHIVE_TEMPLATE), context)
 
 
 class _Writer:
@@ -196,6 +266,7 @@ def _day_context(
         "rss_url": root + "feed.xml",
         "atom_url": root + "feed.atom" if settings.output.atom else None,
         "home_url": root + "index.html",
+        "archive_url": root + "archive/index.html",
         "canonical": archive_url(settings, day.date),
         "generated": now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }

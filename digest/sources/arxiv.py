@@ -11,6 +11,7 @@ An unknown category answers (with HTTP 400) a channel titled "Feed error for que
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import logging
 import re
 from typing import Any, ClassVar
@@ -103,6 +104,31 @@ def parse_arxiv_rss(body: bytes, source: str, *, include_replacements: bool = Fa
     if skipped:
         log.warning("source %r: skipped %d items without an arXiv id", source, skipped)
     return merge_papers(papers)
+
+
+_CHANNEL_DATE = re.compile(rb"<(pubDate|dc:date)>\s*([^<]{1,100}?)\s*</\1>")
+
+
+def announced_day(body: bytes) -> dt.date | None:
+    """The announcement day a listing says it is of: the channel's `pubDate` (current format) or
+    `dc:date` (legacy), as a date where arXiv is (its own UTC offset). None when it has none.
+
+    Read from the channel's head with a pattern rather than a second parse of a feed that may be
+    megabytes long; items come after it and are not looked at.
+    """
+    end = body.find(b"<item")
+    head = body[: end if end >= 0 else 64 * 1024]
+    for _tag, value in _CHANNEL_DATE.findall(head):
+        text = value.decode("ascii", "replace").strip()
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            try:
+                when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        return when.date()
+    return None
 
 
 def feed_error(parsed: Any) -> tuple[str, str] | None:

@@ -12,8 +12,8 @@ import logging
 from typing import Any, ClassVar
 
 from digest.config import SourceConfig
-from digest.core.models import Paper, merge_papers
-from digest.sources.base import Parsed
+from digest.core.models import Paper
+from digest.sources.base import Parsed, first_of_each
 from digest.sources.entries import (
     announcement,
     arxiv_urls,
@@ -50,16 +50,19 @@ class FeedSource:
 
     def parse(self, body: bytes) -> Parsed:
         parsed = load_feed(body, self.config.name)
-        papers = _papers(parsed, self.config.name, self.config.include_replacements)
-        return Parsed(papers, feed_title(parsed))
+        return _papers(parsed, self.config.name, self.config.include_replacements)
 
 
 def parse_feed(body: bytes, source: str, *, include_replacements: bool = False) -> list[Paper]:
-    """Any RSS 0.9x/1.0/2.0 or Atom feed. An entry with an arXiv link, guid or id becomes that paper."""
-    return _papers(load_feed(body, source), source, include_replacements)
+    """Any RSS 0.9x/1.0/2.0 or Atom feed. An entry with an arXiv link, guid or id becomes that paper.
+
+    Entries without a title or an id are skipped, and of entries sharing an id the first is kept
+    (`base.first_of_each`); both are logged.
+    """
+    return _papers(load_feed(body, source), source, include_replacements).papers
 
 
-def _papers(parsed: Any, source: str, include_replacements: bool) -> list[Paper]:
+def _papers(parsed: Any, source: str, include_replacements: bool) -> Parsed:
     papers: list[Paper] = []
     skipped = 0
     for entry in parsed.entries:
@@ -70,7 +73,8 @@ def _papers(parsed: Any, source: str, include_replacements: bool) -> list[Paper]
             papers.append(paper)
     if skipped:
         log.warning("source %r: skipped %d entries without a title or an id/link", source, skipped)
-    return merge_papers(papers)
+    kept, duplicates = first_of_each(papers, source)
+    return Parsed(kept, feed_title(parsed), skipped, duplicates)
 
 
 def _paper(entry: Any, source: str, include_replacements: bool) -> Paper | None:

@@ -1,4 +1,5 @@
-"""Fetch bytes over HTTP: timeouts, retries with backoff, conditional GET, a size cap.
+"""Fetch bytes over HTTP: timeouts, a total deadline, retries with backoff, conditional GET, a cap
+on decoded bytes (`limits.py` holds the deadline and the bounded decoding).
 
 The fetcher knows nothing about listings: it returns bytes and validators, and reads (never
 writes) the cache of earlier validators the store hands it. The store saves the new validators in
@@ -14,7 +15,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 
 import httpx
@@ -23,6 +24,8 @@ from digest import USER_AGENT
 from digest.config import FetchConfig
 from digest.core.errors import FetchError
 from digest.core.models import CachedResponse, FetchResult
+from digest.sources import limits
+from digest.sources.limits import Deadline, PastDeadline
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,12 @@ class Fetcher:
         self.config = config
         self.cache: Mapping[str, CachedResponse] = cache if cache is not None else {}
         self._sleep = sleep
+        self._paced: dict[str, float] = {}  # `pace` key -> when its last request was let go
         self._client = httpx.Client(
             timeout=httpx.Timeout(config.timeout),
-            headers={"User-Agent": USER_AGENT},
+            # A connection per request: the deadline learns the socket it cuts at connect time.
+            limits=httpx.Limits(max_keepalive_connections=0),
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": limits.ACCEPT_ENCODING},
             follow_redirects=True,
             verify=_ssl_context(),
             transport=transport,
@@ -71,6 +77,16 @@ class Fetcher:
 
     def close(self) -> None:
         self._client.close()
+
+    def pace(self, key: str, interval: float) -> None:
+        """Wait until `interval` seconds have passed since the last `pace(key, ...)` of this
+        fetcher: a politeness delay between requests to one service (the arXiv API asks for 3 s)."""
+        last = self._paced.get(key)
+        if last is not None:
+            wait = last + interval - time.monotonic()
+            if wait > 0:
+                self._sleep(wait)
+        self._paced[key] = time.monotonic()
 
     # -----------------------------------------------------------------------------------------------
     def get(self, url: str, params: Mapping[str, str] | None = None) -> FetchResult:
@@ -90,25 +106,17 @@ class Fetcher:
         attempts = self.config.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            deadline = Deadline(self.config.deadline)
             try:
-                result, retry_after, problem = self._once(full, headers, cached)
-            except httpx.TimeoutException:
-                result, retry_after = None, None
-                problem = (
-                    f"timed out after {self.config.timeout:g} s; the server is slow or unreachable, "
-                    "try again later or raise [fetch] timeout"
-                )
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise FetchError(
-                    full, f"not a fetchable URL ({_one_line(exc)}); check [[sources]] url"
-                ) from None
-            except httpx.TooManyRedirects:
-                raise FetchError(full, "too many redirects; check [[sources]] url") from None
-            except httpx.TransportError as exc:
-                result, retry_after = None, None
-                problem = f"network error ({_one_line(exc)}); check the network"
-            except httpx.HTTPError as exc:  # e.g. a body that does not decompress: retrying will not help
-                raise FetchError(full, f"unreadable response ({_one_line(exc)}); try again later") from None
+                with deadline:
+                    result, retry_after, problem = self._once(full, headers, cached, deadline)
+            except (httpx.HTTPError, PastDeadline) as exc:
+                # Past the deadline, whatever broke is the deadline's doing (it cut the socket).
+                if deadline.expired or isinstance(exc, PastDeadline):
+                    raise FetchError(full, self._past_deadline()) from None
+                result, retry_after, problem = None, None, self._problem(full, exc)
+            if deadline.expired:  # the cut looked like the end of a body sent until the close
+                raise FetchError(full, self._past_deadline())
             if result is not None:
                 return result
             if last:
@@ -120,15 +128,40 @@ class Fetcher:
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _problem(self, url: str, exc: httpx.HTTPError) -> str:
+        """What went wrong, when retrying may help; raises FetchError at once when it cannot."""
+        if isinstance(exc, httpx.TimeoutException):
+            return (
+                f"timed out after {self.config.timeout:g} s; the server is slow or unreachable, "
+                "try again later or raise [fetch] timeout"
+            )
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            raise FetchError(url, f"not a fetchable URL ({_one_line(exc)}); check [[sources]] url") from None
+        if isinstance(exc, httpx.TooManyRedirects):
+            raise FetchError(url, "too many redirects; check [[sources]] url") from None
+        if isinstance(exc, httpx.TransportError):
+            return f"network error ({_one_line(exc)}); check the network"
+        # e.g. a body that does not decompress: retrying will not help
+        raise FetchError(url, f"unreadable response ({_one_line(exc)}); try again later") from None
+
+    def _past_deadline(self) -> str:
+        # Not retried: a server that drips for the whole deadline would do it again, and the
+        # run would wait (retries + 1) times as long.
+        return (
+            f"no complete response within the [fetch] deadline of {self.config.deadline:g} s (the "
+            "server sends too slowly, or a byte at a time); try again later, or raise [fetch] deadline"
+        )
+
     # -----------------------------------------------------------------------------------------------
     def _once(
-        self, url: str, headers: Mapping[str, str], cached: CachedResponse | None
+        self, url: str, headers: Mapping[str, str], cached: CachedResponse | None, deadline: Deadline
     ) -> tuple[FetchResult | None, float | None, str]:
         """One request: a result, or (None, Retry-After seconds, problem) for a retryable failure.
 
         Non-retryable failures raise at once.
         """
-        with self._client.stream("GET", url, headers=headers) as resp:
+        extensions = {"trace": deadline.trace}
+        with self._client.stream("GET", url, headers=headers, extensions=extensions) as resp:
             status = resp.status_code
             etag = resp.headers.get("ETag")
             last_modified = resp.headers.get("Last-Modified")
@@ -151,20 +184,21 @@ class Fetcher:
                 problem = f"HTTP {status} {resp.reason_phrase}; the server is busy or down, try again later"
                 return None, _retry_after(resp), problem
             if status >= 300:
-                snippet = _read_capped(resp, ERROR_BODY_BYTES, truncate=True) or b""
+                snippet = _read_capped(url, resp, ERROR_BODY_BYTES, deadline, truncate=True) or b""
                 message = _status_message(status, resp.reason_phrase, snippet)
                 raise HTTPStatusError(url, message, status=status, body=snippet)
-            body = self._read_body(url, resp)
+            body = self._read_body(url, resp, deadline)
             return FetchResult(url, body, status, etag, last_modified, False), None, ""
 
-    def _read_body(self, url: str, resp: httpx.Response) -> bytes:
+    def _read_body(self, url: str, resp: httpx.Response, deadline: Deadline) -> bytes:
         cap = self.config.max_bytes
         declared = resp.headers.get("Content-Length")
         if declared and declared.strip().isdigit() and int(declared) > cap:
-            raise FetchError(url, _too_big(int(declared), cap))
-        body = _read_capped(resp, cap)
+            raise FetchError(url, _too_big(cap, declared=int(declared)))
+        body = _read_capped(url, resp, cap, deadline)
         if body is None:
-            raise FetchError(url, _too_big(None, cap))
+            applied = limits.codings(resp.headers.get("Content-Encoding"))
+            raise FetchError(url, _too_big(cap, applied=applied, received=resp.num_bytes_downloaded))
         return body
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -187,26 +221,46 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _read_capped(resp: httpx.Response, cap: int, *, truncate: bool = False) -> bytes | None:
-    """Read at most `cap` decoded bytes while streaming; None when there was more (unless `truncate`)."""
-    chunks: list[bytes] = []
-    total = 0
-    for chunk in resp.iter_bytes():
-        total += len(chunk)
-        if total > cap:
+def _read_capped(
+    url: str, resp: httpx.Response, cap: int, deadline: Deadline, *, truncate: bool = False
+) -> bytes | None:
+    """Read at most `cap` decoded bytes while streaming; None when there was more (unless `truncate`).
+
+    The body is decoded here, not by httpx, so that no encoding (stacked ones included) inflates
+    more than the cap before it is counted. Raises FetchError naming the URL for a coding digest
+    cannot decode within bounds, PastDeadline when the deadline passes.
+    """
+    if resp.is_stream_consumed:  # made in memory (an httpx.MockTransport, as the demo uses): decoded
+        pieces: Iterable[bytes] = [resp.content]
+    else:
+        applied = limits.codings(resp.headers.get("Content-Encoding"))
+        refused = limits.unsupported(applied)
+        if refused:
+            raise FetchError(url, f"the server sent {refused}; try again later")
+        pieces = limits.decoded(resp.iter_raw(), applied)
+    body = bytearray()
+    for chunk in pieces:
+        deadline.check()
+        if len(body) + len(chunk) > cap:
             if truncate:
-                chunks.append(chunk[: cap - (total - len(chunk))])
+                body += chunk[: cap - len(body)]
                 break
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return bytes(body)
 
 
-def _too_big(declared: int | None, cap: int) -> str:
-    size = f"{declared:,} bytes" if declared is not None else "more than that"
-    return (
-        f"response is {size}, over the [fetch] max_bytes cap of {cap:,}; raise max_bytes if that is expected"
-    )
+def _too_big(
+    cap: int, *, declared: int | None = None, applied: list[str] | None = None, received: int = 0
+) -> str:
+    if declared is not None:
+        size = f"{declared:,} bytes"
+    elif applied:
+        coding = ", ".join(applied)
+        size = f"more than {cap:,} bytes once decoded (Content-Encoding: {coding}, from {received:,} bytes received)"
+    else:
+        size = f"more than {cap:,} bytes"
+    return f"response is {size}, over the [fetch] max_bytes cap of {cap:,} bytes; raise max_bytes if that is expected"
 
 
 def _status_message(status: int, reason: str, body: bytes) -> str:

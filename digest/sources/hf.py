@@ -2,6 +2,10 @@
 
 `paper.id` is a bare arXiv id; `upvotes` sits on `paper`, `numComments` on the outer item. Titles and
 summaries may carry hard line wraps. HF has no categories.
+
+An item that is not a paper (no `paper.id`, no title) is skipped with a warning and counted, like a
+malformed feed entry; a page none of whose items is a paper is not the Daily Papers API and fails
+the source. Of items sharing an id within a page the first is kept (`base.first_of_each`).
 """
 
 from __future__ import annotations
@@ -9,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
 from digest.config import SourceConfig
 from digest.core.errors import ParseError
 from digest.core.models import Paper, merge_papers
-from digest.sources.base import Parsed
+from digest.sources.base import Parsed, first_of_each
 from digest.sources.entries import arxiv_urls
 from digest.sources.fetch import Fetcher, FetchResult
 from digest.sources.text import arxiv_id_from, collapse_ws, join_wraps
@@ -43,7 +47,10 @@ class HfDailySource:
         return results
 
     def parse(self, body: bytes) -> Parsed:
-        return Parsed(parse_hf_page(body, self.config.name))
+        page = _page(body, self.config.name)
+        page.warn(self.config.name)
+        papers, duplicates = first_of_each(page.papers, self.config.name)
+        return Parsed(papers, skipped=len(page.problems), duplicates=duplicates)
 
     def _day(self, fetcher: Fetcher, day: str) -> list[FetchResult]:
         results: list[FetchResult] = []
@@ -52,11 +59,11 @@ class HfDailySource:
             params = {"date": day, "limit": str(HF_PAGE_SIZE), "p": str(page)}
             result = fetcher.get(self.config.url, params)
             results.append(result)
-            items = parse_hf_page(result.body, self.config.name)
-            fresh = {p.id for p in items} - seen
+            got = _page(result.body, self.config.name)  # `parse` warns of its problems later
+            fresh = {p.id for p in got.papers} - seen
             seen |= fresh
             # A short page is the last; a page with nothing new means the server ignores `p`.
-            if len(items) < HF_PAGE_SIZE or not fresh:
+            if got.items < HF_PAGE_SIZE or not fresh:
                 return results
         log.warning(
             "source %r: stopped after %d pages for %s; the listing may be incomplete",
@@ -67,13 +74,45 @@ class HfDailySource:
 
 def parse_hf_daily(body: bytes, source: str) -> list[Paper]:
     """One page of `/api/daily_papers` as papers; `[]` is a normal empty day."""
-    return merge_papers(parse_hf_page(body, source))
+    page = _page(body, source)
+    page.warn(source)
+    return merge_papers(page.papers)
 
 
 def parse_hf_page(body: bytes, source: str) -> list[Paper]:
-    """Every item of the page as a paper, in order and not merged (the pager counts them)."""
+    """Every paper of the page, in order and not merged; items that are not papers left out."""
+    return _page(body, source).papers
+
+
+class _Page(NamedTuple):
+    papers: list[Paper]
+    items: int  # papers or not: the pager's "a short page is the last" counts every item
+    problems: list[str]  # one for each item left out
+
+    def warn(self, source: str) -> None:
+        if self.problems:
+            log.warning(
+                "source %r: skipped %d of %d items that are not papers (%s)",
+                source, len(self.problems), self.items, "; ".join(self.problems[:3]),
+            )  # fmt: skip
+
+
+class _NotAPaper(ValueError):
+    pass
+
+
+def _page(body: bytes, source: str) -> _Page:
     items = _load(body, source)
-    return [_paper(item, i, source) for i, item in enumerate(items)]
+    papers: list[Paper] = []
+    problems: list[str] = []
+    for i, item in enumerate(items):
+        try:
+            papers.append(_paper(item, i, source))
+        except _NotAPaper as exc:
+            problems.append(str(exc))
+    if problems and not papers:
+        raise ParseError(source, problems[0])
+    return _Page(papers, len(items), problems)
 
 
 def _load(body: bytes, source: str) -> list[Any]:
@@ -97,10 +136,10 @@ def _paper(item: Any, index: int, source: str) -> Paper:
     paper = item.get("paper") if isinstance(item, dict) else None
     paper_id = paper.get("id") if isinstance(paper, dict) else None
     if not isinstance(paper, dict) or not isinstance(paper_id, str) or not paper_id.strip():
-        raise ParseError(source, f"item {index} is not a paper (no paper.id); is this the Daily Papers API?")
+        raise _NotAPaper(f"item {index} is not a paper (no paper.id); is this the Daily Papers API?")
     title = _text(paper.get("title")) or _text(item.get("title"))
     if not title:
-        raise ParseError(source, f"item {index} (paper {paper_id.strip()}) has no title")
+        raise _NotAPaper(f"item {index} (paper {collapse_ws(paper_id)[:100]}) has no title")
     found = arxiv_id_from(paper_id)
     if found is not None:
         bare, version = found

@@ -13,20 +13,22 @@ a read-only folder, another process's lock, corruption) is a one-line `StoreErro
 - `sqlite.SqliteState`: the connection, transactions, migrations, the run lock, error messages.
 - `snapshots.SnapshotStore`: snapshots, the HTTP cache, run records.
 - `ledger.LedgerStore`: deliveries, papers sent, suppressions.
+- `retention.RetentionStore`: what a day keeps past `[state] keep_days`, and shrinking the file.
 """
 
 from __future__ import annotations
 
 from digest.core.models import Seen
 from digest.store.ledger import LedgerStore
+from digest.store.retention import Drop, RetentionStore, Shrink
 from digest.store.schema import MIGRATIONS
 from digest.store.snapshots import SnapshotStore
 
 
-class Store(SnapshotStore, LedgerStore):
+class Store(SnapshotStore, LedgerStore, RetentionStore):
     """The state file. Open with `Store.open(path)`; use as a context manager to close it."""
 
     migrations = MIGRATIONS
 
 
-__all__ = ["MIGRATIONS", "Seen", "Store"]
+__all__ = ["MIGRATIONS", "Drop", "Seen", "Shrink", "Store"]

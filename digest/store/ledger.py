@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,16 @@ from digest.store.sqlite import SqliteState, chunked, iso
 _DELIVERY = "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries"
 # not finished, and not given up on: sent again by a later run (unknown ones only when asked)
 _UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
+
+
+def packed(value: Any) -> bytes:
+    """JSON compressed: a digest's explanations are 2.5 KB of JSON, 0.5 KB so ([state] keep_days)."""
+    return zlib.compress(json.dumps(value).encode(), 6)
+
+
+def unpacked(value: str | bytes) -> Any:
+    """What `packed` stored, or the plain JSON text of rows written before it."""
+    return json.loads(zlib.decompress(value) if isinstance(value, bytes) else value)
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:
@@ -69,7 +80,7 @@ class LedgerStore(SqliteState):
         row = self.conn.execute(
             "SELECT explanations FROM deliveries WHERE date = ? AND email = ?", (date.isoformat(), email)
         ).fetchone()
-        return json.loads(row[0]) if row else {}
+        return unpacked(row[0]) if row else {}
 
     # -- writing the ledger ----------------------------------------------------------------------
     def mark_pending(
@@ -98,7 +109,7 @@ class LedgerStore(SqliteState):
                     email,
                     DeliveryStatus.PENDING,
                     json.dumps(list(paper_ids)),
-                    json.dumps(explanations or {}),
+                    packed(explanations or {}),
                     total,
                     iso(now),
                     DeliveryStatus.PENDING,
@@ -170,6 +181,14 @@ class LedgerStore(SqliteState):
                 out.setdefault(email, set()).add(paper_id)
         return out
 
+    def matched_counts(self, date: dt.date) -> dict[str, int]:
+        """How many readers' digests of `date` hold each paper (for the archive page)."""
+        counts: dict[str, int] = {}
+        for (papers,) in self.conn.execute("SELECT papers FROM deliveries WHERE date = ?", (date.isoformat(),)):
+            for pid in json.loads(papers):
+                counts[pid] = counts.get(pid, 0) + 1
+        return counts
+
     def matched_history(
         self, email: str, dates: Sequence[dt.date]
     ) -> dict[dt.date, list[tuple[str, dict[str, Any]]]]:
@@ -182,7 +201,7 @@ class LedgerStore(SqliteState):
                 (d.isoformat(), email, DeliveryStatus.SENT),
             ).fetchone()
             if row:
-                why = json.loads(row[1])
+                why = unpacked(row[1])
                 out[d] = [(pid, why.get(pid, {})) for pid in json.loads(row[0])]
         return out
 

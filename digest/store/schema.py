@@ -83,4 +83,59 @@ MIGRATIONS: list[str] = [
         CHECK (kind IN ('unsubscribed', 'refused'));
     UPDATE suppressions SET kind = 'unsubscribed' WHERE reason = 'unsubscribed by the reader'
     """,
+    # 6: which stored days had their digests recorded (written with the plan, in its transaction),
+    # so a later run finds a day whose run died before recording them, or that was only fetched.
+    # Days before this version count as recorded when their run finished or left ledger rows.
+    # And which unknown digests `[delivery] unknown = "resend"` already resent once.
+    """
+    CREATE TABLE recorded_days (
+        date TEXT PRIMARY KEY,          -- the day whose digests (possibly none) were recorded
+        recorded_at TEXT NOT NULL,
+        by_run TEXT NOT NULL            -- the run date that recorded them (later when healed)
+    );
+    INSERT INTO recorded_days (date, recorded_at, by_run)
+        SELECT date, COALESCE(finished_at, started_at), date FROM runs
+        WHERE finished_at IS NOT NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.date = runs.date);
+    CREATE TABLE resends (
+        date TEXT NOT NULL,
+        email TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (date, email)
+    )
+    """,
+    # 7: the announcement days of each source a run stored, so the next run knows which it missed
+    # (arXiv's RSS shows only the latest) and fetches them late, and a listing not newer than the
+    # last is reported stale. `date` is the run date whose snapshot holds the day's papers.
+    """
+    CREATE TABLE source_days (
+        source TEXT NOT NULL,           -- [[sources]] name
+        day TEXT NOT NULL,              -- the announcement day (YYYY-MM-DD)
+        date TEXT NOT NULL,             -- the run date it was stored under
+        PRIMARY KEY (source, day)
+    )
+    """,
+    # 8: bounded state (`[state] keep_days`, store/retention.py). Past the window, a day's snapshot
+    # keeps only what the diff needs forever, one row per paper in `seen_papers` (the first day it
+    # was listed, its highest version then), and its digests only who got one and how it ended, in
+    # `ledger_history` (the reader by number, from `readers`: 16 bytes a row instead of 40).
+    # `compacted_at` marks the snapshot days so reduced. Days are counted from 1970-01-01
+    # (date(day * 86400, 'unixepoch') reads one): 3 bytes instead of 10 a row.
+    """
+    CREATE TABLE seen_papers (
+        paper_id TEXT PRIMARY KEY,
+        first_day INTEGER NOT NULL,     -- the first day a snapshot listed it, in days since 1970-01-01
+        version INTEGER                 -- its highest version on the compacted days
+    ) WITHOUT ROWID;
+    CREATE TABLE readers (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE ledger_history (
+        day INTEGER NOT NULL,           -- the digest's date, in days since 1970-01-01
+        reader INTEGER NOT NULL,        -- readers.id
+        status TEXT NOT NULL,           -- sent | failed
+        PRIMARY KEY (day, reader)
+    ) WITHOUT ROWID;
+    ALTER TABLE snapshots ADD COLUMN compacted_at TEXT
+    """,
 ]

@@ -1,14 +1,17 @@
-"""The fetch side of the state: each day's listing snapshot, the HTTP validators it came with, and
-the run records. The diff reads its past from here."""
+"""The fetch side of the state: each day's listing snapshot, the HTTP validators it came with, the
+run records, and which days' digests were recorded (and which unknown ones were resent once). The
+diff reads its past from here."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 
 from digest.core.models import CachedResponse, FetchResult, Paper, Seen
 from digest.core.status import RunStatus
+from digest.store.retention import epoch_day
 from digest.store.sqlite import SqliteState, chunked, iso
 
 
@@ -28,14 +31,24 @@ class SnapshotStore(SqliteState):
         *,
         sources: Sequence[str],
         now: dt.datetime,
+        days: Mapping[str, Iterable[dt.date]] | None = None,
     ) -> None:
-        """Replace the snapshot of `date` and store the validators, in one transaction."""
+        """Replace the snapshot of `date` and store the validators, in one transaction.
+
+        `sources` are the sources the snapshot covers (a source that failed is left out, so a
+        re-run can fetch it); `days` the announcement days each of them listed (`source_days`).
+        """
         day = date.isoformat()
         with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO source_days (source, day, date) VALUES (?, ?, ?)",
+                [(name, d.isoformat(), day) for name, listed in (days or {}).items() for d in listed],
+            )
             db.execute("DELETE FROM snapshot_papers WHERE date = ?", (day,))
             db.executemany(
                 "INSERT INTO snapshot_papers (date, paper_id, version, data) VALUES (?, ?, ?, ?)",
-                [(day, p.id, p.version, p.to_json()) for p in papers],
+                # compressed: a day of all arXiv is 2.5 MB of JSON, 1.1 MB so ([state] keep_days)
+                [(day, p.id, p.version, zlib.compress(p.to_json().encode(), 6)) for p in papers],
             )
             db.execute(
                 "INSERT OR REPLACE INTO snapshots (date, fetched_at, sources) VALUES (?, ?, ?)",
@@ -57,7 +70,20 @@ class SnapshotStore(SqliteState):
         if self.conn.execute("SELECT 1 FROM snapshots WHERE date = ?", (day,)).fetchone() is None:
             return None
         rows = self.conn.execute("SELECT data FROM snapshot_papers WHERE date = ? ORDER BY rowid", (day,))
-        return [Paper.from_json(data) for (data,) in rows]
+        return [Paper.from_json(zlib.decompress(d).decode() if isinstance(d, bytes) else d) for (d,) in rows]
+
+    def snapshot_sources(self, date: dt.date) -> list[str] | None:
+        """The sources the snapshot of `date` covers, or None when no snapshot was taken that day."""
+        row = self.conn.execute("SELECT sources FROM snapshots WHERE date = ?", (date.isoformat(),)).fetchone()
+        return None if row is None else list(json.loads(row[0]))
+
+    def last_days(self, *, before: dt.date | None = None) -> dict[str, dt.date]:
+        """Per source, the newest announcement day stored (under a run date before `before`)."""
+        sql, args = "SELECT source, MAX(day) FROM source_days", []
+        if before is not None:
+            sql, args = sql + " WHERE date < ?", [before.isoformat()]
+        rows = self.conn.execute(sql + " GROUP BY source", args)
+        return {name: dt.date.fromisoformat(day) for name, day in rows}
 
     def snapshot_dates(self, *, until: dt.date | None = None, limit: int | None = None) -> list[dt.date]:
         """Dates with a snapshot, newest first."""
@@ -75,15 +101,19 @@ class SnapshotStore(SqliteState):
     def seen_before(self, date: dt.date, ids: Iterable[str]) -> dict[str, Seen]:
         """For each id listed on some date before `date`: when first, and its highest version then.
 
-        Only dates strictly before `date` count, so re-running a date sees the same past.
+        Only dates strictly before `date` count, so re-running a date sees the same past. Days
+        past `[state] keep_days` count through `seen_papers`, what retention kept of them.
         """
         out: dict[str, Seen] = {}
         day = date.isoformat()
         for chunk, marks in chunked(ids):
             rows = self.conn.execute(
-                f"SELECT paper_id, MIN(date), MAX(version) FROM snapshot_papers "
-                f"WHERE date < ? AND paper_id IN ({marks}) GROUP BY paper_id",
-                [day, *chunk],
+                f"SELECT paper_id, MIN(first), MAX(version) FROM ("
+                f"SELECT paper_id, date AS first, version FROM snapshot_papers "
+                f"WHERE date < ? AND paper_id IN ({marks}) UNION ALL "
+                f"SELECT paper_id, date(first_day * 86400, 'unixepoch'), version FROM seen_papers "
+                f"WHERE first_day < ? AND paper_id IN ({marks})) GROUP BY paper_id",
+                [day, *chunk, epoch_day(date), *chunk],
             )
             for paper_id, first, version in rows:
                 out[paper_id] = Seen(dt.date.fromisoformat(first), version)
@@ -110,3 +140,40 @@ class SnapshotStore(SqliteState):
         """How the run of `date` ended ('running' while it runs, or when it died); None if never run."""
         row = self.conn.execute("SELECT status FROM runs WHERE date = ?", (date.isoformat(),)).fetchone()
         return RunStatus(row[0]) if row else None
+
+    # -- which stored days had their digests recorded ----------------------------------------------
+    def mark_recorded(self, date: dt.date, now: dt.datetime, *, by: dt.date) -> None:
+        """The digests of `date` are in the ledger (by the run of `by`): call it inside the
+        transaction that records them, so a day is either recorded with its digests or not at all."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO recorded_days (date, recorded_at, by_run) VALUES (?, ?, ?)",
+                (date.isoformat(), iso(now), by.isoformat()),
+            )
+
+    def unrecorded_days(self, before: dt.date, *, since: dt.date) -> list[dt.date]:
+        """Stored days from `since` up to `before` (excluded) whose digests were never recorded,
+        oldest first: the run died between storing the listing and recording the digests, or only
+        `digest fetch` ran that day. Only days from the first date a run started on: listings
+        fetched before digest ever ran are the history it starts from, nobody's digest."""
+        rows = self.conn.execute(
+            "SELECT date FROM snapshots WHERE date < ? AND date >= ? "
+            "AND date >= (SELECT MIN(date) FROM runs) "
+            "AND date NOT IN (SELECT date FROM recorded_days) ORDER BY date",
+            (before.isoformat(), since.isoformat()),
+        )
+        return [dt.date.fromisoformat(d) for (d,) in rows]
+
+    def mark_resent(self, date: dt.date, email: str, now: dt.datetime) -> None:
+        """An unknown digest of (date, email) is being resent on its own (`[delivery] unknown =
+        "resend"`): it is not resent on its own again."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO resends (date, email, at) VALUES (?, ?, ?)",
+                (date.isoformat(), email, iso(now)),
+            )
+
+    def resent_unknown(self, *, since: dt.date) -> set[tuple[dt.date, str]]:
+        """The (date, email) digests from `since` on already resent once by `mark_resent`."""
+        rows = self.conn.execute("SELECT date, email FROM resends WHERE date >= ?", (since.isoformat(),))
+        return {(dt.date.fromisoformat(d), email) for d, email in rows}

@@ -1,0 +1,218 @@
+"""Bounded state: what a day keeps once it is older than `[state] keep_days`, and the file shrinking.
+
+Every run stores the day's whole listing (some 3 MB for all of arXiv) and, per reader, the
+digest's papers, why each matched and one row per paper sent (some 6 KB). Kept for ever, a
+deployment following all of arXiv would pass GitHub's 100 MB per-file limit within a month.
+Past the window, a day keeps only what later runs read:
+
+- its snapshot: each paper's id, the first day it was listed and its highest version, in
+  `seen_papers`: what `seen_before` (the diff) needs, so a paper listed once is never new again,
+  which is what keeps it out of every later digest ("never twice");
+- its digests: who got one and how it ended (sent | failed), in `ledger_history` (the reader by
+  number, `readers`: 16 bytes a digest). The papers of
+  each digest, why they matched, the server's reply and the per-paper `sent_papers` rows go: a
+  digest only ever holds papers new on its own day, so no later run's `sent_for_papers` can ask
+  about them, and late digests, private feeds and the archive only read days inside the window.
+  Rows not finished (pending, sending, unknown) are kept whole until a run settles them;
+- the HTTP cache: rows not refreshed inside the window (yesterday's Hugging Face day URL) go;
+  a URL fetched every day keeps its one body.
+
+`compact` does all of it in one transaction, so a process killed half-way leaves the state as it
+was; `shrink` then checkpoints the WAL and, when a good share of the file is free pages (the first
+compaction of a long history), VACUUMs, which SQLite also does in one transaction. In the steady
+state, the pages a day's compaction frees are reused by the next day's snapshot: no VACUUM.
+
+SQL only, no policy beyond the window: the pipeline and `digest state` (`commands.state`) call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+from digest.core.errors import StoreError
+from digest.core.status import DeliveryStatus
+from digest.store.sqlite import SqliteState, iso
+
+EPOCH = dt.date(1970, 1, 1)
+_FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+# VACUUM when at least this share of the file, and this many bytes, are free pages
+VACUUM_SHARE = 0.25
+VACUUM_BYTES = 4 * 1024 * 1024
+
+
+def epoch_day(date: dt.date) -> int:
+    """`date` as days since 1970-01-01, as `seen_papers` and `ledger_history` store it."""
+    return (date - EPOCH).days
+
+
+@dataclass(frozen=True)
+class Drop:
+    """What compacting the days before `cutoff` reduces (or would)."""
+
+    cutoff: dt.date | None  # days before it are compacted; None: nothing is old enough
+    days: int = 0  # snapshot days reduced to seen_papers
+    snapshot_rows: int = 0  # snapshot_papers rows folded into seen_papers
+    digests: int = 0  # finished deliveries rows moved to ledger_history
+    sent_rows: int = 0  # sent_papers rows dropped
+    cache_rows: int = 0  # HTTP cache rows not refreshed inside the window
+    bytes: int = 0  # about how many bytes of table pages that frees
+
+
+@dataclass(frozen=True)
+class Shrink:
+    before: int  # bytes of the file and its WAL
+    after: int
+    vacuumed: bool
+
+
+class RetentionStore(SqliteState):
+    """The window, compaction and shrinking (mixed into `Store`)."""
+
+    def retention_cutoff(self, today: dt.date, keep_days: int) -> dt.date | None:
+        """The first day kept whole: the older of the `keep_days`-th newest snapshot day and
+        `keep_days` - 1 days before `today`. None while fewer days are stored."""
+        rows = self.conn.execute(
+            "SELECT date FROM snapshots WHERE date <= ? ORDER BY date DESC LIMIT 1 OFFSET ?",
+            (today.isoformat(), keep_days - 1),
+        ).fetchone()
+        if rows is None:
+            return None
+        return min(dt.date.fromisoformat(rows[0]), today - dt.timedelta(days=keep_days - 1))
+
+    def oldest_full_day(self) -> dt.date | None:
+        row = self.conn.execute("SELECT MIN(date) FROM snapshots WHERE compacted_at IS NULL").fetchone()
+        return dt.date.fromisoformat(row[0]) if row and row[0] else None
+
+    def history(self) -> dict[tuple[dt.date, str], str]:
+        """(date, email) → sent | failed, of the digests compacted into `ledger_history`."""
+        rows = self.conn.execute(
+            "SELECT date(h.day * 86400, 'unixepoch'), r.email, h.status "
+            "FROM ledger_history h JOIN readers r ON r.id = h.reader"
+        )
+        return {(dt.date.fromisoformat(d), email): status for d, email, status in rows}
+
+    def compacted_days(self) -> int:
+        return int(
+            self.conn.execute("SELECT COUNT(*) FROM snapshots WHERE compacted_at IS NOT NULL").fetchone()[0]
+        )
+
+    def preview_compaction(self, cutoff: dt.date | None, *, estimate: bool = True) -> Drop:
+        """What `compact(cutoff)` would reduce, without changing anything (`estimate`: with the
+        bytes that frees, which reads every page of the file: for `digest state`, not each run)."""
+        if cutoff is None:
+            return Drop(None)
+        day = cutoff.isoformat()
+
+        def count(sql: str, *args: object) -> int:
+            return int(self.conn.execute(sql, args).fetchone()[0])
+
+        drop = Drop(
+            cutoff,
+            days=count("SELECT COUNT(*) FROM snapshots WHERE date < ? AND compacted_at IS NULL", day),
+            snapshot_rows=count("SELECT COUNT(*) FROM snapshot_papers WHERE date < ?", day),
+            digests=count(
+                "SELECT COUNT(*) FROM deliveries WHERE date < ? AND status IN (?, ?)", day, *_FINISHED
+            ),
+            sent_rows=count("SELECT COUNT(*) FROM sent_papers WHERE date < ?", day),
+            cache_rows=count("SELECT COUNT(*) FROM http_cache WHERE fetched_at < ?", day),
+        )
+        return dataclasses.replace(drop, bytes=self._freed_estimate(drop)) if estimate else drop
+
+    def _freed_estimate(self, drop: Drop) -> int:
+        """Each table's bytes times the share of its rows that go (an estimate: rows differ)."""
+        sizes = self.table_sizes()
+        total = 0
+        for table, gone in (
+            ("snapshot_papers", drop.snapshot_rows),
+            ("deliveries", drop.digests),
+            ("sent_papers", drop.sent_rows),
+            ("http_cache", drop.cache_rows),
+        ):
+            rows = int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            share = gone / rows if rows else 0.0
+            total += int(sum(b for name, b in sizes.items() if _owner(name) == table) * share)
+        return total
+
+    def compact(self, cutoff: dt.date | None, now: dt.datetime) -> Drop:
+        """Reduce every day before `cutoff` to what later runs need, in one transaction."""
+        drop = self.preview_compaction(cutoff, estimate=False)
+        if cutoff is None:
+            return drop
+        day = cutoff.isoformat()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO seen_papers (paper_id, first_day, version) "
+                "SELECT paper_id, CAST(julianday(MIN(date)) - 2440587.5 AS INTEGER), MAX(version) "
+                "FROM snapshot_papers WHERE date < ? GROUP BY paper_id "
+                "ON CONFLICT (paper_id) DO UPDATE SET first_day = MIN(first_day, excluded.first_day), "
+                "version = CASE WHEN version IS NULL THEN excluded.version "
+                "WHEN excluded.version IS NULL THEN version ELSE MAX(version, excluded.version) END",
+                (day,),
+            )
+            db.execute("DELETE FROM snapshot_papers WHERE date < ?", (day,))
+            db.execute(
+                "UPDATE snapshots SET compacted_at = ? WHERE date < ? AND compacted_at IS NULL",
+                (iso(now), day),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO readers (email) SELECT DISTINCT email FROM deliveries "
+                "WHERE date < ? AND status IN (?, ?)",
+                (day, *_FINISHED),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO ledger_history (day, reader, status) "
+                "SELECT CAST(julianday(d.date) - 2440587.5 AS INTEGER), r.id, d.status "
+                "FROM deliveries d JOIN readers r ON r.email = d.email "
+                "WHERE d.date < ? AND d.status IN (?, ?)",
+                (day, *_FINISHED),
+            )
+            db.execute("DELETE FROM deliveries WHERE date < ? AND status IN (?, ?)", (day, *_FINISHED))
+            db.execute("DELETE FROM sent_papers WHERE date < ?", (day,))
+            db.execute("DELETE FROM http_cache WHERE fetched_at < ?", (day,))
+            db.execute(
+                "DELETE FROM resends WHERE date < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
+                "WHERE d.date = resends.date AND d.email = resends.email)",
+                (day,),
+            )
+        return drop
+
+    def shrink(self, *, force: bool = False) -> Shrink:
+        """Checkpoint the WAL into the file and, when worth it (or `force`), VACUUM."""
+        before = self.file_bytes()
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
+        size = int(self.conn.execute("PRAGMA page_count").fetchone()[0]) * page_size
+        vacuum = force or (free >= VACUUM_BYTES and free >= VACUUM_SHARE * size)
+        if vacuum and free:
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return Shrink(before, self.file_bytes(), vacuum and bool(free))
+
+    def file_bytes(self) -> int:
+        """The state file and its WAL, in bytes."""
+        total = 0
+        for suffix in ("", "-wal"):
+            path = self.path.with_name(self.path.name + suffix)
+            total += path.stat().st_size if path.exists() else 0
+        return total
+
+    def table_sizes(self) -> dict[str, int]:
+        """Bytes of pages per table and index (SQLite's dbstat), largest first; {} without dbstat."""
+        try:
+            rows = self.conn.execute(
+                "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+            ).fetchall()
+        except StoreError:  # a SQLite built without dbstat: sizes are a nicety
+            return {}
+        return {name: int(size) for name, size in rows}
+
+
+def _owner(name: str) -> str:
+    """The table an index or table page belongs to, by name (enough for the tables above)."""
+    for table in ("snapshot_papers", "deliveries", "sent_papers", "http_cache"):
+        if table in name:
+            return table
+    return name
