@@ -272,32 +272,51 @@ def _plan_today(
 ) -> None:
     """The digests of `date` (the run date, or an unrecorded earlier day sent `late`)."""
     for digest in digests:
-        sub = digest.subscriber
-        row = today.get(sub.email)
-        retrying = retry_failed and row is not None and row.status == DeliveryStatus.FAILED
-        if row is not None and row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED) and not retrying:
-            plan.skipped += 1
-            continue
-        if row is not None:
-            row = _caught_sending(plan, row)
-        if row is not None and row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
+        row = today.get(digest.subscriber.email)
+        send = _decide(plan, date, digest, row, policy, late=late, retry_failed=retry_failed)
+        if send is not None:
+            plan.sends.append(send)
+
+
+def _decide(
+    plan: Plan,
+    date: dt.date,
+    digest: Digest,
+    row: Delivery | None,
+    policy: _Unknown,
+    *,
+    late: bool,
+    retry_failed: bool,
+) -> Send | None:
+    """One reader's digest of `date` given its ledger row: a send, or why not (into `plan`)."""
+    sub = digest.subscriber
+    retrying = retry_failed and row is not None and row.status == DeliveryStatus.FAILED
+    if row is not None and row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED) and not retrying:
+        plan.skipped += 1
+        return None
+    if row is not None:
+        row = _caught_sending(plan, row)
+        if row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
             reply = row.reply or "delivery unknown"
             plan.unknown.append((sub.email, f"{date}: {reply}" if late else reply))
-            continue
-        if not digest.matches and sub.empty != "send":
-            plan.skipped += 1
-            continue
-        if retrying and row is not None:  # pending again first: a run killed before sending keeps it due
-            why = f"failed before, retried with --retry-failed ({row.reply or 'no reply'})"
-            plan.transitions.append(Transition(date, sub.email, DeliveryStatus.PENDING, why))
-        resend = row.message_id if row is not None and row.status == DeliveryStatus.UNKNOWN else None
-        # a late one is built from the row recorded for it (the day's date on the message)
-        if row is None or row.status == DeliveryStatus.PENDING:
-            ids = tuple(m.paper.id for m in digest.matches)
-            row = Delivery(date, sub.email, DeliveryStatus.PENDING, 0, None, None, ids)
-        plan.sends.append(
-            Send(date, sub, digest=digest, late=row if late else None, resend_message_id=resend)
-        )
+            return None
+    if not digest.matches and sub.empty != "send":
+        plan.skipped += 1
+        return None
+    if retrying and row is not None:  # pending again first: a run killed before sending keeps it due
+        why = f"failed before, retried with --retry-failed ({row.reply or 'no reply'})"
+        plan.transitions.append(Transition(date, sub.email, DeliveryStatus.PENDING, why))
+    return _send(date, digest, row, late=late)
+
+
+def _send(date: dt.date, digest: Digest, row: Delivery | None, *, late: bool) -> Send:
+    """The send of a digest that goes out; a late one is built from the row recorded for it (the
+    day's date on the message), and an unknown one goes again under its first Message-ID."""
+    resend = row.message_id if row is not None and row.status == DeliveryStatus.UNKNOWN else None
+    if row is None or row.status == DeliveryStatus.PENDING:
+        ids = tuple(m.paper.id for m in digest.matches)
+        row = Delivery(date, digest.subscriber.email, DeliveryStatus.PENDING, 0, None, None, ids)
+    return Send(date, digest.subscriber, digest=digest, late=row if late else None, resend_message_id=resend)
 
 
 # -- what the ledger keeps of a match ----------------------------------------------------------------

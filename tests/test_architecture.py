@@ -13,11 +13,15 @@ import sys
 from pathlib import Path
 
 import grimp
+from radon.complexity import cc_visit
+from radon.visitors import Function
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "digest"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
+# radon's rank D starts at 21 branches: past that a function is hard to hold in one's head
+MAX_COMPLEXITY = 20
 
 
 def test_the_layering_contract_holds() -> None:
@@ -114,3 +118,13 @@ def test_no_function_is_longer_than_a_screen() -> None:
                 if length > MAX_FUNCTION_LINES:
                     long[f"{f.relative_to(ROOT)}:{node.lineno} {node.name}"] = length
     assert long == {}
+
+
+def test_no_function_is_too_branchy_to_follow() -> None:
+    branchy = {
+        f"{f.relative_to(ROOT)}:{block.lineno} {block.fullname}": block.complexity
+        for f in _python_files()
+        for block in cc_visit(f.read_text())
+        if isinstance(block, Function) and block.complexity > MAX_COMPLEXITY
+    }
+    assert branchy == {}

@@ -158,28 +158,13 @@ def fetch_day(
     stored = store.snapshot(date)
     covered = store.snapshot_sources(date) or []
     report = FetchReport(DiffResult((), ()))
-    wanted = [s for s in settings.sources if s.name not in covered]
-    if stored is None and not dry_run:
-        check_snapshot_date(store, date, run_date(settings, now))
-    elif stored is not None and wanted and store.deliveries(date):
-        report.notes += [
-            f"{s.name}: not in {date}'s listing, whose digests went out; the next run backfills it"
-            for s in wanted
-        ]
-        wanted = []
+    wanted = _still_to_fetch(settings, store, date, now, stored, covered, report, dry_run=dry_run)
     if stored is not None and not wanted:
         report.result = diff(stored, store.seen_before(date, [p.id for p in stored]))
         return report
     last = store.last_days(before=date)
     fetched = fetch_sources(
-        settings,
-        wanted,
-        store.http_cache(),
-        date,
-        now,
-        last_days=last,
-        transport=transport,
-        progress=progress,
+        settings, wanted, store.http_cache(), date, now, last_days=last, transport=transport, progress=progress
     )
     good = _sort(store, date, fetched, last, report, first=stored is None)
     listings = [one.listing for one in good if one.listing is not None]
@@ -195,6 +180,32 @@ def fetch_day(
             days={listing.source: listing.days for listing in listings},
         )
     return report
+
+
+def _still_to_fetch(
+    settings: Settings,
+    store: Store,
+    date: dt.date,
+    now: dt.datetime,
+    stored: list[Paper] | None,
+    covered: list[str],
+    report: FetchReport,
+    *,
+    dry_run: bool,
+) -> list[SourceConfig]:
+    """The sources whose listing of `date` is not stored yet, and may still be: none once a digest
+    of the date went out (the next run backfills them instead). A first snapshot of a date is
+    checked against the dates already stored (`check_snapshot_date`)."""
+    wanted = [s for s in settings.sources if s.name not in covered]
+    if stored is None and not dry_run:
+        check_snapshot_date(store, date, run_date(settings, now))
+    elif stored is not None and wanted and store.deliveries(date):
+        report.notes += [
+            f"{s.name}: not in {date}'s listing, whose digests went out; the next run backfills it"
+            for s in wanted
+        ]
+        return []
+    return wanted
 
 
 def _sort(
