@@ -155,8 +155,15 @@ def fetch_day(
     next run backfills them (the days each source listed are stored, so it knows what it missed).
     Only when every source fails does it raise, with nothing stored.
     """
+    covered = store.snapshot_sources(date)
+    oldest = store.oldest_full_day()
+    if covered is not None and oldest is not None and date < oldest:
+        raise ConfigError(
+            f"--date {date}: that day is older than [state] keep_days ({settings.state.keep_days}) and "
+            f"compacted: its digests are settled and its listing is gone; run {oldest} or later"
+        )
     stored = store.snapshot(date)
-    covered = store.snapshot_sources(date) or []
+    covered = covered or []
     report = FetchReport(DiffResult((), ()))
     wanted = _still_to_fetch(settings, store, date, now, stored, covered, report, dry_run=dry_run)
     if stored is not None and not wanted:
@@ -193,19 +200,30 @@ def _still_to_fetch(
     *,
     dry_run: bool,
 ) -> list[SourceConfig]:
-    """The sources whose listing of `date` is not stored yet, and may still be: none once a digest
-    of the date went out (the next run backfills them instead). A first snapshot of a date is
-    checked against the dates already stored (`check_snapshot_date`)."""
+    """The sources whose listing of `date` is not stored yet, and may still be. A first snapshot
+    of a date is checked against the dates already stored (`check_snapshot_date`).
+
+    A source missing from a stored day is fetched into it only while the day is open: its digests
+    not recorded yet, and no later day stored. Once they are recorded, papers added to the day
+    would be "seen before" the next day and in nobody's digest; once a later day is stored, what
+    the source lists now is that later day's news, which would go out twice. The next run
+    backfills the source's missed day instead."""
     wanted = [s for s in settings.sources if s.name not in covered]
     if stored is None and not dry_run:
         check_snapshot_date(store, date, run_date(settings, now))
-    elif stored is not None and wanted and store.deliveries(date):
+    elif stored is not None and wanted and _closed(store, date):
         report.notes += [
-            f"{s.name}: not in {date}'s listing, whose digests went out; the next run backfills it"
+            f"{s.name}: not in {date}'s listing, whose digests are recorded (or a later day is stored); "
+            "the next run backfills it"
             for s in wanted
         ]
         return []
     return wanted
+
+
+def _closed(store: Store, date: dt.date) -> bool:
+    newest = store.snapshot_dates(limit=1)
+    return store.is_recorded(date) or bool(store.deliveries(date)) or (bool(newest) and newest[0] > date)
 
 
 def _sort(

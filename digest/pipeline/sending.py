@@ -98,7 +98,11 @@ def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Pap
         snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
     why = store.explanations(row.date, row.email)
     papers = snapshots[row.date]
-    matches = tuple(explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers)
+    # never a paper that reached the reader in another digest since this one was recorded
+    already = store.sent_paper_ids(row.email, row.papers)
+    matches = tuple(
+        explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers and pid not in already
+    )
     total = store.delivery_total(row.date, row.email)
     return Digest(subscriber=send.subscriber, date=row.date, matches=matches, total_matched=total or len(matches))
 

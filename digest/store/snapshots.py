@@ -151,6 +151,11 @@ class SnapshotStore(SqliteState):
                 (date.isoformat(), iso(now), by.isoformat()),
             )
 
+    def is_recorded(self, date: dt.date) -> bool:
+        """Whether the digests of `date` are in the ledger (`mark_recorded`)."""
+        row = self.conn.execute("SELECT 1 FROM recorded_days WHERE date = ?", (date.isoformat(),)).fetchone()
+        return row is not None
+
     def unrecorded_days(self, before: dt.date, *, since: dt.date) -> list[dt.date]:
         """Stored days from `since` up to `before` (excluded) whose digests were never recorded,
         oldest first: the run died between storing the listing and recording the digests, or only
