@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from digest.core.models import Delivery, Paper, Subscriber, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
+from digest.pipeline.fetching import day_ranges
 from digest.plan import (
     LATE_DAYS,
     STOPPED_WHILE_SENDING,
@@ -172,3 +173,9 @@ def test_a_failed_digest_goes_again_once_only_when_asked() -> None:
     # a sent digest is never "retried"
     sent = {ADA.email: row(ADA.email, DeliveryStatus.SENT)}
     assert plan_run(DATE, [ADA], PAPERS, LedgerView(today=sent), retry_failed=True).sends == []
+
+
+def test_missed_days_are_written_as_ranges() -> None:
+    days = [dt.date(2026, 12, 1), *(dt.date(2026, 12, d) for d in range(3, 10)), dt.date(2027, 1, 5)]
+    assert day_ranges(days) == "2026-12-01, 2026-12-03 to 2026-12-09, 2027-01-05"
+    assert day_ranges([]) == ""

@@ -96,7 +96,7 @@ def test_fetch_on_a_recorded_day_leaves_a_late_source_to_the_next_run(
     assert [name for name, _ in first.failed_sources] == ["B"]
     feeds.failing = set()
     with Store.from_config(settings.state) as store:  # `digest fetch` later that day: B is back
-        report = fetch_day(settings, store, D, at(D, 14))
+        report = fetch_day(settings, store, D, at(D, 14), plans=False)  # as `digest fetch`
         assert store.snapshot_sources(D) == ["A"]  # the recorded day is not reopened
     assert any("B: not in" in note and "backfills" in note for note in report.notes)
     feeds.lists = {"A": OTHER[20:40], "B": QUANTUM[:10]}  # a rolling feed: D's 5 and 5 new

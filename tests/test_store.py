@@ -269,3 +269,19 @@ def test_statuses_read_back_as_members(tmp_path: Path) -> None:
         assert store.run_status(D1) is RunStatus.RUNNING
         store.finish_run(D1, RunStatus.OK, {}, NOW)
         assert store.run_status(D1) is RunStatus.OK
+
+
+def test_a_resend_is_spent_only_when_the_unknown_digest_really_goes_out(tmp_path: Path) -> None:
+    # `[delivery] unknown = "resend"` resends once on its own: the once is counted when the
+    # message leaves (mark_sending), not when a run plans it and then stops before sending
+    day = NOW.date()
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        for email in ("ada@example.org", "bob@example.org"):
+            store.mark_pending(day, email, ["2411.00001"], NOW)
+            store.mark_sending(day, email, f"<{email}>", NOW)
+        assert store.resent_unknown(since=day) == set()  # a first send is no resend
+        store.mark_status(day, "ada@example.org", DeliveryStatus.UNKNOWN, "stopped while sending", NOW)
+        store.mark_status(day, "bob@example.org", DeliveryStatus.UNKNOWN, "stopped while sending", NOW)
+        assert store.resent_unknown(since=day) == set()  # planned or not, nothing left yet
+        store.mark_sending(day, "ada@example.org", "<ada@example.org>", NOW)
+        assert store.resent_unknown(since=day) == {(day, "ada@example.org")}

@@ -173,8 +173,6 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
     with store.transaction():
         for day in plan.recorded:
             store.mark_recorded(day, now, by=plan.recorded[-1])  # the run date is the last
-        for day, email in plan.resends:
-            store.mark_resent(day, email, now)
         for email in plan.lift:
             store.lift_suppression(email)
         for change in plan.transitions:
@@ -202,7 +200,9 @@ def _fetch(
     progress: Progress,
 ) -> DiffResult:
     """The fetch stage (`fetching.fetch_day`); what it found of each source goes into the summary."""
-    fetched = fetch_day(settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress)
+    fetched = fetch_day(
+        settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress, plans=True
+    )
     result = fetched.result
     summary.new, summary.updates = len(result.new), len(result.updates)
     summary.failed_sources, summary.stale_sources = fetched.failed, fetched.stale

@@ -140,8 +140,10 @@ def fetch_day(
     dry_run: bool = False,
     transport: Any = None,
     progress: Progress | None = None,
+    plans: bool = False,
 ) -> FetchReport:
-    """fetch → snapshot → diff: the first half of every run (and all of `digest fetch`).
+    """fetch → snapshot → diff: the first half of every run (`plans=True`: the run plans the
+    date's digests right after) and all of `digest fetch`.
 
     A day's listing is fetched once per source: when the snapshot of `date` covers a source, it
     is what the day's papers of that source are, and re-running the day gives the same answer.
@@ -156,22 +158,27 @@ def fetch_day(
     Only when every source fails does it raise, with nothing stored.
     """
     covered = store.snapshot_sources(date)
-    oldest = store.oldest_full_day()
-    if covered is not None and oldest is not None and date < oldest:
-        raise ConfigError(
-            f"--date {date}: that day is older than [state] keep_days ({settings.state.keep_days}) and "
-            f"compacted: its digests are settled and its listing is gone; run {oldest} or later"
-        )
+    if covered is not None:
+        _refuse_compacted(settings, store, date)
     stored = store.snapshot(date)
     covered = covered or []
     report = FetchReport(DiffResult((), ()))
-    wanted = _still_to_fetch(settings, store, date, now, stored, covered, report, dry_run=dry_run)
+    wanted = _still_to_fetch(
+        settings, store, date, now, stored, covered, report, dry_run=dry_run, plans=plans
+    )
     if stored is not None and not wanted:
         report.result = diff(stored, store.seen_before(date, [p.id for p in stored]))
         return report
     last = store.last_days(before=date)
     fetched = fetch_sources(
-        settings, wanted, store.http_cache(), date, now, last_days=last, transport=transport, progress=progress
+        settings,
+        wanted,
+        store.http_cache(),
+        date,
+        now,
+        last_days=last,
+        transport=transport,
+        progress=progress,
     )
     good = _sort(store, date, fetched, last, report, first=stored is None)
     listings = [one.listing for one in good if one.listing is not None]
@@ -199,19 +206,21 @@ def _still_to_fetch(
     report: FetchReport,
     *,
     dry_run: bool,
+    plans: bool,
 ) -> list[SourceConfig]:
     """The sources whose listing of `date` is not stored yet, and may still be. A first snapshot
     of a date is checked against the dates already stored (`check_snapshot_date`).
 
-    A source missing from a stored day is fetched into it only while the day is open: its digests
-    not recorded yet, and no later day stored. Once they are recorded, papers added to the day
-    would be "seen before" the next day and in nobody's digest; once a later day is stored, what
-    the source lists now is that later day's news, which would go out twice. The next run
-    backfills the source's missed day instead."""
+    A source missing from a stored day is fetched into it only while the day is open: no digest
+    of it in the ledger, no later day stored, and, for `digest fetch` (which plans nothing), its
+    digests not recorded. Papers added to a day whose digests went out would miss those readers;
+    added by a fetch to a recorded day they would be "seen before" the next day and in nobody's
+    digest; added once a later day is stored, they are that later day's news and would go out
+    twice. The next run backfills the source's missed day instead."""
     wanted = [s for s in settings.sources if s.name not in covered]
     if stored is None and not dry_run:
         check_snapshot_date(store, date, run_date(settings, now))
-    elif stored is not None and wanted and _closed(store, date):
+    elif stored is not None and wanted and _closed(store, date, plans=plans):
         report.notes += [
             f"{s.name}: not in {date}'s listing, whose digests are recorded (or a later day is stored); "
             "the next run backfills it"
@@ -221,9 +230,21 @@ def _still_to_fetch(
     return wanted
 
 
-def _closed(store: Store, date: dt.date) -> bool:
+def _closed(store: Store, date: dt.date, *, plans: bool) -> bool:
     newest = store.snapshot_dates(limit=1)
-    return store.is_recorded(date) or bool(store.deliveries(date)) or (bool(newest) and newest[0] > date)
+    if (newest and newest[0] > date) or store.deliveries(date):
+        return True
+    return not plans and store.is_recorded(date)
+
+
+def _refuse_compacted(settings: Settings, store: Store, date: dt.date) -> None:
+    """ConfigError for a stored day that `[state] keep_days` compacted: its listing is gone."""
+    oldest = store.oldest_full_day()
+    if oldest is not None and date < oldest:
+        raise ConfigError(
+            f"--date {date}: that day is older than [state] keep_days ({settings.state.keep_days}) and "
+            f"compacted: its digests are settled and its listing is gone; run {oldest} or later"
+        )
 
 
 def _sort(
@@ -294,11 +315,23 @@ def _backfill_notes(listing: Listing) -> list[str]:
         days = ", ".join(d.isoformat() for d in listing.backfilled)
         notes.append(f"{listing.source}: backfilled missed days {days} ({count} papers)")
     if listing.cut:
-        days = ", ".join(d.isoformat() for d in listing.cut)
         notes.append(
-            f"{listing.source}: missed days {days} are older than [fetch] backfill_days and were not fetched"
+            f"{listing.source}: missed days {day_ranges(listing.cut)} are older than [fetch] backfill_days "
+            "and were not fetched"
         )
     return notes
+
+
+def day_ranges(days: Sequence[dt.date]) -> str:
+    """'2026-12-01, 2026-12-03 to 2026-12-09': runs of consecutive days as ranges, so a source
+    down for months is one short line."""
+    runs: list[list[dt.date]] = []
+    for day in sorted(days):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(r[0].isoformat() if len(r) == 1 else f"{r[0]} to {r[-1]}" for r in runs)
 
 
 def check_snapshot_date(store: Store, date: dt.date, today: dt.date) -> None:

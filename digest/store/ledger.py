@@ -118,8 +118,17 @@ class LedgerStore(SqliteState):
 
     def mark_sending(self, date: dt.date, email: str, message_id: str, now: dt.datetime) -> None:
         """Committed before the message goes out: a crash after this point leaves 'sending',
-        which the next run reports as 'unknown' instead of sending a second copy."""
+        which the next run reports as 'unknown' instead of sending a second copy.
+
+        A digest of unknown fate that goes out again is noted as resent here, when it really
+        leaves, in the same transaction: `[delivery] unknown = "resend"` resends it once on its
+        own, and a resend that was planned but never left (the run stopped first) is not spent."""
         with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO resends (date, email, at) SELECT date, email, ? FROM deliveries "
+                "WHERE date = ? AND email = ? AND status = ?",
+                (iso(now), date.isoformat(), email, DeliveryStatus.UNKNOWN),
+            )
             db.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, message_id = ?, "
                 "updated_at = ? WHERE date = ? AND email = ?",
