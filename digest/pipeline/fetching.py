@@ -114,23 +114,6 @@ def new_on(store: Store, date: dt.date) -> DiffResult | None:
     return diff(papers, store.seen_before(date, [p.id for p in papers]))
 
 
-def fetch_and_store(
-    settings: Settings,
-    store: Store,
-    date: dt.date,
-    now: dt.datetime,
-    *,
-    dry_run: bool = False,
-    transport: Any = None,
-    progress: Progress | None = None,
-) -> DiffResult:
-    """fetch → snapshot → diff: what is new on `date` (see `fetch_day`, which also says how each
-    source fared; here a failed or stale source is only logged)."""
-    return fetch_day(
-        settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress
-    ).result
-
-
 def fetch_day(
     settings: Settings,
     store: Store,
