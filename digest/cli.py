@@ -241,8 +241,7 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
     Example: digest check --subscribers subscribers.toml
     """
     try:
-        settings = load_settings(config)
-        report = commands.check(settings, subscribers)
+        report = commands.check_files(config, subscribers)
     except DigestError as exc:
         raise _fail(exc) from None
     subs = report.subscribers
@@ -252,7 +251,7 @@ def check(config: ConfigOpt = None, subscribers: SubscribersOpt = None) -> None:
     table.add_row(
         str(len(subs)),
         str(report.terms),
-        ", ".join(s.name for s in settings.sources),
+        ", ".join(report.sources),
         str(sum(s.feed for s in subs)),
     )
     out.print(table)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from digest.config import Settings, signing_key
+from digest.config import Settings, config_path_from, load_settings, signing_key
 from digest.core.errors import ConfigError
 from digest.core.models import DiffResult, Digest, Subscriber, Suppression, utcnow
 from digest.core.progress import Progress
@@ -23,7 +23,7 @@ from digest.pipeline import new_on, retention, run_date
 from digest.pipeline.fetching import FetchReport, fetch_day
 from digest.pipeline.summary import EXIT_OK, EXIT_PARTIAL, EXIT_STALE
 from digest.plan import split_suppressed
-from digest.profiles import load_subscribers, subscribers_path_from
+from digest.profiles import DEFAULT_PATH, load_subscribers, subscribers_path_from
 from digest.render.email import EmailRenderer
 from digest.render.templating import compile_all
 from digest.store import Drop, Shrink, Store
@@ -80,12 +80,45 @@ class CheckReport:
     path: Path
     subscribers: list[Subscriber]
     held: list[HeldAddress]
+    sources: tuple[str, ...] = ()  # the configured sources' names
 
     @property
     def terms(self) -> int:
         return len(
-            {t.lower() for s in self.subscribers for t in (*s.keywords, *s.exclude, *s.authors, *s.categories)}
+            {
+                t.lower()
+                for s in self.subscribers
+                for t in (*s.keywords, *s.exclude, *s.authors, *s.categories)
+            }
         )
+
+
+def check_files(config: Path | str | None, subscribers_path: Path | str | None = None) -> CheckReport:
+    """`digest check`: load digest.toml, then `check`. When digest.toml itself is wrong, the
+    subscribers file is checked all the same (its default place, without the source names) and
+    every problem of both is reported at once: one run of `digest check` lists everything."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        problems = [*exc.problems, *_profile_problems(config, subscribers_path)]
+        raise ConfigError(
+            problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems
+        ) from None
+    return check(settings, subscribers_path)
+
+
+def _profile_problems(config: Path | str | None, subscribers_path: Path | str | None) -> list[str]:
+    """The subscribers file's problems, found without a valid digest.toml."""
+    config_file = config_path_from(config)
+    folder = config_file.resolve().parent if config_file is not None else Path(".")
+    path = Path(subscribers_path) if subscribers_path else folder / DEFAULT_PATH
+    if not path.is_file():
+        return []
+    try:
+        load_subscribers(path)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
 
 
 def check(settings: Settings, subscribers_path: Path | str | None = None) -> CheckReport:
@@ -99,10 +132,12 @@ def check(settings: Settings, subscribers_path: Path | str | None = None) -> Che
     if settings.state.path.exists():
         with Store.from_config(settings.state) as store:
             held = store.suppressions()
-    return CheckReport(path, subs, describe_suppressions(subs, held))
+    return CheckReport(path, subs, describe_suppressions(subs, held), tuple(s.name for s in settings.sources))
 
 
-def describe_suppressions(subscribers: Sequence[Subscriber], held: dict[str, Suppression]) -> list[HeldAddress]:
+def describe_suppressions(
+    subscribers: Sequence[Subscriber], held: dict[str, Suppression]
+) -> list[HeldAddress]:
     _, _, lifted = split_suppressed([s for s in subscribers if s.email in held], held)
     out = []
     for email, sup in held.items():
@@ -163,7 +198,9 @@ def token_from(text: str) -> str:
     return words[-1] if words else ""
 
 
-def unsubscribe(settings: Settings, token: str, *, subscribers_path: Path | str | None = None) -> Unsubscribed:
+def unsubscribe(
+    settings: Settings, token: str, *, subscribers_path: Path | str | None = None
+) -> Unsubscribed:
     """Suppress the reader an unsubscribe token was made for, until `undo_unsubscribe`."""
     _, subs = load_readers(settings, subscribers_path)
     # create=False: a wrong --config must not record the unsubscribe in a new, unused state

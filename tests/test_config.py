@@ -296,3 +296,14 @@ def test_a_schedule_that_never_fires_and_a_blank_subject_are_refused(
 def test_an_unsubscribe_url_with_a_fragment_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="fragment"):
         load_settings(write(tmp_path, '[delivery]\nunsubscribe_url = "https://example.org/u#top"\n'))
+
+
+def test_a_secret_in_the_file_is_reported_on_its_line_with_every_other_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, '[smtp]\nhost = "localhost"\npassword = "hunter2"\n\n[fetch]\nretrys = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"{path}:3: [smtp] password: secrets are not read from the file")
+    assert any(p.startswith(f"{path}:6: fetch.retrys") for p in problems[1:]), problems
+    assert "hunter2" not in "\n".join(problems)

@@ -623,3 +623,17 @@ def test_the_mailto_unsubscribe_of_an_email_applied_with_digest_unsubscribe_stop
     back = digest("unsubscribe", "--config", str(config), "--undo", "Grace@example.org", cwd=tmp_path)
     assert back.returncode == 0 and "subscribed again" in back.stdout, back.stderr
     assert "grace@example.org" not in digest("check", "--config", str(config), cwd=tmp_path).stdout
+
+
+def test_check_lists_the_problems_of_both_files_at_once(tmp_path: Path) -> None:
+    # a broken digest.toml does not hide the subscribers file's problems: one run lists everything
+    (tmp_path / "digest.toml").write_text("[fetch]\ntimout = 30.0\n")
+    (tmp_path / "subscribers.toml").write_text(
+        '[[subscribers]]\nemail = "ada@example.org"\nkeywords = ["LLM"]\nexlude = ["medical"]\n'
+    )
+    result = digest("check", "--config", str(tmp_path / "digest.toml"), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any("digest.toml:2: fetch.timout" in line for line in errors), errors
+    assert any("subscribers.toml:4" in line and "exlude" in line for line in errors), errors
+    assert "Traceback" not in result.stderr

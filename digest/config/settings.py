@@ -173,21 +173,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         if not config_path.is_file():
             raise ConfigError(f"{config_path}: no such config file; check --config or DIGEST_CONFIG")
         data, text = read_toml(config_path)
-        problems = []
-        for (section, key), env_name in _SECRET_KEYS.items():
-            holder = data.get(section, {}) if section else data
-            if isinstance(holder, dict) and key in holder:
-                problems.append(
-                    f"{config_path}: [{section or 'top level'}] {key}: secrets are not read from the file; "
-                    f"remove it and set {env_name} in the environment"
-                )
-        if problems:
-            raise ConfigError(problems[0], problems)
+    secret_problems = _take_secrets_out(data, text, label)  # reported with every other problem
     token = _toml_data.set(data)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = describe_validation_error(
+        problems = secret_problems + describe_validation_error(
             exc, label, text, env_prefix="DIGEST_", origins=_variable_origins()
         )
         raise ConfigError(
@@ -202,10 +193,31 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     finally:
         _toml_data.reset(token)
+    if secret_problems:
+        raise ConfigError(
+            secret_problems[0] if len(secret_problems) == 1 else f"{len(secret_problems)} problems in {label}",
+            secret_problems,
+        )
     if config_path is not None:
         settings = _resolve_paths(settings, config_path.resolve().parent)
     _check_files(settings, label, text)
     return settings
+
+
+def _take_secrets_out(data: dict[str, Any], text: str, label: str) -> list[str]:
+    """A problem, with its line, for each secret written in the file, which is removed from `data`
+    (never read, never echoed) so that the file's other problems are reported with it."""
+    problems = []
+    for (section, key), env_name in _SECRET_KEYS.items():
+        holder = data.get(section, {}) if section else data
+        if isinstance(holder, dict) and key in holder:
+            del holder[key]
+            line = locate(text, (section, key) if section else (key,))
+            problems.append(
+                f"{label}{':' + str(line) if line else ''}: [{section or 'top level'}] {key}: secrets are not "
+                f"read from the file; remove it and set {env_name} in the environment"
+            )
+    return problems
 
 
 def _variable_files() -> list[Path]:
