@@ -490,3 +490,18 @@ def test_an_arxiv_listing_fetched_as_a_plain_feed_keeps_revisions_out_of_the_new
     assert split == [(p.id, p.is_replacement) for p in as_arxiv.papers]
     assert sum(r for _, r in split) == 569 and len(split) == 1504
     assert {p.source_labels for p in as_arxiv.papers} == {("arXiv",)}
+
+
+def test_a_body_that_is_not_the_listing_names_its_url(httpserver: HTTPServer, fetcher: Fetcher) -> None:
+    # parsers see only bytes: the URL is added where the response is known, for feeds and for
+    # Hugging Face's pages alike, so the operator knows which request to look at
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(HTML_ERROR, content_type="text/html")
+    arxiv = SourceConfig(name="arxiv", kind="arxiv_rss", url=httpserver.url_for("/rss/cs.CL"))
+    with pytest.raises(ParseError) as info:
+        fetch_listing(arxiv, fetcher, RUN_DATE, now=NOW)
+    assert info.value.url == httpserver.url_for("/rss/cs.CL")
+    assert str(info.value).startswith(f"source 'arxiv' ({httpserver.url_for('/rss/cs.CL')}): ")
+    httpserver.expect_request("/api/daily_papers").respond_with_data(HTML_ERROR, content_type="text/html")
+    with pytest.raises(ParseError, match="expected JSON") as hf:
+        fetch_listing(_hf(httpserver), fetcher, RUN_DATE, now=NOW)
+    assert hf.value.url is not None and hf.value.url.startswith(httpserver.url_for("/api/daily_papers"))

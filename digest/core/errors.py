@@ -34,9 +34,14 @@ class FetchError(DigestError):
 class ParseError(DigestError):
     """A fetched body is not the listing it should be (HTML error page, truncated XML, bad JSON)."""
 
-    def __init__(self, source: str, message: str) -> None:
-        self.source = source
-        super().__init__(f"source {source!r}: {message}")
+    def __init__(self, source: str, message: str, *, url: str | None = None) -> None:
+        self.source, self.reason, self.url = source, message, url
+        where = f" ({url})" if url else ""
+        super().__init__(f"source {source!r}{where}: {message}")
+
+    def at(self, url: str) -> ParseError:
+        """The same error naming the URL whose body it was about (parsers see only bytes)."""
+        return self if self.url else ParseError(self.source, self.reason, url=url)
 
 
 class StoreError(DigestError):

@@ -14,6 +14,7 @@ from typing import NamedTuple, get_args
 
 from digest.config import SourceConfig
 from digest.config.sections import SourceKind
+from digest.core.errors import ParseError
 from digest.core.models import Listing, Paper, merge_papers
 from digest.sources import arxiv_api
 from digest.sources.arxiv import ArxivRssSource, announced_day, parse_arxiv_rss
@@ -78,7 +79,7 @@ def fetch_listing(
         date = date.date()
     kind = source_for(source)
     results = kind.fetch(fetcher, date)
-    parsed = [kind.parse(result.body) for result in results]
+    parsed = [parse_at(kind, result) for result in results]
     title = next((p.title for p in parsed if p.title), None)
     label = display_name(source, type(kind), title)
     days, announced = _days(source, results, date)
@@ -153,6 +154,14 @@ def _backfill(
                 papers += [dataclasses.replace(p, announced=day) for p in one_day.parse(result.body).papers]
                 results.append(result)
     return Parsed(papers), results
+
+
+def parse_at(kind: Source, result: FetchResult) -> Parsed:
+    """`kind.parse` of a response's body; a ParseError names the response's URL."""
+    try:
+        return kind.parse(result.body)
+    except ParseError as exc:
+        raise exc.at(result.url) from None
 
 
 def _labelled(paper: Paper, label: str) -> Paper:

@@ -59,7 +59,10 @@ class HfDailySource:
             params = {"date": day, "limit": str(HF_PAGE_SIZE), "p": str(page)}
             result = fetcher.get(self.config.url, params)
             results.append(result)
-            got = _page(result.body, self.config.name)  # `parse` warns of its problems later
+            try:
+                got = _page(result.body, self.config.name)  # `parse` warns of its problems later
+            except ParseError as exc:
+                raise exc.at(result.url) from None
             fresh = {p.id for p in got.papers} - seen
             seen |= fresh
             # A short page is the last; a page with nothing new means the server ignores `p`.
