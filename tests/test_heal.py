@@ -509,7 +509,11 @@ def test_store_unrecorded_days_from_the_first_run_on(tmp_path: Path) -> None:
         # days[0]: fetched before any run; days[3]: only fetched; days[4]: the run date
         assert store.unrecorded_days(days[4], since=days[0]) == [days[1], days[3]]
         assert store.unrecorded_days(days[4], since=days[2]) == [days[3]]  # LATE_DAYS
-        store.mark_resent(days[1], ADA.email, now)
+        # an unknown digest that goes out again is noted as resent when it leaves (mark_sending)
+        store.mark_pending(days[1], ADA.email, [P1.id], now)
+        store.mark_sending(days[1], ADA.email, "<m@x>", now)
+        store.mark_status(days[1], ADA.email, DeliveryStatus.UNKNOWN, "stopped while sending", now)
+        store.mark_sending(days[1], ADA.email, "<m@x>", now)
         assert store.resent_unknown(since=days[0]) == {(days[1], ADA.email)}
         assert store.resent_unknown(since=days[2]) == set()
 

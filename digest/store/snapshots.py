@@ -169,16 +169,8 @@ class SnapshotStore(SqliteState):
         )
         return [dt.date.fromisoformat(d) for (d,) in rows]
 
-    def mark_resent(self, date: dt.date, email: str, now: dt.datetime) -> None:
-        """An unknown digest of (date, email) is being resent on its own (`[delivery] unknown =
-        "resend"`): it is not resent on its own again."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO resends (date, email, at) VALUES (?, ?, ?)",
-                (date.isoformat(), email, iso(now)),
-            )
-
     def resent_unknown(self, *, since: dt.date) -> set[tuple[dt.date, str]]:
-        """The (date, email) digests from `since` on already resent once by `mark_resent`."""
+        """The (date, email) digests of unknown fate from `since` on that went out again (noted by
+        `mark_sending`)."""
         rows = self.conn.execute("SELECT date, email FROM resends WHERE date >= ?", (since.isoformat(),))
         return {(dt.date.fromisoformat(d), email) for d, email in rows}
