@@ -251,7 +251,7 @@ class StateReport:
     days: int  # snapshot days stored
     oldest_full: dt.date | None  # the oldest day kept whole
     compacted_days: int  # days kept only as ids and statuses
-    keep_days: int  # [state] keep_days (0: everything is kept)
+    keep_days: int  # days kept whole: [state] keep_days, or the default window (0: everything is kept)
     drop: Drop  # what compaction would drop now, or (compacted) dropped
     shrink: Shrink | None = None  # --compact: the file before and after
 
@@ -303,7 +303,7 @@ def state(settings: Settings, *, compact: bool = False, vacuum: bool = False) ->
             days=len(store.snapshot_dates()),
             oldest_full=store.oldest_full_day(),
             compacted_days=store.compacted_days(),
-            keep_days=settings.state.keep_days,
+            keep_days=retention.window_days(settings),
             drop=drop,
             shrink=shrink,
         )

@@ -168,7 +168,9 @@ def split_suppressed(
     subscribers: Sequence[Subscriber], suppressions: Mapping[str, Suppression]
 ) -> tuple[list[Subscriber], list[str], list[str]]:
     """(active readers, suppressed addresses, suppressions to lift because the profile changed)."""
-    unsubscribed = {e.lower() for e, held in suppressions.items() if held.kind == SuppressionKind.UNSUBSCRIBED}
+    unsubscribed = {
+        e.lower() for e, held in suppressions.items() if held.kind == SuppressionKind.UNSUBSCRIBED
+    }
     active: list[Subscriber] = []
     suppressed: list[str] = []
     lift: list[str] = []
@@ -320,15 +322,32 @@ def _send(date: dt.date, digest: Digest, row: Delivery | None, *, late: bool) ->
 
 
 # -- what the ledger keeps of a match ----------------------------------------------------------------
-def explanations(matches: Sequence[Match]) -> dict[str, Any]:
-    """What the ledger keeps of each match, so a late digest and a private feed can still say why."""
+def explanations(matches: Sequence[Match], *, where: bool = True) -> dict[str, Any]:
+    """What the ledger keeps of each match, so a late digest and a private feed can still say why.
+
+    `where=True`: the score and every hit, offsets included. `where=False` (what a run records):
+    `[score, term, field, term, field, ...]`, each (term, field) once and no offsets. The views
+    find a term's places in the text again (on a real day's 36,000 matches the marks come out
+    the same, tests/test_retention.py), and the offsets were half of the ledger's bytes."""
+    if where:
+        return {
+            m.paper.id: {"score": m.score, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
+            for m in matches
+        }
     return {
-        m.paper.id: {"score": m.score, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
+        m.paper.id: [m.score, *(x for pair in dict.fromkeys((h.term, h.field) for h in m.hits) for x in pair)]
         for m in matches
     }
 
 
-def explained(paper: Paper, why: Mapping[str, Any]) -> Match:
-    """A match rebuilt from what `explanations` kept."""
-    hits = tuple(Hit(term, field, start, end) for term, field, start, end in why.get("hits", []))
-    return Match(paper=paper, score=float(why.get("score", 0.0)), hits=hits)
+def explained(paper: Paper, why: Mapping[str, Any] | Sequence[Any] | None) -> Match:
+    """A match rebuilt from what `explanations` kept, in either form (offsets -1 when none were
+    kept; nothing kept: a match without hits)."""
+    if not why:
+        return Match(paper=paper, score=0.0)
+    if isinstance(why, Mapping):
+        hits = tuple(Hit(h[0], h[1], *(h[2:4] if len(h) == 4 else (-1, -1))) for h in why.get("hits", []))
+        return Match(paper=paper, score=float(why.get("score", 0.0)), hits=hits)
+    pairs = why[1:]
+    hits = tuple(Hit(pairs[i], pairs[i + 1], -1, -1) for i in range(0, len(pairs) - 1, 2))
+    return Match(paper=paper, score=float(why[0]), hits=hits)

@@ -23,6 +23,7 @@ from pytest_httpserver import HTTPServer
 
 from digest.core.models import Paper
 from digest.sources import parse_arxiv_rss
+from digest.store.codec import unpack_json
 
 _ITEM = re.compile(rb"<item>.*?</item>", re.S)
 _PUB_DATE = rb"Thu, 28 Nov 2024 00:00:00 -0500"
@@ -167,15 +168,15 @@ def mailed(tmp: Path) -> dict[str, list[set[str]]]:
 
 
 def sent(tmp: Path) -> dict[str, set[str]]:
-    """Per reader, the papers the state records as emailed."""
+    """Per reader, the papers the state records as emailed (the papers of their sent digests)."""
     conn = sqlite3.connect(tmp / "state" / "digest.sqlite3")
     try:
-        rows = conn.execute("SELECT email, paper_id FROM sent_papers").fetchall()
+        rows = conn.execute("SELECT email, papers FROM deliveries WHERE status = 'sent'").fetchall()
     finally:
         conn.close()
     out: dict[str, set[str]] = {}
-    for reader, paper_id in rows:
-        out.setdefault(reader, set()).add(paper_id)
+    for reader, papers in rows:
+        out.setdefault(reader, set()).update(unpack_json(papers))
     return out
 
 

@@ -44,13 +44,15 @@ class StateConfig(_Section):
     # shell) before the run fails with one line; two digest runs never wait here (the run lock).
     busy_timeout: float = Field(default=30.0, ge=0, le=3600)
     # Days (with a snapshot) kept whole; older ones keep only what later runs read (paper ids and
-    # versions, who got a digest): see docs/deployment.md, "How big the state gets". 0 keeps all.
-    keep_days: int = Field(default=30, ge=0, le=3660)
+    # versions, who got a digest): see docs/deployment.md, "How big the state gets". 0 keeps all;
+    # unset, what later runs read whole: late digests' 15 days, or [output] feed_days if more
+    # (digest.pipeline.retention.window_days).
+    keep_days: int | None = Field(default=None, ge=0, le=3660)
 
     @field_validator("keep_days")
     @classmethod
-    def _keep_days(cls, value: int) -> int:
-        if 0 < value < MIN_KEEP_DAYS:
+    def _keep_days(cls, value: int | None) -> int | None:
+        if value is not None and 0 < value < MIN_KEEP_DAYS:
             raise ValueError(
                 f"{value} is too few: late digests go out up to {MIN_KEEP_DAYS - 1} days after their "
                 f"date and need that day whole; use {MIN_KEEP_DAYS} or more (and at least [output] "

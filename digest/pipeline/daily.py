@@ -184,8 +184,9 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
                     send.subscriber.email,
                     [m.paper.id for m in send.digest.matches],
                     now,
-                    explanations=explanations(send.digest.matches),
+                    explanations=explanations(send.digest.matches, where=False),  # the views find where again
                     total=send.digest.total_matched,
+                    keep_explanations=send.subscriber.feed,  # once sent, only a private feed reads them
                 )
 
 

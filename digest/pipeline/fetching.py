@@ -225,7 +225,7 @@ def _refuse_compacted(settings: Settings, store: Store, date: dt.date) -> None:
     oldest = store.oldest_full_day()
     if oldest is not None and date < oldest:
         raise ConfigError(
-            f"--date {date}: that day is older than [state] keep_days ({settings.state.keep_days}) and "
+            f"--date {date}: that day is older than [state] keep_days ({settings.state.keep_days or 'unset: the default window'}) and "
             f"compacted: its digests are settled and its listing is gone; run {oldest} or later"
         )
 

@@ -224,7 +224,8 @@ class Views:
             text = clean(paper.abstract)
             base.abstract = (text, for_words(text), {})
         text, words, found = base.abstract
-        spans: list[tuple[int, int]] = [(h.start, h.end) for h in hits if h.field == "abstract"]
+        spans = [(h.start, h.end) for h in hits if h.field == "abstract" and 0 <= h.start < h.end]
+        # (a match rebuilt from the ledger has no offsets: the terms are found again below)
         for h in hits:
             if h.field in ("title", "abstract", "keywords"):
                 where = found.get(h.term)

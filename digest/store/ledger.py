@@ -1,5 +1,5 @@
 """The send side of the state: the ledger of digests (one row per reader and date), the papers each
-reader was sent, and the suppressed addresses.
+reader was sent (the papers of their sent digests), and the suppressed addresses.
 
 A digest goes pending → sending → sent | failed | unknown (see `DeliveryStatus`); 'sending' is
 committed before the message goes out and 'sent', with its papers, only after the server accepted
@@ -9,13 +9,13 @@ it, so a crash in between is reported as unknown and never sent twice.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from digest.core.models import Delivery, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
+from digest.store.codec import pack_json, unpack_json
+from digest.store.retention import EPOCH as _EPOCH
 from digest.store.sqlite import SqliteState, chunked, iso
 
 _DELIVERY = "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries"
@@ -23,14 +23,13 @@ _DELIVERY = "SELECT date, email, status, attempts, reply, message_id, papers FRO
 _UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 
 
-def packed(value: Any) -> bytes:
-    """JSON compressed: a digest's explanations are 2.5 KB of JSON, 0.5 KB so ([state] keep_days)."""
-    return zlib.compress(json.dumps(value).encode(), 6)
-
-
-def unpacked(value: str | bytes) -> Any:
-    """What `packed` stored, or the plain JSON text of rows written before it."""
-    return json.loads(zlib.decompress(value) if isinstance(value, bytes) else value)
+def _by_paper(papers: str | bytes, explanations: str | bytes) -> dict[str, Any]:
+    """A row's explanations by paper id: stored as a list in the papers' order, or (rows written
+    before schema 9) as a mapping."""
+    why = unpack_json(explanations)
+    if isinstance(why, dict):
+        return why
+    return {pid: w for pid, w in zip(unpack_json(papers), why, strict=False) if w is not None}
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:
@@ -42,7 +41,7 @@ def _delivery(row: tuple[Any, ...]) -> Delivery:
         attempts=int(attempts),
         reply=reply,
         message_id=message_id,
-        papers=tuple(json.loads(papers)),
+        papers=tuple(unpack_json(papers)),
     )
 
 
@@ -77,10 +76,24 @@ class LedgerStore(SqliteState):
         return row[0] if row else None
 
     def explanations(self, date: dt.date, email: str) -> dict[str, Any]:
+        """Why each paper of the digest of (date, email) matched, by paper id, as recorded (none
+        for a sent digest of a reader without a private feed: see `mark_pending`)."""
         row = self.conn.execute(
-            "SELECT explanations FROM deliveries WHERE date = ? AND email = ?", (date.isoformat(), email)
+            "SELECT papers, explanations FROM deliveries WHERE date = ? AND email = ?",
+            (date.isoformat(), email),
         ).fetchone()
-        return unpacked(row[0]) if row else {}
+        return self._why(date, email, row[0], row[1]) if row else {}
+
+    def _why(
+        self, date: dt.date, email: str, papers: str | bytes, explanations: str | bytes
+    ) -> dict[str, Any]:
+        why = _by_paper(papers, explanations)
+        if why:
+            return why
+        kept = self.conn.execute(
+            "SELECT data FROM unsent_explanations WHERE date = ? AND email = ?", (date.isoformat(), email)
+        ).fetchone()
+        return _by_paper(papers, kept[0]) if kept else {}
 
     # -- writing the ledger ----------------------------------------------------------------------
     def mark_pending(
@@ -92,11 +105,17 @@ class LedgerStore(SqliteState):
         *,
         explanations: Mapping[str, Any] | None = None,
         total: int | None = None,
+        keep_explanations: bool = True,
     ) -> None:
         """Record that `email` is due a digest of `paper_ids` for `date` (of `total` matched).
 
         A row already past 'pending' is left alone; a pending one takes the new paper list (the
-        profile may have been edited between two runs of the same date)."""
+        profile may have been edited between two runs of the same date). `keep_explanations`
+        (the reader has a private feed): why each paper matched stays with the row once sent;
+        otherwise it is kept only until then (`forget_sent_explanations`)."""
+        # in the papers' order, without their ids again (`_by_paper` puts them back)
+        why = pack_json([(explanations or {}).get(pid) for pid in paper_ids])
+        day = date.isoformat()
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO deliveries (date, email, status, papers, explanations, total, updated_at) "
@@ -105,15 +124,39 @@ class LedgerStore(SqliteState):
                 "explanations = excluded.explanations, total = excluded.total, "
                 "updated_at = excluded.updated_at WHERE status = ?",
                 (
-                    date.isoformat(),
+                    day,
                     email,
                     DeliveryStatus.PENDING,
-                    json.dumps(list(paper_ids)),
-                    packed(explanations or {}),
+                    pack_json(list(paper_ids)),
+                    why if keep_explanations else "[]",
                     total,
                     iso(now),
                     DeliveryStatus.PENDING,
                 ),
+            )
+            pending = db.execute(
+                "SELECT 1 FROM deliveries WHERE date = ? AND email = ? AND status = ?",
+                (day, email, DeliveryStatus.PENDING),
+            ).fetchone()
+            if pending and keep_explanations:
+                db.execute("DELETE FROM unsent_explanations WHERE date = ? AND email = ?", (day, email))
+            elif pending:
+                db.execute(
+                    "INSERT OR REPLACE INTO unsent_explanations (date, email, data) VALUES (?, ?, ?)",
+                    (day, email, why),
+                )
+
+    def forget_sent_explanations(self) -> int:
+        """Drop the explanations kept only until a digest is sent (or compacted): one DELETE
+        of whole runs of rows, so their pages are freed for reuse. Returns how many went."""
+        with self.transaction() as db:
+            return int(
+                db.execute(
+                    "DELETE FROM unsent_explanations WHERE NOT EXISTS (SELECT 1 FROM deliveries d "
+                    "WHERE d.date = unsent_explanations.date AND d.email = unsent_explanations.email "
+                    "AND d.status != ?)",
+                    (DeliveryStatus.SENT,),
+                ).rowcount
             )
 
     def mark_sending(self, date: dt.date, email: str, message_id: str, now: dt.datetime) -> None:
@@ -136,22 +179,13 @@ class LedgerStore(SqliteState):
             )
 
     def mark_sent(self, date: dt.date, email: str, reply: str, now: dt.datetime) -> None:
-        """The server accepted the message: the digest and each of its papers are sent, atomically.
+        """The server accepted the message: the digest, and so each of its papers, is sent.
 
         The commit may wait for the next message's (see `grouped_commits`)."""
-        day = date.isoformat()
         with self.transaction(defer_commit=True) as db:
-            row = db.execute(
-                "SELECT papers FROM deliveries WHERE date = ? AND email = ?", (day, email)
-            ).fetchone()
             db.execute(
                 "UPDATE deliveries SET status = ?, reply = ?, updated_at = ? WHERE date = ? AND email = ?",
-                (DeliveryStatus.SENT, reply, iso(now), day, email),
-            )
-            ids = json.loads(row[0]) if row else []
-            db.executemany(
-                "INSERT OR IGNORE INTO sent_papers (email, paper_id, date, sent_at) VALUES (?, ?, ?, ?)",
-                [(email, pid, day, iso(now)) for pid in ids],
+                (DeliveryStatus.SENT, reply, iso(now), date.isoformat(), email),
             )
 
     def mark_status(
@@ -165,36 +199,47 @@ class LedgerStore(SqliteState):
             )
 
     # -- papers sent -------------------------------------------------------------------------------
-    def sent_paper_ids(self, email: str, ids: Iterable[str] | None = None) -> set[str]:
-        """Papers already emailed to `email` (restricted to `ids` when given)."""
-        if ids is None:
-            rows = self.conn.execute("SELECT paper_id FROM sent_papers WHERE email = ?", (email,))
-            return {r[0] for r in rows}
-        out: set[str] = set()
-        for chunk, marks in chunked(ids):
-            rows = self.conn.execute(
-                f"SELECT paper_id FROM sent_papers WHERE email = ? AND paper_id IN ({marks})", [email, *chunk]
-            )
-            out.update(r[0] for r in rows)
-        return out
-
+    # A digest of date D holds papers of D's snapshot only (new that day), so the readers sent a
+    # paper are among the sent digests of the days that listed it (`listed`): for a paper new
+    # today, today's digests; usually none at all. Past the window, `seen_papers` keeps a paper
+    # from ever being new again, so nothing asks about it.
     def sent_for_papers(self, ids: Iterable[str]) -> dict[str, set[str]]:
         """email -> which of `ids` were already emailed to that reader (readers with none are
-        left out): one query per 500 ids for every reader at once."""
+        left out), for every reader at once: the sent digests of the days that listed them."""
+        wanted = set(ids)
+        days: set[int] = set()
+        for chunk, marks in chunked(wanted):
+            rows = self.conn.execute(f"SELECT DISTINCT day FROM listed WHERE paper_id IN ({marks})", chunk)
+            days.update(day for (day,) in rows)
         out: dict[str, set[str]] = {}
-        for chunk, marks in chunked(ids):
+        for day in sorted(days):
+            date = (_EPOCH + dt.timedelta(days=day)).isoformat()
             rows = self.conn.execute(
-                f"SELECT email, paper_id FROM sent_papers WHERE paper_id IN ({marks})", chunk
+                "SELECT email, papers FROM deliveries WHERE date = ? AND status = ?",
+                (date, DeliveryStatus.SENT),
             )
-            for email, paper_id in rows:
-                out.setdefault(email, set()).add(paper_id)
+            for reader, papers in rows:
+                held = wanted.intersection(unpack_json(papers))
+                if held:
+                    out.setdefault(reader, set()).update(held)
         return out
+
+    def sent_paper_ids(self, email: str, ids: Iterable[str] | None = None) -> set[str]:
+        """Papers already emailed to `email` (restricted to `ids` when given): the papers of
+        the reader's sent digests (a few dozen rows in the window)."""
+        rows = self.conn.execute(
+            "SELECT papers FROM deliveries WHERE email = ? AND status = ?", (email, DeliveryStatus.SENT)
+        )
+        sent = {pid for (papers,) in rows for pid in unpack_json(papers)}
+        return sent if ids is None else sent.intersection(ids)
 
     def matched_counts(self, date: dt.date) -> dict[str, int]:
         """How many readers' digests of `date` hold each paper (for the archive page)."""
         counts: dict[str, int] = {}
-        for (papers,) in self.conn.execute("SELECT papers FROM deliveries WHERE date = ?", (date.isoformat(),)):
-            for pid in json.loads(papers):
+        for (papers,) in self.conn.execute(
+            "SELECT papers FROM deliveries WHERE date = ?", (date.isoformat(),)
+        ):
+            for pid in unpack_json(papers):
                 counts[pid] = counts.get(pid, 0) + 1
         return counts
 
@@ -210,8 +255,8 @@ class LedgerStore(SqliteState):
                 (d.isoformat(), email, DeliveryStatus.SENT),
             ).fetchone()
             if row:
-                why = unpacked(row[1])
-                out[d] = [(pid, why.get(pid, {})) for pid in json.loads(row[0])]
+                why = self._why(d, email, row[0], row[1])
+                out[d] = [(pid, why.get(pid, {})) for pid in unpack_json(row[0])]
         return out
 
     # -- suppressions ------------------------------------------------------------------------------

@@ -1,19 +1,19 @@
 """Bounded state: what a day keeps once it is older than `[state] keep_days`, and the file shrinking.
 
-Every run stores the day's whole listing (some 3 MB for all of arXiv) and, per reader, the
-digest's papers, why each matched and one row per paper sent (some 6 KB). Kept for ever, a
-deployment following all of arXiv would pass GitHub's 100 MB per-file limit within a month.
+Every run stores the day's whole listing (some 0.7 MB compressed for all of arXiv) and, per
+reader, the digest's papers and why each matched (some 0.5 KB compressed). Kept for ever, a
+deployment following all of arXiv would pass GitHub's 100 MB per-file limit within months.
 Past the window, a day keeps only what later runs read:
 
 - its snapshot: each paper's id, the first day it was listed and its highest version, in
   `seen_papers`: what `seen_before` (the diff) needs, so a paper listed once is never new again,
   which is what keeps it out of every later digest ("never twice");
-- its digests: who got one and how it ended (sent | failed), in `ledger_history` (the reader by
-  number, `readers`: 16 bytes a digest). The papers of
-  each digest, why they matched, the server's reply and the per-paper `sent_papers` rows go: a
-  digest only ever holds papers new on its own day, so no later run's `sent_for_papers` can ask
-  about them, and late digests, private feeds and the archive only read days inside the window.
-  Rows not finished (pending, sending, unknown) are kept whole until a run settles them;
+- its digests: who got one and how it ended, in `ledger_days`: per day, a bitmap of the readers
+  (by number, `readers`) sent one and one of those whose digest failed for good. The papers of
+  each digest, why they matched and the server's reply go: a digest only ever holds papers new
+  on its own day, so no later run's `sent_for_papers` can ask about them, and late digests,
+  private feeds and the archive only read days inside the window. Rows not finished (pending,
+  sending, unknown) are kept whole until a run settles them;
 - the HTTP cache: rows not refreshed inside the window (yesterday's Hugging Face day URL) go;
   a URL fetched every day keeps its one body.
 
@@ -22,7 +22,8 @@ was; `shrink` then checkpoints the WAL and, when a good share of the file is fre
 compaction of a long history), VACUUMs, which SQLite also does in one transaction. In the steady
 state, the pages a day's compaction frees are reused by the next day's snapshot: no VACUUM.
 
-SQL only, no policy beyond the window: the pipeline and `digest state` (`commands.state`) call it.
+SQL and packing only, no policy beyond the window: the pipeline and `digest state`
+(`commands.state`) call it. How things are packed: `codec`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 from digest.core.errors import StoreError
 from digest.core.status import DeliveryStatus
+from digest.store.codec import bitmap, members, paper_key, unpack_json
 from digest.store.sqlite import SqliteState, iso
 
 EPOCH = dt.date(1970, 1, 1)
@@ -43,7 +45,7 @@ VACUUM_BYTES = 4 * 1024 * 1024
 
 
 def epoch_day(date: dt.date) -> int:
-    """`date` as days since 1970-01-01, as `seen_papers` and `ledger_history` store it."""
+    """`date` as days since 1970-01-01, as `listed`, `seen_papers` and `ledger_days` store it."""
     return (date - EPOCH).days
 
 
@@ -53,9 +55,9 @@ class Drop:
 
     cutoff: dt.date | None  # days before it are compacted; None: nothing is old enough
     days: int = 0  # snapshot days reduced to seen_papers
-    snapshot_rows: int = 0  # snapshot_papers rows folded into seen_papers
-    digests: int = 0  # finished deliveries rows moved to ledger_history
-    sent_rows: int = 0  # sent_papers rows dropped
+    snapshot_rows: int = 0  # papers listed on those days, folded into seen_papers
+    digests: int = 0  # finished deliveries rows moved to ledger_days
+    sent_rows: int = 0  # papers of those digests (who got which paper) dropped
     cache_rows: int = 0  # HTTP cache rows not refreshed inside the window
     bytes: int = 0  # about how many bytes of table pages that frees
 
@@ -86,12 +88,18 @@ class RetentionStore(SqliteState):
         return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
     def history(self) -> dict[tuple[dt.date, str], str]:
-        """(date, email) → sent | failed, of the digests compacted into `ledger_history`."""
-        rows = self.conn.execute(
-            "SELECT date(h.day * 86400, 'unixepoch'), r.email, h.status "
-            "FROM ledger_history h JOIN readers r ON r.id = h.reader"
-        )
-        return {(dt.date.fromisoformat(d), email): status for d, email, status in rows}
+        """(date, email) → sent | failed, of the digests compacted (`ledger_days`, and the
+        `ledger_history` rows of schema 8)."""
+        emails = dict(self.conn.execute("SELECT id, email FROM readers").fetchall())
+        out = {
+            (EPOCH + dt.timedelta(days=day), emails[reader]): status
+            for day, reader, status in self.conn.execute("SELECT day, reader, status FROM ledger_history")
+        }
+        for day, sent, failed in self.conn.execute("SELECT day, sent, failed FROM ledger_days"):
+            date = EPOCH + dt.timedelta(days=day)
+            for status, block in ((DeliveryStatus.FAILED, failed), (DeliveryStatus.SENT, sent)):
+                out.update({(date, emails[reader]): str(status) for reader in members(block)})
+        return out
 
     def compacted_days(self) -> int:
         return int(
@@ -108,14 +116,15 @@ class RetentionStore(SqliteState):
         def count(sql: str, *args: object) -> int:
             return int(self.conn.execute(sql, args).fetchone()[0])
 
+        finished = self.conn.execute(
+            "SELECT papers FROM deliveries WHERE date < ? AND status IN (?, ?)", (day, *_FINISHED)
+        ).fetchall()
         drop = Drop(
             cutoff,
             days=count("SELECT COUNT(*) FROM snapshots WHERE date < ? AND compacted_at IS NULL", day),
-            snapshot_rows=count("SELECT COUNT(*) FROM snapshot_papers WHERE date < ?", day),
-            digests=count(
-                "SELECT COUNT(*) FROM deliveries WHERE date < ? AND status IN (?, ?)", day, *_FINISHED
-            ),
-            sent_rows=count("SELECT COUNT(*) FROM sent_papers WHERE date < ?", day),
+            snapshot_rows=count("SELECT COUNT(*) FROM listed WHERE day < ?", epoch_day(cutoff)),
+            digests=len(finished),
+            sent_rows=sum(len(unpack_json(papers)) for (papers,) in finished),
             cache_rows=count("SELECT COUNT(*) FROM http_cache WHERE fetched_at < ?", day),
         )
         return dataclasses.replace(drop, bytes=self._freed_estimate(drop)) if estimate else drop
@@ -124,16 +133,22 @@ class RetentionStore(SqliteState):
         """Each table's bytes times the share of its rows that go (an estimate: rows differ)."""
         sizes = self.table_sizes()
         total = 0
+        days = int(
+            self.conn.execute("SELECT COUNT(*) FROM snapshots WHERE compacted_at IS NULL").fetchone()[0]
+        )
         for table, gone in (
-            ("snapshot_papers", drop.snapshot_rows),
+            ("snapshot_papers", drop.days * self._rows("snapshot_papers") // max(days, 1)),
+            ("listed", drop.snapshot_rows),
             ("deliveries", drop.digests),
-            ("sent_papers", drop.sent_rows),
             ("http_cache", drop.cache_rows),
         ):
-            rows = int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-            share = gone / rows if rows else 0.0
+            rows = self._rows(table)
+            share = min(gone / rows, 1.0) if rows else 0.0
             total += int(sum(b for name, b in sizes.items() if _owner(name) == table) * share)
         return total
+
+    def _rows(self, table: str) -> int:
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def compact(self, cutoff: dt.date | None, now: dt.datetime) -> Drop:
         """Reduce every day before `cutoff` to what later runs need, in one transaction."""
@@ -142,34 +157,8 @@ class RetentionStore(SqliteState):
             return drop
         day = cutoff.isoformat()
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO seen_papers (paper_id, first_day, version) "
-                "SELECT paper_id, CAST(julianday(MIN(date)) - 2440587.5 AS INTEGER), MAX(version) "
-                "FROM snapshot_papers WHERE date < ? GROUP BY paper_id "
-                "ON CONFLICT (paper_id) DO UPDATE SET first_day = MIN(first_day, excluded.first_day), "
-                "version = CASE WHEN version IS NULL THEN excluded.version "
-                "WHEN excluded.version IS NULL THEN version ELSE MAX(version, excluded.version) END",
-                (day,),
-            )
-            db.execute("DELETE FROM snapshot_papers WHERE date < ?", (day,))
-            db.execute(
-                "UPDATE snapshots SET compacted_at = ? WHERE date < ? AND compacted_at IS NULL",
-                (iso(now), day),
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO readers (email) SELECT DISTINCT email FROM deliveries "
-                "WHERE date < ? AND status IN (?, ?)",
-                (day, *_FINISHED),
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO ledger_history (day, reader, status) "
-                "SELECT CAST(julianday(d.date) - 2440587.5 AS INTEGER), r.id, d.status "
-                "FROM deliveries d JOIN readers r ON r.email = d.email "
-                "WHERE d.date < ? AND d.status IN (?, ?)",
-                (day, *_FINISHED),
-            )
-            db.execute("DELETE FROM deliveries WHERE date < ? AND status IN (?, ?)", (day, *_FINISHED))
-            db.execute("DELETE FROM sent_papers WHERE date < ?", (day,))
+            self._fold_listings(cutoff, now)
+            self._fold_digests(cutoff)
             db.execute("DELETE FROM http_cache WHERE fetched_at < ?", (day,))
             db.execute(
                 "DELETE FROM resends WHERE date < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
@@ -177,6 +166,62 @@ class RetentionStore(SqliteState):
                 (day,),
             )
         return drop
+
+    def _fold_listings(self, cutoff: dt.date, now: dt.datetime) -> None:
+        """Days before `cutoff`: their papers' ids into `seen_papers`, the papers themselves go."""
+        day, first_kept = cutoff.isoformat(), epoch_day(cutoff)
+        folded = self.conn.execute(
+            "SELECT paper_id, MIN(day), MAX(version) FROM listed WHERE day < ? GROUP BY paper_id",
+            (first_kept,),
+        ).fetchall()
+        self.conn.executemany(
+            "INSERT INTO seen_papers (paper_id, first_day, version) VALUES (?, ?, ?) "
+            "ON CONFLICT (paper_id) DO UPDATE SET first_day = MIN(first_day, excluded.first_day), "
+            "version = CASE WHEN version IS NULL THEN excluded.version "
+            "WHEN excluded.version IS NULL THEN version ELSE MAX(version, excluded.version) END",
+            [(paper_key(pid), first, version) for pid, first, version in folded],
+        )
+        self.conn.execute("DELETE FROM listed WHERE day < ?", (first_kept,))
+        self.conn.execute("DELETE FROM snapshot_papers WHERE date < ?", (day,))
+        self.conn.execute("DELETE FROM snapshot_rows_v8 WHERE date < ?", (day,))
+        self.conn.execute(
+            "UPDATE snapshots SET compacted_at = ? WHERE date < ? AND compacted_at IS NULL", (iso(now), day)
+        )
+
+    def _fold_digests(self, cutoff: dt.date) -> None:
+        """Finished digests before `cutoff`: who got one, and who failed, into `ledger_days`."""
+        day = cutoff.isoformat()
+        self.conn.execute(
+            "INSERT OR IGNORE INTO readers (email) SELECT DISTINCT email FROM deliveries "
+            "WHERE date < ? AND status IN (?, ?)",
+            (day, *_FINISHED),
+        )
+        rows = self.conn.execute(
+            "SELECT d.date, r.id, d.status FROM deliveries d JOIN readers r ON r.email = d.email "
+            "WHERE d.date < ? AND d.status IN (?, ?)",
+            (day, *_FINISHED),
+        ).fetchall()
+        by_day: dict[int, tuple[set[int], set[int]]] = {}
+        for date, reader, status in rows:
+            sent, failed = by_day.setdefault(epoch_day(dt.date.fromisoformat(date)), (set(), set()))
+            (sent if status == DeliveryStatus.SENT else failed).add(reader)
+        for number, (sent, failed) in by_day.items():
+            old = self.conn.execute(
+                "SELECT sent, failed FROM ledger_days WHERE day = ?", (number,)
+            ).fetchone()
+            if old is not None:  # digests of the day settled after the day was first compacted
+                sent |= set(members(old[0])) - failed
+                failed |= set(members(old[1])) - sent
+            self.conn.execute(
+                "INSERT OR REPLACE INTO ledger_days (day, sent, failed) VALUES (?, ?, ?)",
+                (number, bitmap(sent), bitmap(failed)),
+            )
+        self.conn.execute("DELETE FROM deliveries WHERE date < ? AND status IN (?, ?)", (day, *_FINISHED))
+        self.conn.execute(
+            "DELETE FROM unsent_explanations WHERE date < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
+            "WHERE d.date = unsent_explanations.date AND d.email = unsent_explanations.email)",
+            (day,),
+        )
 
     def shrink(self, *, force: bool = False) -> Shrink:
         """Checkpoint the WAL into the file and, when worth it (or `force`), VACUUM."""
@@ -212,7 +257,7 @@ class RetentionStore(SqliteState):
 
 def _owner(name: str) -> str:
     """The table an index or table page belongs to, by name (enough for the tables above)."""
-    for table in ("snapshot_papers", "deliveries", "sent_papers", "http_cache"):
+    for table in ("snapshot_papers", "listed", "deliveries", "http_cache"):
         if table in name:
             return table
     return name

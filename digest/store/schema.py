@@ -138,4 +138,59 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     ALTER TABLE snapshots ADD COLUMN compacted_at TEXT
     """,
+    # 9: the window made lean ([state] keep_days; see store/retention.py for the numbers).
+    # - A day's papers are one compressed JSON array (`snapshot_papers`, one row a day, 0.45 KB a
+    #   paper instead of 1.1 KB); the rows of earlier versions are read from `snapshot_rows_v8`
+    #   until retention compacts their days. Which day listed which paper, for the diff, is
+    #   `listed` (ids only, no index beside it).
+    # - `sent_papers` goes: which papers a reader was sent is the papers of their sent digests
+    #   (`deliveries.papers`, compressed from now on), looked up through the days that listed them.
+    # - The history keeps one row a day (`ledger_days`: the readers sent and failed, as bitmaps of
+    #   `readers.id`) instead of a row per digest; `ledger_history` keeps the rows written before.
+    # - `seen_papers` keys an arXiv id of the form 2411.12345 as the integer 241112345 (store/codec.py):
+    #   half the bytes of the table that grows for ever.
+    # - The HTTP cache stores bodies compressed (`packed` = 1).
+    # - Why the papers of a digest matched is read again only by a late digest (not sent yet) and a
+    #   private feed: a reader without a feed has it in `unsent_explanations`, deleted once the
+    #   digest is sent (in one piece, so the pages come back whole), not in the deliveries row.
+    """
+    ALTER TABLE snapshot_papers RENAME TO snapshot_rows_v8;
+    DROP INDEX snapshot_papers_by_id;
+    CREATE TABLE snapshot_papers (
+        date TEXT PRIMARY KEY,          -- the run date
+        data BLOB NOT NULL              -- lzma(JSON array of Paper.to_json() texts), the listing's order
+    );
+    CREATE TABLE listed (
+        paper_id TEXT NOT NULL,
+        day INTEGER NOT NULL,           -- the run date whose snapshot lists it, in days since 1970-01-01
+        version INTEGER,
+        PRIMARY KEY (paper_id, day)
+    ) WITHOUT ROWID;
+    INSERT INTO listed (paper_id, day, version)
+        SELECT paper_id, CAST(julianday(date) - 2440587.5 AS INTEGER), version FROM snapshot_rows_v8;
+    DROP TABLE sent_papers;
+    CREATE TABLE ledger_days (
+        day INTEGER PRIMARY KEY,        -- the digests' date, in days since 1970-01-01
+        sent BLOB NOT NULL,             -- bit n set: reader n (readers.id) was sent that day's digest
+        failed BLOB NOT NULL            -- the same for digests that failed for good
+    );
+    CREATE TABLE seen_papers_v9 (
+        paper_id PRIMARY KEY,           -- no type: an integer key stays an integer (store/codec.py)
+        first_day INTEGER NOT NULL,
+        version INTEGER
+    ) WITHOUT ROWID;
+    INSERT INTO seen_papers_v9 (paper_id, first_day, version)
+        SELECT CASE WHEN paper_id GLOB '[0-9][0-9][0-9][0-9].[0-9][0-9][0-9][0-9][0-9]'
+            THEN CAST(substr(paper_id, 1, 4) AS INTEGER) * 100000 + CAST(substr(paper_id, 6) AS INTEGER)
+            ELSE paper_id END, first_day, version FROM seen_papers;
+    DROP TABLE seen_papers;
+    ALTER TABLE seen_papers_v9 RENAME TO seen_papers;
+    ALTER TABLE http_cache ADD COLUMN packed INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE unsent_explanations (
+        date TEXT NOT NULL,
+        email TEXT NOT NULL,
+        data BLOB NOT NULL,             -- as deliveries.explanations, until the digest is sent
+        PRIMARY KEY (date, email)
+    ) WITHOUT ROWID
+    """,
 ]

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from digest.core.models import CachedResponse, FetchResult, Paper, Seen
 from digest.core.status import RunStatus
-from digest.store.retention import epoch_day
+from digest.store.codec import pack_body, pack_papers, paper_id, paper_key, unpack_body, unpack_papers
+from digest.store.retention import EPOCH, epoch_day
 from digest.store.sqlite import SqliteState, chunked, iso
 
 
@@ -20,8 +21,11 @@ class SnapshotStore(SqliteState):
 
     # -- snapshots and the HTTP cache ------------------------------------------------------------
     def http_cache(self) -> dict[str, CachedResponse]:
-        rows = self.conn.execute("SELECT url, etag, last_modified, body FROM http_cache")
-        return {url: CachedResponse(url, etag, lm, bytes(body)) for url, etag, lm, body in rows}
+        rows = self.conn.execute("SELECT url, etag, last_modified, body, packed FROM http_cache")
+        return {
+            url: CachedResponse(url, etag, lm, unpack_body(bytes(body), bool(packed)))
+            for url, etag, lm, body, packed in rows
+        }
 
     def record_snapshot(
         self,
@@ -44,11 +48,16 @@ class SnapshotStore(SqliteState):
                 "INSERT OR REPLACE INTO source_days (source, day, date) VALUES (?, ?, ?)",
                 [(name, d.isoformat(), day) for name, listed in (days or {}).items() for d in listed],
             )
-            db.execute("DELETE FROM snapshot_papers WHERE date = ?", (day,))
+            # the day's papers in one block, and which ids it listed for the diff (`listed`)
+            db.execute("DELETE FROM snapshot_rows_v8 WHERE date = ?", (day,))
+            db.execute("DELETE FROM listed WHERE day = ?", (epoch_day(date),))
             db.executemany(
-                "INSERT INTO snapshot_papers (date, paper_id, version, data) VALUES (?, ?, ?, ?)",
-                # compressed: a day of all arXiv is 2.5 MB of JSON, 1.1 MB so ([state] keep_days)
-                [(day, p.id, p.version, zlib.compress(p.to_json().encode(), 6)) for p in papers],
+                "INSERT OR REPLACE INTO listed (paper_id, day, version) VALUES (?, ?, ?)",
+                [(p.id, epoch_day(date), p.version) for p in papers],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO snapshot_papers (date, data) VALUES (?, ?)",
+                (day, pack_papers(papers)),
             )
             db.execute(
                 "INSERT OR REPLACE INTO snapshots (date, fetched_at, sources) VALUES (?, ?, ?)",
@@ -59,9 +68,9 @@ class SnapshotStore(SqliteState):
                     db.execute("DELETE FROM http_cache WHERE url = ?", (r.url,))
                     continue
                 db.execute(
-                    "INSERT OR REPLACE INTO http_cache (url, etag, last_modified, body, fetched_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (r.url, r.etag, r.last_modified, r.body, iso(now)),
+                    "INSERT OR REPLACE INTO http_cache (url, etag, last_modified, body, fetched_at, packed) "
+                    "VALUES (?, ?, ?, ?, ?, 1)",
+                    (r.url, r.etag, r.last_modified, pack_body(r.body), iso(now)),
                 )
 
     def snapshot(self, date: dt.date) -> list[Paper] | None:
@@ -69,12 +78,18 @@ class SnapshotStore(SqliteState):
         day = date.isoformat()
         if self.conn.execute("SELECT 1 FROM snapshots WHERE date = ?", (day,)).fetchone() is None:
             return None
-        rows = self.conn.execute("SELECT data FROM snapshot_papers WHERE date = ? ORDER BY rowid", (day,))
+        row = self.conn.execute("SELECT data FROM snapshot_papers WHERE date = ?", (day,)).fetchone()
+        if row is not None:
+            return unpack_papers(row[0])
+        # a day stored by digest before schema 9 (until retention compacts it), or compacted: []
+        rows = self.conn.execute("SELECT data FROM snapshot_rows_v8 WHERE date = ? ORDER BY rowid", (day,))
         return [Paper.from_json(zlib.decompress(d).decode() if isinstance(d, bytes) else d) for (d,) in rows]
 
     def snapshot_sources(self, date: dt.date) -> list[str] | None:
         """The sources the snapshot of `date` covers, or None when no snapshot was taken that day."""
-        row = self.conn.execute("SELECT sources FROM snapshots WHERE date = ?", (date.isoformat(),)).fetchone()
+        row = self.conn.execute(
+            "SELECT sources FROM snapshots WHERE date = ?", (date.isoformat(),)
+        ).fetchone()
         return None if row is None else list(json.loads(row[0]))
 
     def last_days(self, *, before: dt.date | None = None) -> dict[str, dt.date]:
@@ -105,18 +120,23 @@ class SnapshotStore(SqliteState):
         past `[state] keep_days` count through `seen_papers`, what retention kept of them.
         """
         out: dict[str, Seen] = {}
-        day = date.isoformat()
+        before = epoch_day(date)
         for chunk, marks in chunked(ids):
             rows = self.conn.execute(
-                f"SELECT paper_id, MIN(first), MAX(version) FROM ("
-                f"SELECT paper_id, date AS first, version FROM snapshot_papers "
-                f"WHERE date < ? AND paper_id IN ({marks}) UNION ALL "
-                f"SELECT paper_id, date(first_day * 86400, 'unixepoch'), version FROM seen_papers "
-                f"WHERE first_day < ? AND paper_id IN ({marks})) GROUP BY paper_id",
-                [day, *chunk, epoch_day(date), *chunk],
+                f"SELECT paper_id, MIN(day), MAX(version) FROM listed "
+                f"WHERE day < ? AND paper_id IN ({marks}) GROUP BY paper_id",
+                [before, *chunk],
             )
-            for paper_id, first, version in rows:
-                out[paper_id] = Seen(dt.date.fromisoformat(first), version)
+            for pid, first, version in rows:
+                out[pid] = Seen(EPOCH + dt.timedelta(days=first), version)
+            keys = [paper_key(pid) for pid in chunk]
+            rows = self.conn.execute(
+                f"SELECT paper_id, first_day, version FROM seen_papers WHERE first_day < ? AND paper_id IN ({marks})",
+                [before, *keys],
+            )
+            for key, first, version in rows:
+                pid = paper_id(key)
+                out[pid] = _earlier(out.get(pid), Seen(EPOCH + dt.timedelta(days=first), version))
         return out
 
     # -- runs ---------------------------------------------------------------------------------------
@@ -174,3 +194,11 @@ class SnapshotStore(SqliteState):
         `mark_sending`)."""
         rows = self.conn.execute("SELECT date, email FROM resends WHERE date >= ?", (since.isoformat(),))
         return {(dt.date.fromisoformat(d), email) for d, email in rows}
+
+
+def _earlier(a: Seen | None, b: Seen) -> Seen:
+    """What two records of a paper say together: the first day of either, the higher version."""
+    if a is None:
+        return b
+    versions = [v for v in (a.version, b.version) if v is not None]
+    return Seen(min(a.first_seen, b.first_seen), max(versions) if versions else None)
