@@ -34,8 +34,10 @@ MODULE_TIERS = {
     "test_query.py": "unit",
     "test_speed.py": "unit",
     "test_render_email.py": "unit",
+    "test_text_layout.py": "unit",
     "test_schedule.py": "unit",
     "test_sources.py": "unit",
+    "test_feeds_corpus.py": "unit",
     "test_diff.py": "integration",
     "test_fetch.py": "integration",
     "test_run.py": "integration",
@@ -45,6 +47,7 @@ MODULE_TIERS = {
     "test_architecture.py": "e2e",
     "test_bench_scenario.py": "e2e",
     "test_browser.py": "e2e",
+    "test_validators.py": "e2e",
     "test_workflows.py": "e2e",
 }
 

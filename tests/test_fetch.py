@@ -10,6 +10,7 @@ import datetime as dt
 import email.utils
 import gzip
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -505,3 +506,78 @@ def test_a_body_that_is_not_the_listing_names_its_url(httpserver: HTTPServer, fe
     with pytest.raises(ParseError, match="expected JSON") as hf:
         fetch_listing(_hf(httpserver), fetcher, RUN_DATE, now=NOW)
     assert hf.value.url is not None and hf.value.url.startswith(httpserver.url_for("/api/daily_papers"))
+
+
+# -- feeds as other projects captured them (tests/data/feeds/, see its PROVENANCE.md) ---------------
+
+FEEDS = DATA / "feeds"
+
+
+@pytest.mark.parametrize("include", [False, True], ids=["replacements-out", "replacements-in"])
+def test_a_real_arxiv_category_listing_as_a_plain_feed_keeps_its_announce_types(
+    httpserver: HTTPServer, fetcher: Fetcher, include: bool
+) -> None:
+    # arXiv's hep-ex listing as captured (legacy RDF: the flag is in the title) and the current
+    # format's capture: kind = "feed" reads the same announcements as kind = "arxiv_rss".
+    for path, capture in (("/rss/hep-ex", "arxiv_rss_legacy_rdf_2018.xml"), ("/rss/cs", ARXIV_TRIMMED.name)):
+        httpserver.expect_request(path).respond_with_data((DATA / capture).read_bytes(), content_type=RSS)
+        url = httpserver.url_for(path)
+        day = dt.date(2024, 11, 28)
+        kinds = {
+            kind: fetch_listing(
+                SourceConfig(name="a", kind=kind, url=url, include_replacements=include),  # type: ignore[arg-type]
+                fetcher,
+                day,
+                now=NOW,
+            )[0]
+            for kind in ("feed", "arxiv_rss")
+        }
+        said = {k: [(p.id, p.announce_type, p.is_replacement) for p in v.papers] for k, v in kinds.items()}
+        assert said["feed"] == said["arxiv_rss"]
+        types = {t for _, t, _ in said["feed"]}
+        assert {"new", "cross", "replace"} <= types
+        assert all(r == (t in ("replace", "replace-cross") and not include) for _, t, r in said["feed"])
+
+
+def test_a_json_feed_is_a_feed(httpserver: HTTPServer, fetcher: Fetcher) -> None:
+    body = (FEEDS / "rsparser-3960.json").read_bytes()
+    doc = json.loads(body)
+    httpserver.expect_request("/feed.json").respond_with_data(body, content_type="application/feed+json")
+    source = SourceConfig(name="blog", kind="feed", url=httpserver.url_for("/feed.json"))
+    listing, _ = fetch_listing(source, fetcher, RUN_DATE, now=NOW)
+    assert [p.id for p in listing.papers] == [str(item["id"]) for item in doc["items"]]
+    assert {p.source_labels for p in listing.papers} == {(doc["title"],)}
+    assert listing.skipped == listing.duplicates == 0
+
+
+def test_title_less_items_are_listed_and_what_is_left_out_is_counted(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    # Scripting News: 39 of 50 items have no title, two repeat a guid; the JSON Feed of authors has
+    # four items with nothing to list them under.
+    body = (FEEDS / "rsparser-scriptingNews.rss").read_bytes()
+    guids = re.findall(rb"<guid>([^<]*)</guid>", body)
+    assert len(guids) == body.count(b"<item>")
+    httpserver.expect_request("/scripting").respond_with_data(body, content_type=RSS)
+    httpserver.expect_request("/authors").respond_with_data(
+        (FEEDS / "rsparser-authors.json").read_bytes(), content_type="application/json"
+    )
+    scripting, _ = fetch_listing(
+        SourceConfig(name="s", kind="feed", url=httpserver.url_for("/scripting")), fetcher, RUN_DATE, now=NOW
+    )
+    repeats = len(guids) - len(set(guids))
+    assert (len(scripting.papers), scripting.skipped, scripting.duplicates) == (len(set(guids)), 0, repeats)
+    assert all(p.title for p in scripting.papers) and repeats > 0
+    authors, _ = fetch_listing(
+        SourceConfig(name="j", kind="feed", url=httpserver.url_for("/authors")), fetcher, RUN_DATE, now=NOW
+    )
+    assert (len(authors.papers), authors.skipped) == (0, 4)
+
+
+def test_a_newline_before_the_xml_declaration_is_read(httpserver: HTTPServer, fetcher: Fetcher) -> None:
+    body = (FEEDS / "feedjira-TechCrunch.xml").read_bytes()
+    assert body.startswith(b"\n<?xml")  # as captured
+    httpserver.expect_request("/tc").respond_with_data(body, content_type=RSS)
+    source = SourceConfig(name="tc", kind="feed", url=httpserver.url_for("/tc"))
+    listing, _ = fetch_listing(source, fetcher, RUN_DATE, now=NOW)
+    assert len(listing.papers) == body.count(b"<item>") > 0

@@ -624,3 +624,53 @@ def test_an_announcement_is_read_only_from_arxiv_entries() -> None:
     (paper,) = parse_feed(rss, "lab")
     assert paper.abstract == "arXiv:1 Announce Type: replace Abstract: kept"
     assert not paper.is_replacement and paper.announce_type is None
+
+
+# -- what a new user's feeds did (tests/test_feeds_corpus.py reads the whole corpus) ---------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"\n", b"\r\n\t  ", b"\xef\xbb\xbf\n", b"\xef\xbb\xbf  \r\n"],
+    ids=["nl", "ws", "bom-nl", "bom-ws"],
+)
+def test_whitespace_or_a_bom_before_the_xml_declaration_is_no_error(head: bytes) -> None:
+    body = ARXIV_TRIMMED.read_bytes()
+    assert body.startswith(b"<?xml")
+    assert parse_arxiv_rss(head + body, "a") == parse_arxiv_rss(body, "a")
+    assert parse_feed(head + body, "a") == parse_feed(body, "a")
+
+
+def test_truncation_and_a_permanent_fault_are_told_apart() -> None:
+    body = ARXIV_TRIMMED.read_bytes()
+    with pytest.raises(ParseError, match="ends before it is complete") as cut:
+        parse_feed(body[:20000], "a")
+    assert "try again later" in str(cut.value)
+    with pytest.raises(ParseError, match="not well-formed XML") as broken:
+        parse_feed(body.replace(b"</channel>", b"</chanel>"), "a")
+    assert "retrying will not help" in str(broken.value) and "try again" not in str(broken.value)
+    # an entity HTML knows and XML does not is a slip feedparser reads past, unless the rest is cut
+    nbsp = body.replace(b"<title>", b"<title>&nbsp;", 1)
+    assert len(parse_feed(nbsp, "a")) == len(parse_feed(body, "a"))
+    with pytest.raises(ParseError, match="ends before it is complete"):
+        parse_feed(nbsp[:20000], "a")
+
+
+def test_the_arxiv_kind_counts_the_items_it_skips() -> None:
+    body = ARXIV_TRIMMED.read_bytes()
+    lab = b"<item><title>Lab news</title><link>https://example.org/news</link></item></channel>"
+    source = SOURCES["arxiv_rss"](
+        SourceConfig(name="a", kind="arxiv_rss", url="https://rss.arxiv.org/rss/cs")
+    )
+    whole, mixed = source.parse(body), source.parse(body.replace(b"</channel>", lab))
+    assert (whole.skipped, mixed.skipped) == (0, 1)
+    assert mixed.papers == whole.papers
+
+
+def test_a_json_feed_that_is_not_utf8_or_not_an_object() -> None:
+    with pytest.raises(ParseError, match="not a JSON Feed"):
+        parse_feed(b'[{"version": "https://jsonfeed.org/version/1.1"}]', "j")
+    with pytest.raises(ParseError, match="not UTF-8"):
+        parse_feed(b'{"version": "https://jsonfeed.org/version/1.1", "title": "\xff"}', "j")
+    with pytest.raises(ParseError, match='no "items" list'):
+        parse_feed(b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', "j")

@@ -66,8 +66,7 @@ class ArxivRssSource:
         return [result]
 
     def parse(self, body: bytes) -> Parsed:
-        config = self.config
-        return Parsed(parse_arxiv_rss(body, config.name, include_replacements=config.include_replacements))
+        return _parse(body, self.config.name, self.config.include_replacements)
 
     def _error(self, body: bytes) -> str | None:
         if b"feed error for query" not in body[:4096].lower():
@@ -82,6 +81,11 @@ class ArxivRssSource:
 
 def parse_arxiv_rss(body: bytes, source: str, *, include_replacements: bool = False) -> list[Paper]:
     """An arXiv RSS listing (current or legacy format) as papers; an empty day is an empty list."""
+    return _parse(body, source, include_replacements).papers
+
+
+def _parse(body: bytes, source: str, include_replacements: bool) -> Parsed:
+    """The listing's papers, and how many items were skipped (no arXiv id, or no title)."""
     parsed = load_feed(body, source)
     error = feed_error(parsed)
     if error is not None:
@@ -102,8 +106,8 @@ def parse_arxiv_rss(body: bytes, source: str, *, include_replacements: bool = Fa
             f'none of the {skipped} items has an arXiv id; for a feed that is not arXiv\'s use kind = "feed"',
         )
     if skipped:
-        log.warning("source %r: skipped %d items without an arXiv id", source, skipped)
-    return merge_papers(papers)
+        log.warning("source %r: skipped %d items without an arXiv id or a title", source, skipped)
+    return Parsed(merge_papers(papers), skipped=skipped)
 
 
 _CHANNEL_DATE = re.compile(rb"<(pubDate|dc:date)>\s*([^<]{1,100}?)\s*</\1>")

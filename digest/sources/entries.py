@@ -17,12 +17,14 @@ import re
 import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
+from xml.parsers import expat
 from xml.sax import SAXParseException
 
 import feedparser
 
 from digest.core.errors import ParseError
 from digest.core.models import REPLACEMENT_TYPES
+from digest.sources.jsonfeed import load_json_feed, looks_like_json
 from digest.sources.text import (
     arxiv_id_from,
     collapse_ws,
@@ -36,6 +38,21 @@ log = logging.getLogger(__name__)
 
 IdHit = tuple[str, int | None]  # a bare arXiv id and the version named with it, if any
 
+_BOM = b"\xef\xbb\xbf"
+_EMAIL_RE = re.compile(r"^\s*(?:mailto:)?[^\s@()<>]+@[^\s@()<>]+\.[^\s@()<>]+\s*$", re.I)
+# What expat says of a document that stops before its root element is closed.
+_CUT_SHORT = frozenset({"no element found", "unclosed token", "unclosed CDATA section"})
+_CUT_SHORT_MESSAGE = (
+    "the feed ends before it is complete ({where}); it was cut off in transit or by the server, "
+    "try again later"
+)
+_BROKEN_MESSAGE = (
+    "the feed is not well-formed XML ({where}); the feed itself is broken and retrying will not "
+    "help: tell its publisher, or check [[sources]] url"
+)
+# Slips of a whole document that feedparser's lenient parser reads in full: an HTML entity
+# (`&nbsp;`) XML does not define, a namespace prefix (`itunes:`) the feed never declared.
+_LENIENT_READS = frozenset({"undefined entity", "unbound prefix"})
 # Quirks after which feedparser still read the whole document.
 _RECOVERABLE = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 # rss.arxiv.org starts each description with "arXiv:2411.17700v1 Announce Type: new \nAbstract: ".
@@ -52,31 +69,79 @@ _LEGACY_FLAGS = {"": "new", "cross listed": "cross", "updated": "replace"}
 
 
 def load_feed(body: bytes, source: str) -> Any:
-    """feedparser's result for `body`, or a ParseError when it is not a whole, well-formed feed."""
-    head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if not head:
+    """feedparser's result for `body` (RSS 0.9x/1.0/2.0, Atom, or a JSON Feed read into the same
+    shape), or a ParseError when it is not a whole, well-formed feed. The error tells a feed cut
+    short (try again later) from one that is broken for good (retrying will not help)."""
+    body = _trim_head(body)
+    head = body[:1024].lstrip(_BOM + b" \t\r\n").lower()
+    if not head.strip():
         raise ParseError(source, "the response is empty, not a feed; check [[sources]] url")
     if head.startswith((b"<!doctype html", b"<html")):
         raise ParseError(
             source, "got an HTML page, not a feed (an error or login page?); check [[sources]] url"
         )
+    if looks_like_json(head):
+        return load_json_feed(body, source)
     parsed = feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
     if parsed.get("bozo"):
         exc = parsed.get("bozo_exception")
         if isinstance(exc, _RECOVERABLE) or (
-            isinstance(exc, SAXParseException) and "undefined entity" in str(exc)
+            isinstance(exc, SAXParseException) and exc.getMessage() in _LENIENT_READS
         ):
             # feedparser read everything (re-decoded, or with its lenient parser): worth a note only.
+            # But expat stopped at the slip and never saw the rest: read it past such slips.
+            later = _error_past_slips(body) if not isinstance(exc, _RECOVERABLE) else None
+            if later is not None:
+                raise ParseError(source, later)
             log.warning("source %r: feed has a quirk feedparser worked around: %s", source, exc)
         else:
-            raise ParseError(
-                source,
-                f"the feed is not well-formed XML ({_describe(exc)}); it may be truncated or an error "
-                "page, try again later",
-            )
+            raise ParseError(source, _broken(exc))
     if not parsed.get("version"):
-        raise ParseError(source, "the response is not an RSS or Atom feed; check [[sources]] url")
+        raise ParseError(source, "the response is not an RSS, Atom or JSON Feed; check [[sources]] url")
     return parsed
+
+
+def _trim_head(body: bytes) -> bytes:
+    """`body` without the whitespace some servers send before `<?xml` (after a BOM, if any).
+
+    An XML declaration must come first, so expat refuses such a feed although every entry is
+    there. Only ASCII whitespace before a `<` goes: UTF-16 and UTF-32 bodies are left alone.
+    """
+    bom = _BOM if body.startswith(_BOM) else b""
+    rest = body[len(bom) :]
+    trimmed = rest.lstrip(b" \t\r\n")
+    if len(trimmed) != len(rest) and trimmed.startswith(b"<"):
+        return bom + trimmed
+    return body
+
+
+def _error_past_slips(body: bytes) -> str | None:
+    """Why the document is refused when undefined entities and undeclared prefixes are let be;
+    None when it is whole apart from them (or in an encoding expat cannot judge)."""
+    parser = expat.ParserCreate()  # no namespace processing: an undeclared prefix is no error
+    parser.UseForeignDTD(True)  # an entity the document does not define is then the DTD's
+    try:
+        parser.Parse(body, True)
+    except (ValueError, LookupError):  # "multi-byte encodings are not supported" (GB2312, Big5)
+        return None
+    except expat.ExpatError as exc:
+        message = expat.errors.messages[exc.code]
+        if message == expat.errors.XML_ERROR_UNKNOWN_ENCODING:
+            return None
+        where = f"line {exc.lineno}, column {exc.offset}: {message}"
+        return (
+            _CUT_SHORT_MESSAGE.format(where=where)
+            if message in _CUT_SHORT
+            else _BROKEN_MESSAGE.format(where=where)
+        )
+    return None
+
+
+def _broken(exc: object) -> str:
+    """Why a feed is refused: cut short (the next fetch may be whole), or broken for good."""
+    if isinstance(exc, SAXParseException) and exc.getMessage() in _CUT_SHORT:
+        return _CUT_SHORT_MESSAGE.format(where=_describe(exc))
+    return _BROKEN_MESSAGE.format(where=_describe(exc))
 
 
 def _describe(exc: object) -> str:
@@ -124,12 +189,17 @@ def entry_datetime(entry: Any, *keys: str) -> dt.datetime | None:
 def entry_authors(entry: Any) -> tuple[str, ...]:
     """Author names: one `dc:creator` string is split, separate Atom `<author>`s are taken as they are."""
     raw = [a.get("name") for a in entry.get("authors") or () if isinstance(a, dict)]
-    names: list[str] = [n for n in raw if isinstance(n, str) and n.strip()]
-    if not names and isinstance(entry.get("author"), str):
-        names = [entry["author"]]
+    names: list[str] = [n for n in raw if isinstance(n, str) and _is_name(n)]
+    if not names and isinstance(entry.get("author"), str) and _is_name(entry["author"]):
+        names = [entry["author"]]  # RSS <author> is "email (Name)"; a bare address is no name
     # A single string is dc:creator's "A (Lab, Place), B and C"; legacy arXiv wraps names in <a>.
     pieces = split_authors(strip_html(names[0])) if len(names) == 1 else [strip_html(n) for n in names]
     return tuple(dict.fromkeys(decode_tex_accents(drop_affiliation(p)) for p in pieces if p))
+
+
+def _is_name(text: str) -> bool:
+    """Not blank, not an e-mail address (nor the "mailto:" feedparser leaves of `mailto:a@b.c`)."""
+    return bool(text.strip().lower().removeprefix("mailto:").strip()) and not _EMAIL_RE.match(text)
 
 
 def entry_terms(entry: Any) -> tuple[str, ...]:

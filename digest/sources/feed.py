@@ -1,4 +1,4 @@
-"""Parse any RSS/Atom feed into papers (the `feed` source kind).
+"""Parse any RSS/Atom feed or JSON Feed into papers (the `feed` source kind).
 
 An entry with an arXiv link, guid or id becomes that arXiv paper, announcement included, so an
 arXiv listing read as a plain feed gives the same papers as `arxiv_rss`; any other entry is
@@ -31,13 +31,13 @@ from digest.sources.entries import (
     load_feed,
 )
 from digest.sources.fetch import Fetcher, FetchResult
-from digest.sources.text import arxiv_id_from, collapse_ws, decode_tex_accents
+from digest.sources.text import arxiv_id_from, collapse_ws, decode_tex_accents, first_sentence
 
 log = logging.getLogger(__name__)
 
 
 class FeedSource:
-    """Any RSS 0.9x/1.0/2.0 or Atom feed; its label is the feed's own title."""
+    """Any RSS 0.9x/1.0/2.0, Atom or JSON Feed; its label is the feed's own title."""
 
     kind: ClassVar[str] = "feed"
     label: ClassVar[str | None] = None
@@ -54,10 +54,12 @@ class FeedSource:
 
 
 def parse_feed(body: bytes, source: str, *, include_replacements: bool = False) -> list[Paper]:
-    """Any RSS 0.9x/1.0/2.0 or Atom feed. An entry with an arXiv link, guid or id becomes that paper.
+    """Any RSS 0.9x/1.0/2.0, Atom or JSON Feed (1, 1.1). An entry with an arXiv link, guid or id
+    becomes that paper.
 
-    Entries without a title or an id are skipped, and of entries sharing an id the first is kept
-    (`base.first_of_each`); both are logged.
+    An entry without a title is listed under its description's first sentence. Entries without
+    an id or link, or with neither a title nor any text, are skipped, and of entries sharing an
+    id the first is kept (`base.first_of_each`); both are logged and counted.
     """
     return _papers(load_feed(body, source), source, include_replacements).papers
 
@@ -72,7 +74,9 @@ def _papers(parsed: Any, source: str, include_replacements: bool) -> Parsed:
         else:
             papers.append(paper)
     if skipped:
-        log.warning("source %r: skipped %d entries without a title or an id/link", source, skipped)
+        log.warning(
+            "source %r: skipped %d entries without an id/link or without any title or text", source, skipped
+        )
     kept, duplicates = first_of_each(papers, source)
     return Parsed(kept, feed_title(parsed), skipped, duplicates)
 
@@ -98,6 +102,8 @@ def _paper(entry: Any, source: str, include_replacements: bool) -> Paper | None:
         paper_id = collapse_ws(entry.get("id") or "") or collapse_ws(entry.get("link") or "")
         url = collapse_ws(entry.get("link") or "") or None
         pdf_url = entry_pdf_link(entry)
+    # RSS 2.0 allows an item with a description and no title (micro-blogs, Scripting News).
+    title = title or first_sentence(abstract)
     if not paper_id or not title:
         return None
     return Paper(

@@ -8,11 +8,14 @@ import re
 import unicodedata
 from html.parser import HTMLParser
 
+from digest.sources.authors import drop_affiliation, split_authors
+
 __all__ = [
     "arxiv_id_from",
     "collapse_ws",
     "decode_tex_accents",
     "drop_affiliation",
+    "first_sentence",
     "join_wraps",
     "split_authors",
     "strip_html",
@@ -31,26 +34,23 @@ def join_wraps(text: str) -> str:
 
 # -- HTML ------------------------------------------------------------------------------------------
 
-# Tags that are dropped (their text kept). Anything else that looks like a tag is kept verbatim: in
-# abstracts `$a<b$ and $c>d$` is mathematics, not a tag named "b$".
+# Every tag is dropped (its text kept), whatever its name (`<video>`, `<figure>`, `<o:p>`, a
+# custom element): a browser would not show it either. Only what cannot be a tag name stays
+# verbatim: in abstracts `$a<b$ and $c>d$` is mathematics, not a tag named "b$".
+_TAG_NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:[:._-][a-z0-9]+)*")
 # fmt: off
-_KNOWN_TAGS = frozenset({
-    "a", "abbr", "acronym", "address", "article", "aside", "b", "bdi", "bdo", "big", "blockquote",
-    "body", "br", "caption", "center", "cite", "code", "col", "colgroup", "dd", "del", "details",
-    "dfn", "div", "dl", "dt", "em", "figcaption", "figure", "font", "footer", "h1", "h2", "h3", "h4",
-    "h5", "h6", "head", "header", "hr", "html", "i", "img", "ins", "kbd", "label", "li", "main",
-    "mark", "nav", "ol", "p", "pre", "q", "s", "samp", "section", "small", "span", "strike",
-    "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "time", "tr",
-    "tt", "u", "ul", "var", "wbr", "math", "mi", "mo", "mn", "msup", "msub", "mrow", "mfrac",
-    "msqrt", "semantics", "annotation",
+# Whose content is not text at all (a video's content is the "your browser cannot play it" note).
+_SKIP_CONTENT = frozenset({
+    "script", "style", "template", "noscript", "iframe", "object", "svg", "title", "video", "audio",
+    "canvas",
 })
-# Whose content is not text at all.
-_SKIP_CONTENT = frozenset({"script", "style", "template", "noscript", "iframe", "object", "svg", "title"})
 # Boundaries that separate words ("a<br>b" is "a b", not "ab").
 _BREAKING = frozenset({
     "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
     "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
     "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
+    # embedded media: a box of its own between the words around it
+    "audio", "canvas", "embed", "iframe", "object", "svg", "video",
 })
 # fmt: on
 
@@ -62,23 +62,23 @@ class _TextExtractor(HTMLParser):
         self.skipping = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BREAKING:
+            self.parts.append(" ")
         if tag in _SKIP_CONTENT:
             self.skipping += 1
-        elif tag in _BREAKING:
-            self.parts.append(" ")
-        elif tag not in _KNOWN_TAGS and not self.skipping:
+        elif not _TAG_NAME_RE.fullmatch(tag) and not self.skipping:
             self.parts.append(self.get_starttag_text() or "")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _BREAKING:
             self.parts.append(" ")
-        elif tag not in _KNOWN_TAGS and tag not in _SKIP_CONTENT and not self.skipping:
+        elif not _TAG_NAME_RE.fullmatch(tag) and not self.skipping:
             self.parts.append(self.get_starttag_text() or "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_CONTENT:
             self.skipping = max(0, self.skipping - 1)
-        elif tag in _BREAKING:
+        if tag in _BREAKING:
             self.parts.append(" ")
 
     def handle_data(self, data: str) -> None:
@@ -94,6 +94,25 @@ def strip_html(text: str) -> str:
     parser.feed(text)
     parser.close()
     return collapse_ws("".join(parser.parts))
+
+
+# A stop (and any closing quote or bracket) before a space and a word that is not lower case
+# ("e.g. the" goes on), or a CJK full stop.
+_SENTENCE_END_RE = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s+[^\sa-z])|[\u3002\uff01\uff1f]")
+
+
+def first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of plain `text`, cut at a word (with "…") when longer than `limit`.
+
+    What a title-less item (RSS 2.0 allows one with only a description) is listed under.
+    """
+    text = collapse_ws(text)
+    end = _SENTENCE_END_RE.search(text)
+    sentence = text[: end.end()] if end else text
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[:limit].rsplit(" ", 1)[0] if " " in sentence[:limit] else sentence[:limit]
+    return cut.rstrip(" ,;:-") + "…"
 
 
 # -- TeX accents -----------------------------------------------------------------------------------
@@ -147,64 +166,6 @@ def decode_tex_accents(text: str) -> str:
     pieces = _MATH_RE.split(text)
     # split() with one group: even indexes are prose, odd ones are maths.
     return "".join(p if i % 2 else _decode_span(p) for i, p in enumerate(pieces))
-
-
-# -- authors ---------------------------------------------------------------------------------------
-
-_OPEN, _CLOSE = "([{", ")]}"
-_INITIALS_RE = re.compile(r"^(?:[A-Z][a-z]?\.?[\s-]*)+$")
-_AND_RE = re.compile(r"^(?:and|&)\s+", re.I)
-_TRAILING_GROUP_RE = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)\s*$")
-
-
-def split_authors(text: str) -> list[str]:
-    """Split one author string on commas, semicolons and " and ", but not inside parentheses.
-
-    `"A (LORIA, CNRS), B and C"` -> `["A (LORIA, CNRS)", "B", "C"]`. A piece that is only initials
-    belongs to the surname before it (`"Kukla, D., Wood, D."` -> `["D. Kukla", "D. Wood"]`).
-    """
-    pieces: list[str] = []
-    depth = 0
-    start = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth = max(0, depth - 1)
-        elif depth == 0 and ch in ",;":
-            pieces.append(text[start:i])
-            start = i + 1
-        elif depth == 0 and text.startswith(" and ", i):
-            pieces.append(text[start:i])
-            start = i + len(" and ")
-            i = start
-            continue
-        i += 1
-    pieces.append(text[start:])
-
-    names: list[str] = []
-    for piece in pieces:
-        name = _AND_RE.sub("", collapse_ws(piece))
-        if not name:
-            continue
-        if names and _INITIALS_RE.match(name) and not _INITIALS_RE.match(names[-1]) and " " not in names[-1]:
-            names[-1] = f"{name} {names[-1]}"
-        else:
-            names.append(name)
-    return names
-
-
-def drop_affiliation(name: str) -> str:
-    """`"Jean Kieffer (LORIA, CNRS)"` -> `"Jean Kieffer"`; a name that is only a group is kept."""
-    stripped = name
-    while True:
-        shorter = _TRAILING_GROUP_RE.sub("", stripped)
-        if shorter == stripped:
-            break
-        stripped = shorter
-    return stripped.strip() or name.strip()
 
 
 # -- arXiv ids -------------------------------------------------------------------------------------
