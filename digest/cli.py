@@ -22,7 +22,8 @@ from digest import __version__, commands, pipeline
 from digest.config import load_settings
 from digest.core.errors import ConfigError, DigestError
 from digest.core.progress import LogProgress, RichProgress
-from digest.demo import run_demo
+from digest.demo import DEMO_BASE_URL, run_demo
+from digest.render.columns import listing
 from digest.render.templating import plural
 from digest.render.views import why_text
 from digest.serve import serve as serve_forever
@@ -129,13 +130,16 @@ def fetch(config: ConfigOpt = None, date: DateOpt = None) -> None:
     except DigestError as exc:
         raise _fail(exc) from None
     result, day = fetched.result, fetched.date
-    table = Table(title=f"{plural(len(result.new), 'new paper')} on {day}", title_justify="left")
-    table.add_column("id", no_wrap=True)
-    table.add_column("title")
-    table.add_column("source", no_wrap=True)
-    for paper in result.new:
-        table.add_row(paper.id, paper.title, ",".join(paper.sources))
-    out.print(table)
+    title = f"{plural(len(result.new), 'new paper')} on {day}"
+    if not out.is_terminal:  # piped: a line per paper (80 columns of table gave a word per line)
+        typer.echo("\n".join([title, *listing(result.new)]))  # tabs kept: rich would expand them
+    else:
+        table = Table(title=title, title_justify="left")
+        for column in ("id", "title", "source"):
+            table.add_column(column, no_wrap=column != "title")
+        for paper in result.new:
+            table.add_row(paper.id, paper.title, ",".join(paper.sources))
+        out.print(table)
     out.print(f"{plural(len(result.updates), 'update')} (new versions of papers seen before)")
     if fetched.stored_before:
         out.print(f"(the snapshot stored for {day}: a day's listings are fetched once)", markup=False)
@@ -364,13 +368,14 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to put state, outbox and site.")] = Path(
         "digest-demo"
     ),
+    base_url: Annotated[str, typer.Option(help="Where OUT/public is served, for the links.")] = DEMO_BASE_URL,
 ) -> None:
     """Run the whole pipeline offline on a bundled two-day sample (no network, config or secrets).
 
-    Example: digest demo --out /tmp/digest-demo
+    Example: digest demo --out /tmp/digest-demo --base-url http://localhost:8000/
     """
     try:
-        for line in run_demo(out_dir):
+        for line in run_demo(out_dir, base_url=base_url):
             out.print(line, markup=False)
     except DigestError as exc:
         raise _fail(exc) from None

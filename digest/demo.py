@@ -13,15 +13,21 @@ import datetime as dt
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from digest.config import HF_DAILY_URL, DeliveryConfig, OutputConfig, Settings, SourceConfig, StateConfig
+from digest.core.errors import ConfigError
 from digest.pipeline import run
 
 ARXIV_URL = "https://rss.arxiv.org/rss/cs.CL+cs.LG+cs.CV+cs.AI+cs.IR"
 DAYS = (dt.date(2026, 6, 11), dt.date(2026, 6, 12))
+# Where the demo's site is served, for the emails' and feeds' absolute links (RSS requires a
+# channel link): `python3 -m http.server --directory OUT/public 8000` serves it there.
+DEMO_BASE_URL = "http://localhost:8000/"
 
 
 # The sample, read as package data. subscribers.example.toml lives at the top of the repository,
@@ -70,7 +76,13 @@ class _DemoSettings(Settings):
         return (init_settings,)
 
 
-def demo_settings(out: Path) -> Settings:
+def demo_settings(out: Path, base_url: str = DEMO_BASE_URL) -> Settings:
+    try:
+        output = OutputConfig(dir=out / "public", base_url=base_url)
+    except ValidationError:
+        raise ConfigError(
+            f"--base-url {base_url!r}: not an http(s) URL; write it as http://localhost:8000/"
+        ) from None
     return _DemoSettings(
         state=StateConfig(path=out / "state" / "digest.sqlite3"),
         sources=[
@@ -78,14 +90,15 @@ def demo_settings(out: Path) -> Settings:
             SourceConfig(name="arxiv", kind="arxiv_rss", url=ARXIV_URL),
         ],
         delivery=DeliveryConfig(transport="outbox", outbox=out / "outbox"),
-        output=OutputConfig(dir=out / "public"),
+        output=output,
     )
 
 
-def run_demo(out: Path) -> Iterator[str]:
-    """Day 1, then day 2, so the diff is real; yields lines for the user."""
+def run_demo(out: Path, *, base_url: str = DEMO_BASE_URL) -> Iterator[str]:
+    """Day 1, then day 2, so the diff is real; yields lines for the user. `base_url` is where the
+    site (`out`/public) will be served: a ConfigError when it is not an http(s) URL."""
     out = out.resolve()
-    settings = demo_settings(out)
+    settings = demo_settings(out, base_url)
     subscribers = example_subscribers()
     yield f"digest demo: two days of real listings, the profiles in {subscribers.name}, everything under {out}"
     for index, day in enumerate(DAYS):
@@ -106,7 +119,13 @@ def run_demo(out: Path) -> Iterator[str]:
     yield f"emails:   {out / 'outbox'} ({len(emails)} .eml files; open one in your mail program)"
     yield f"feed:     {out / 'public' / 'feed.xml'}"
     yield f"archive:  {out / 'public' / 'index.html'}"
+    yield f"site:     python3 -m http.server --directory {out / 'public'} {_port(settings)}, then {settings.output.base_url}"
     yield ""
     yield "Next: copy digest.example.toml to digest.toml and subscribers.example.toml to subscribers.toml,"
     yield "point [[sources]] at real feeds and [smtp] at your mail server (password in DIGEST_SMTP__PASSWORD),"
     yield "then `digest check` and `digest run`. See docs/reference.md."
+
+
+def _port(settings: Settings) -> int:
+    parts = urlsplit(settings.output.base_url or DEMO_BASE_URL)
+    return parts.port or (443 if parts.scheme == "https" else 80)

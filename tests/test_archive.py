@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 from test_feeds import D1, D2, NOW, day1, day2, site
 from test_render_email import HOSTILE, check_golden, visible_text
@@ -56,12 +57,16 @@ def test_navigation_between_days_and_feed_links(tmp_path: Path) -> None:
     assert alternates == {"application/rss+xml": "feed.xml", "application/atom+xml": "feed.atom"}
     page = {link["type"]: link["href"] for link in first if link.get("rel") == "alternate"}
     assert page["application/rss+xml"] == "../feed.xml"
-    # every relative link points at a file that exists
+    # every relative link points at a file that exists, and a jump link at an id of its page
     for path in (out / "index.html", out / "archive/2026-06-11.html"):
         for link in links_in(path):
             href = link.get("href") or ""
             if href and "://" not in href:
-                assert (path.parent / href).resolve().exists(), (path, href)
+                file, _, fragment = href.partition("#")
+                target = (path.parent / file).resolve() if file else path
+                assert target.exists(), (path, href)
+                if fragment:
+                    assert f'id="{unquote(fragment)}"' in target.read_text(), (path, href)
 
 
 def test_archive_url() -> None:

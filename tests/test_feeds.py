@@ -179,3 +179,18 @@ def test_files_are_world_readable(tmp_path: Path) -> None:
     s = site(tmp_path)
     for path in publish_site(s, [day1()], now=NOW):
         assert os.stat(path).st_mode & 0o644 == 0o644
+
+
+def test_a_feed_renamed_for_spam_filters_keeps_its_old_address_up_to_date(tmp_path: Path) -> None:
+    s = site(tmp_path)
+    token = "1a2b3c4d5e6f7a8b9c1d2e3f4a5b6c7d"  # reads as a Bitcoin address: the name gets an "f"
+    entries = [(D2, [match(p, "LLM") for p in hf_papers()[:6] if "LLM" in p.title])]
+    publish_site(s, [day2()], private=[(READER, token, entries)], now=NOW)
+    feeds = s.output.dir / "feeds"
+    assert private_feed_path(s, token) == feeds / f"f{token}.xml"
+    assert private_feed_url(s, token) == f"{BASE}feeds/f{token}.xml"
+    assert not (feeds / f"{token}.xml").exists()  # no old address to keep: none made
+    (feeds / f"{token}.xml").write_text("published before the rename")
+    publish_site(s, [day2()], private=[(READER, token, entries)], now=NOW)
+    assert (feeds / f"{token}.xml").read_bytes() == (feeds / f"f{token}.xml").read_bytes()
+    assert parse(feeds / f"{token}.xml").entries

@@ -195,3 +195,20 @@ def test_the_default_window_follows_the_feeds() -> None:
     retention.check_window(longer)  # unset keep_days never conflicts with feed_days
     assert retention.window_days(Settings(state=StateConfig(keep_days=0))) == 0
     assert retention.window_days(Settings(state=StateConfig(keep_days=40))) == 40
+
+
+def test_compaction_keeps_each_source_s_newest_announcement_day(tmp_path: Path) -> None:
+    """`source_days` (which announcement days each source listed) shrinks with the window, and
+    every run date inside it still finds the same last day of each source (the backfill's start)."""
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        for n in range(30):
+            date = D1 + dt.timedelta(days=n)
+            days = {"arxiv": [date - dt.timedelta(days=1)]} | ({"journal": [date]} if n < 10 else {})
+            store.record_snapshot(date, [], [], sources=list(days), now=NOW, days=days)
+        cutoff = D1 + dt.timedelta(days=15)
+        before = {d: store.last_days(before=d) for d in (cutoff + dt.timedelta(days=k) for k in range(16))}
+        store.compact(cutoff, NOW)
+        assert {d: store.last_days(before=d) for d in before} == before
+        assert before[cutoff]["journal"] == D1 + dt.timedelta(days=9)  # failing since: still known
+        rows = store.conn.execute("SELECT COUNT(*) FROM source_days").fetchone()[0]
+        assert rows == 15 + 1 + 1  # the window's arXiv days, and the newest compacted day of each

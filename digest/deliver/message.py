@@ -39,7 +39,7 @@ import email.errors
 import email.policy
 import random
 import re
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from urllib.parse import quote
 
 from digest.config import Settings
@@ -95,7 +95,7 @@ def build_message(
 ) -> OutgoingMessage:
     """One digest email for `subscriber`: headers, then text and HTML alternatives (text first).
 
-    `date` is the run date (no header needs it today; it keeps every per-day call alike), `key`
+    `date` is the digest's date (it goes into the Message-ID, see `outbox.eml_name`), `key`
     signs the unsubscribe token, `now` is the Date header. `unsubscribe` is what
     `unsubscribe_urls(settings, key, subscriber.email)` returns, when the caller already has it.
     `message_id` is given when resending a digest that may have arrived (`--retry-unknown`): the
@@ -104,7 +104,12 @@ def build_message(
     sender_name, sender = sender_address(settings.smtp.from_)
     recipient = addr_spec(subscriber.email)
     now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
-    message_id = message_id or make_msgid(domain=domain_of(settings.smtp.from_))
+    # The digest's date starts the Message-ID: what an outbox file is named by (`outbox.eml_name`),
+    # since the Date header is when it was sent, and a late digest goes out days after its date.
+    # 96 random bits make it unique; it is no longer than make_msgid's.
+    message_id = (
+        message_id or f"<{date.isoformat()}.{random.getrandbits(96):024x}@{domain_of(settings.smtp.from_)}>"
+    )
 
     mailto, https = unsubscribe or unsubscribe_urls(settings, key, subscriber.email)
     links = [f"<{mailto}>"] + ([f"<{https}>"] if https else [])

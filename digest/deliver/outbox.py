@@ -17,11 +17,19 @@ from digest.core.files import write_atomic
 from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, Ready
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]+")
+# `build_message` starts the Message-ID with the digest's date.
+_DIGEST_DATE = re.compile(r"<?([0-9]{4}-[0-9]{2}-[0-9]{2})\.")
 
 
 def eml_name(message: OutgoingMessage) -> str:
-    """`<date>_<message id>.eml`, reduced to characters that are safe in any file system."""
-    day = message.date.date().isoformat()
+    """`<digest date>_<message id>.eml`, reduced to characters that are safe in any file system.
+
+    The date is the digest's (from the Message-ID), not the day it was written: a late digest
+    sorts with its own day. A Message-ID without one (made elsewhere, or before digests carried
+    it) falls back to the Date header's day.
+    """
+    found = _DIGEST_DATE.match(message.message_id.strip())
+    day = found.group(1) if found else message.date.date().isoformat()
     message_id = message.message_id.strip().strip("<>")
     stem = _UNSAFE_NAME.sub("_", f"{day}_{message_id}").strip("._")[:200] or "message"
     return f"{stem}.eml"

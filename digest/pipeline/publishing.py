@@ -18,7 +18,7 @@ from digest.core.models import Paper, Subscriber
 from digest.core.tokens import feed_token
 from digest.pipeline.fetching import new_on
 from digest.plan import explained
-from digest.render.archive import Day, PrivateFeed, private_feed_path, publish_site
+from digest.render.archive import Day, PrivateFeed, private_feed_name, private_feed_path, publish_site
 from digest.store import Store
 
 
@@ -45,7 +45,11 @@ def publish(
     private = _PrivateFeeds(store, key, readers, dates, by_id)
     matched = {d: store.matched_counts(d) for d in dates}  # the most matched are shown in full
     written = publish_site(settings, days, private=private, now=now, matched=matched)
-    _remove_stale_private_feeds(settings, {feed_token(key, sub.email) for sub in readers})
+    tokens = [feed_token(key, sub.email) for sub in readers]
+    # a reader's feed under its name, and under the name it had before `private_feed_name`
+    _remove_stale_private_feeds(
+        settings, {private_feed_name(t) for t in tokens} | {f"{t}.xml" for t in tokens}
+    )
     return written
 
 
@@ -85,5 +89,5 @@ def _remove_stale_private_feeds(settings: Settings, current: set[str]) -> None:
     """A reader who turned `feed` off or left must not keep a live feed of their matches."""
     folder = private_feed_path(settings, "x").parent
     for path in folder.glob("*.xml") if folder.is_dir() else ():
-        if path.stem not in current:
+        if path.name not in current:
             path.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ are removed, so the site is bounded too (a year of all arXiv: ~110 MB of day pag
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,23 +35,26 @@ from digest.render.feeds import (
     Day,
     FeedMeta,
     items,
+    private_feed_name,
     private_feed_path,
     private_feed_url,
     private_meta,
     public_entries,
     render_atom,
     render_rss,
+    site_link,
     window,
 )
 from digest.render.templating import load, long_date, make_env, plural, render, short_date
-from digest.render.views import Views
+from digest.render.views import PaperView, Views
 
-__all__ = ["Day", "archive_url", "private_feed_path", "private_feed_url", "publish_site"]
+__all__ = ["Day", "archive_url", "private_feed_name", "private_feed_path", "private_feed_url", "publish_site"]
 
 DAY_TEMPLATE = "day.html.j2"
 ARCHIVE_TEMPLATE = "archive.html.j2"
 FULL_PAPERS = 100  # papers shown in full on a day page; the others get a line each
 SITE_TITLE = "Paper Digest"
+_SLUG = re.compile(r"[^a-z0-9]+")
 
 PrivateFeed = tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]]]
 
@@ -90,12 +94,13 @@ def publish_site(
     oldest = window((d.date for d in days), settings.output.feed_days)
     public = items(public_entries(days), oldest=oldest, views=views)
     description = "New papers, every day."
-    rss = FeedMeta(SITE_TITLE, description, base, f"{base}feed.xml" if base else None,
+    link = site_link(settings)  # RSS requires it: without base_url, the site's file: URL
+    rss = FeedMeta(SITE_TITLE, description, link, f"{base}feed.xml" if base else None,
                    f"{base}feed.atom" if base and settings.output.atom else None,
                    f"{base}feed.xml" if base else "urn:digest:feed:public", now)  # fmt: skip
     files[out / "feed.xml"] = render_rss(env, rss, public)
     if settings.output.atom:
-        atom = FeedMeta(SITE_TITLE, description, base, f"{base}feed.atom" if base else None, None,
+        atom = FeedMeta(SITE_TITLE, description, link, f"{base}feed.atom" if base else None, None,
                         f"{base}feed.atom" if base else "urn:digest:feed:public", now)  # fmt: skip
         files[out / "feed.atom"] = render_atom(env, atom, public)
 
@@ -114,7 +119,7 @@ def publish_site(
 
     if private:
         # Some servers list a folder without an index page; the private feeds must not be listed.
-        files[out / "feeds" / "index.html"] = "<!doctype html><title>Private feeds</title>\n"
+        files[out / "feeds" / "index.html"] = '<!doctype html><html lang="en"><title>Private feeds</title></html>\n'
     # The public site first, all rendered before anything is written, so a broken template
     # changes nothing; then each private feed as soon as it is rendered (thousands of them would
     # otherwise all be held in memory at once).
@@ -127,8 +132,19 @@ def publish_site(
             dates = [d for d, _ in entries] + [d.date for d in days]
             feed_items = items(entries, oldest=window(dates, settings.output.feed_days), views=views)
             meta = private_meta(settings, subscriber, token, now)
-            writer.write(private_feed_path(settings, token), render_rss(env, meta, feed_items))
+            _write_private(
+                writer, private_feed_path(settings, token), token, render_rss(env, meta, feed_items)
+            )
     return writer.written
+
+
+def _write_private(writer: _Writer, path: Path, token: str, xml: str) -> None:
+    """A private feed, and its copy under the name it had before `private_feed_name`, when there
+    is one: a feed reader may have subscribed to that address."""
+    writer.write(path, xml)
+    legacy = path.with_name(f"{token}.xml")
+    if legacy != path and legacy.exists():
+        writer.write(legacy, xml)
 
 
 def _shown(
@@ -139,9 +155,25 @@ def _shown(
     order = sorted(range(len(day.papers)), key=lambda i: -counts.get(day.papers[i].id, 0))
     full = set(order[:FULL_PAPERS])
     views = context["papers"]
-    context["papers"] = [v for i, v in enumerate(views) if i in full]
+    context["sections"] = _sections([v for i, v in enumerate(views) if i in full])
+    context["papers"] = [v for section in context["sections"] for v in section["papers"]]
     context["others"] = [v for i, v in enumerate(views) if i not in full]
     return context
+
+
+def _sections(views: Sequence[PaperView]) -> list[dict[str, Any]]:
+    """The papers shown in full, by source (a paper goes with its first), the sources in the
+    listing's order; in each, papers with upvotes first, most upvoted first, then the others in
+    the listing's order. Each section has an id for the page's jump links."""
+    groups: dict[str, list[PaperView]] = {}
+    for view in views:
+        groups.setdefault(view.sources[0] if view.sources else "Other", []).append(view)
+    sections = []
+    for n, (label, papers) in enumerate(groups.items(), start=1):
+        papers.sort(key=lambda v: (v.upvotes is None, -(v.upvotes or 0)))
+        slug = _SLUG.sub("-", label.lower()).strip("-")
+        sections.append({"id": f"from-{n}-{slug}" if slug else f"from-{n}", "label": label, "papers": papers})
+    return sections
 
 
 def _pages(settings: Settings) -> list[dt.date]:

@@ -24,6 +24,7 @@ from jinja2.parser import Parser
 from markupsafe import Markup
 
 from digest.core.errors import RenderError
+from digest.render.columns import wrap_columns
 
 # -- where the templates are --------------------------------------------------------------------
 
@@ -275,6 +276,7 @@ def one_line(text: str | None) -> str:
 
 def wrap(text: str, width: int = 76, indent: str = "", first: str | None = None) -> str:
     """Wrap plain text for the text part; `indent` on every line, `first` on the first.
+    `width` counts display columns (a CJK character takes two).
 
     Greedy, like textwrap.fill(break_long_words=False, break_on_hyphens=False), which is several
     times slower and this runs for every paragraph of every email.
@@ -289,6 +291,9 @@ def wrap(text: str, width: int = 76, indent: str = "", first: str | None = None)
 
 @lru_cache(maxsize=8192)  # the same titles and authors go to many readers; why lines rarely
 def _wrap(text: str, width: int, indent: str, first: str | None) -> str:
+    if not (text.isascii() and indent.isascii() and (first or "").isascii()):
+        # by display width, and beside CJK characters too (`columns`); ASCII below, faster
+        return wrap_columns(clean(text), width, indent, first)
     lines: list[str] = []
     line = indent if first is None else first
     empty = True

@@ -33,6 +33,7 @@ from digest.render.highlighting import (
     word_spans,
 )
 from digest.render.templating import clean, cut, one_line, plural, shorten_authors
+from digest.render.tex import simplify_math
 from digest.render.why import FIELD_NAMES, STRONG_OPEN, term_line, why, why_html, why_part, why_text
 
 # Re-exported: the import path other modules and older code use.
@@ -101,23 +102,28 @@ _NOWHERE: tuple[_Spans, _Spans] = ((), ())  # most terms of a view occur in neit
 class _Base:
     """The reader-independent half of a view, and the texts that offsets and terms refer to."""
 
-    __slots__ = ("abstract", "found", "kept", "paper", "shown", "title", "view", "words")
+    __slots__ = ("abstract", "found", "kept", "paper", "shown", "title", "title_size", "view", "words")
 
     def __init__(self, paper: Paper) -> None:
-        title = clean(paper.title)
-        source = clean(paper.ai_summary or paper.abstract)
+        # TeX math made readable (`simplify_math`); where that changed a text, the matcher's
+        # offsets into it no longer hold, and the terms are found again instead (as in a summary).
+        raw_title, raw_source = clean(paper.title), clean(paper.ai_summary or paper.abstract)
+        title, source = simplify_math(raw_title), simplify_math(raw_source)
         shown = cut(source)
         authors = shorten_authors(paper.authors)
         sources = _source_labels(paper)
         categories = tuple(one_line(c) for c in paper.categories[:4])
         self.paper = paper
-        self.title = title  # clean(title): the matcher's offsets are valid in it
+        self.title = title  # clean(title): the matcher's offsets are valid in it, unless math changed
+        self.title_size = len(title) if title == raw_title else 0  # how far title offsets apply
         self.shown = shown  # the snippet as shown (cut), before collapsing whitespace
-        # How much of the abstract `shown` keeps; 0 for an AI summary (no offsets apply).
-        self.kept = 0 if paper.ai_summary else len(shown) if shown == source else len(shown) - 1  # no "…"
+        # How much of the abstract `shown` keeps; 0 for an AI summary or changed math (no offsets apply).
+        exact = not paper.ai_summary and source == raw_source
+        self.kept = 0 if not exact else len(shown) if shown == source else len(shown) - 1  # no "…"
         self.words = (for_words(title), for_words(shown))  # what terms are looked for in
         self.found: dict[str, tuple[_Spans, _Spans]] = {}  # term: its spans in title, shown
-        self.abstract: tuple[str, tuple[str, str | None], dict[str, _Spans]] | None = None  # for feeds
+        # for feeds: the abstract as shown, its words, where terms occur, whether offsets hold in it
+        self.abstract: tuple[str, tuple[str, str | None], dict[str, _Spans], bool] | None = None
         self.view = PaperView(
             id=paper.id,
             title=one_line(title),
@@ -221,10 +227,11 @@ class Views:
         paper and term, however many feeds mark it."""
         base = self.base(paper)
         if base.abstract is None:
-            text = clean(paper.abstract)
-            base.abstract = (text, for_words(text), {})
-        text, words, found = base.abstract
-        spans = [(h.start, h.end) for h in hits if h.field == "abstract" and 0 <= h.start < h.end]
+            raw = clean(paper.abstract)
+            text = simplify_math(raw)
+            base.abstract = (text, for_words(text), {}, text == raw)
+        text, words, found, exact = base.abstract
+        spans = [(h.start, h.end) for h in hits if h.field == "abstract" and 0 <= h.start < h.end and exact]
         # (a match rebuilt from the ledger has no offsets: the terms are found again below)
         for h in hits:
             if h.field in ("title", "abstract", "keywords"):
@@ -250,7 +257,7 @@ def _gather(base: _Base, hits: Sequence[Hit]) -> _Gathered:
     by_term: dict[str, list[str]] = {}
     followed: list[str] = []
     categories: set[str] = set()
-    title_size, kept = len(base.title), base.kept
+    title_size, kept = base.title_size, base.kept
     for h in hits:
         field, term = h.field, h.term
         name = FIELD_NAMES.get(field, field)

@@ -184,6 +184,13 @@ class RetentionStore(SqliteState):
         self.conn.execute("DELETE FROM listed WHERE day < ?", (first_kept,))
         self.conn.execute("DELETE FROM snapshot_papers WHERE date < ?", (day,))
         self.conn.execute("DELETE FROM snapshot_rows_v8 WHERE date < ?", (day,))
+        # which announcement days a source listed: later runs read only the newest before a run
+        # date (`last_days`), so of the compacted days each source keeps its newest
+        self.conn.execute(
+            "DELETE FROM source_days WHERE date < ?1 AND day < (SELECT MAX(s.day) FROM source_days s "
+            "WHERE s.source = source_days.source AND s.date < ?1)",
+            (day,),
+        )
         self.conn.execute(
             "UPDATE snapshots SET compacted_at = ? WHERE date < ? AND compacted_at IS NULL", (iso(now), day)
         )
