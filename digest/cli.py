@@ -299,7 +299,7 @@ def preview(
         more = f" (+{digest.more} more over max_papers)" if digest.more else ""
         out.print(f"[bold]{digest.date}[/bold]: {len(digest.matches)} of {day.new} new papers{more}")
         for m in digest.matches:
-            out.print(f"  {m.paper.id}  {m.paper.title}", markup=False)
+            out.print(f"  {m.paper.id}  {m.paper.title}{day.tldr_line(m.paper.id)}", markup=False)
             out.print(f"      {why_text(m.hits) or 'all new papers'}", style="dim", markup=False)
     if len(days_shown) > 1:
         out.print(f"{total} papers over {len(days_shown)} days, {total / len(days_shown):.1f} a day")

@@ -29,10 +29,13 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from digest.core.models import Delivery, Digest, Hit, Match, Paper, Subscriber, Suppression
+from digest.cadence import due, week_digest, weekly
+from digest.core.models import Delivery, Digest, Match, Paper, Subscriber, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
+from digest.explain import explained as explained  # re-exported: the plan's record of a match
+from digest.explain import explanations as explanations
 from digest.matching.matcher import Matcher
 
 # How far back a run looks for digests an earlier run could not send (the SMTP server was down,
@@ -63,6 +66,8 @@ class LedgerView:
     suppressions: Mapping[str, Suppression] = field(default_factory=dict)
     unrecorded: Sequence[StoredDay] = ()  # earlier stored days (LATE_DAYS) never planned, oldest first
     resent: Set[tuple[dt.date, str]] = frozenset()  # unknown digests already resent once on their own
+    held: Mapping[str, Sequence[Digest]] = field(default_factory=dict)  # weekly readers' held days
+    last_run: dt.date | None = None  # the latest day planned before the run date (`cadence.due`)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ class Plan:
     recorded: list[dt.date] = field(default_factory=list)  # days whose digests this plan records
     recovered: list[tuple[dt.date, int]] = field(default_factory=list)  # unrecorded days: digests sent late
     resends: list[tuple[dt.date, str]] = field(default_factory=list)  # unknown ones resent on their own
+    holds: list[Digest] = field(default_factory=list)  # weekly readers' days, held for the week's digest
+    taken: list[str] = field(default_factory=list)  # weekly readers whose held days this run's digest takes
 
     @property
     def matched(self) -> int:
@@ -137,13 +144,62 @@ def plan_run(
     for day in ledger.unrecorded:
         if day.date < date:
             before = len(plan.sends)
-            digests = digests_for(plan.active, day.papers, day.date, day.sent)
+            digests = _hold_weekly(plan, digests_for(plan.active, day.papers, day.date, day.sent))
             _plan_today(plan, day.date, day.rows, policy, digests, late=True)
             plan.recovered.append((day.date, len(plan.sends) - before))
             plan.recorded.append(day.date)
-    _plan_today(plan, date, ledger.today, policy, plan.digests, retry_failed=retry_failed)
+    today = _weekly_today(plan, date, ledger, policy)
+    _plan_today(plan, date, ledger.today, policy, today, retry_failed=retry_failed)
     plan.recorded.append(date)
     return plan
+
+
+def _hold_weekly(plan: Plan, digests: Sequence[Digest]) -> list[Digest]:
+    """A day's digests of weekly readers are held (when they matched anything); the rest go on."""
+    out = []
+    for digest in digests:
+        if weekly(digest.subscriber):
+            if digest.matches:
+                plan.holds.append(digest)
+        else:
+            out.append(digest)
+    return out
+
+
+def _weekly_today(plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown) -> list[Digest]:
+    """The run date's digests as they go out: a daily reader's as matched; a weekly reader's, on
+    the day it is due, the week's (`cadence.week_digest`, taking the held days), else held."""
+    out = []
+    for digest in plan.digests:
+        sub = digest.subscriber
+        if not weekly(sub):
+            out.append(digest)
+        elif not due(sub, date, ledger.last_run):
+            _hold_weekly(plan, [digest])
+        elif (row := ledger.today.get(sub.email)) is not None:  # an earlier run of the date recorded it
+            if row.status == DeliveryStatus.SENT:
+                out.append(digest)  # skipped as sent
+            else:
+                _resume_week(plan, sub, row, policy)
+        else:
+            plan.taken.append(sub.email)
+            healed = [h for h in plan.holds if h.subscriber.email == sub.email]  # days planned late above
+            out.append(week_digest(digest, [*ledger.held.get(sub.email, ()), *healed]))
+    return out
+
+
+def _resume_week(plan: Plan, sub: Subscriber, row: Delivery, policy: _Unknown) -> None:
+    """A week's digest an earlier run of the date recorded (and took the held days for): sent
+    from its row, as a late one is, since the held days are gone."""
+    if row.status == DeliveryStatus.FAILED:
+        plan.skipped += 1
+        return
+    row = _caught_sending(plan, row)
+    if row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
+        plan.unknown.append((sub.email, row.reply or "delivery unknown"))
+        return
+    resend = row.message_id if row.status == DeliveryStatus.UNKNOWN else None
+    plan.sends.append(Send(row.date, sub, late=row, resend_message_id=resend))
 
 
 @dataclass(frozen=True)
@@ -319,35 +375,3 @@ def _send(date: dt.date, digest: Digest, row: Delivery | None, *, late: bool) ->
         ids = tuple(m.paper.id for m in digest.matches)
         row = Delivery(date, digest.subscriber.email, DeliveryStatus.PENDING, 0, None, None, ids)
     return Send(date, digest.subscriber, digest=digest, late=row if late else None, resend_message_id=resend)
-
-
-# -- what the ledger keeps of a match ----------------------------------------------------------------
-def explanations(matches: Sequence[Match], *, where: bool = True) -> dict[str, Any]:
-    """What the ledger keeps of each match, so a late digest and a private feed can still say why.
-
-    `where=True`: the score and every hit, offsets included. `where=False` (what a run records):
-    `[score, term, field, term, field, ...]`, each (term, field) once and no offsets. The views
-    find a term's places in the text again (on a real day's 36,000 matches the marks come out
-    the same, tests/test_retention.py), and the offsets were half of the ledger's bytes."""
-    if where:
-        return {
-            m.paper.id: {"score": m.score, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
-            for m in matches
-        }
-    return {
-        m.paper.id: [m.score, *(x for pair in dict.fromkeys((h.term, h.field) for h in m.hits) for x in pair)]
-        for m in matches
-    }
-
-
-def explained(paper: Paper, why: Mapping[str, Any] | Sequence[Any] | None) -> Match:
-    """A match rebuilt from what `explanations` kept, in either form (offsets -1 when none were
-    kept; nothing kept: a match without hits)."""
-    if not why:
-        return Match(paper=paper, score=0.0)
-    if isinstance(why, Mapping):
-        hits = tuple(Hit(h[0], h[1], *(h[2:4] if len(h) == 4 else (-1, -1))) for h in why.get("hits", []))
-        return Match(paper=paper, score=float(why.get("score", 0.0)), hits=hits)
-    pairs = why[1:]
-    hits = tuple(Hit(pairs[i], pairs[i + 1], -1, -1) for i in range(0, len(pairs) - 1, 2))
-    return Match(paper=paper, score=float(why[0]), hits=hits)

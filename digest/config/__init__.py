@@ -4,6 +4,7 @@
 the environment, `cron` the `[schedule] cron` trigger. This package imports only `digest.core`.
 """
 
+from digest.config.channels import ChannelConfig
 from digest.config.sections import (
     HF_DAILY_URL,
     SUBJECT_PLACEHOLDERS,
@@ -16,7 +17,9 @@ from digest.config.sections import (
     SourceKind,
     StateConfig,
     SubscribersConfig,
+    SummariesConfig,
     TemplatesConfig,
+    check_language,
     check_subject,
     is_loopback,
 )
@@ -25,6 +28,7 @@ from digest.config.settings import Settings, config_path_from, load_settings, si
 __all__ = [
     "HF_DAILY_URL",
     "SUBJECT_PLACEHOLDERS",
+    "ChannelConfig",
     "DeliveryConfig",
     "FetchConfig",
     "OutputConfig",
@@ -35,7 +39,9 @@ __all__ = [
     "SourceKind",
     "StateConfig",
     "SubscribersConfig",
+    "SummariesConfig",
     "TemplatesConfig",
+    "check_language",
     "check_subject",
     "config_path_from",
     "is_loopback",

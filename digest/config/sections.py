@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import string
 import zoneinfo
 from pathlib import Path
@@ -297,6 +298,83 @@ class ScheduleConfig(_Section):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+
+# A language as a prompt names it ("English", "German", "Brazilian Portuguese", "zh-Hans"): it goes
+# into the prompt, so nothing but letters, spaces and a few joiners.
+_LANGUAGE = re.compile(r"[^\W\d_][\w ()'.-]{0,39}")
+
+
+def check_language(value: str) -> str:
+    """`value` as one line; ValueError unless it reads as a language's name or tag."""
+    value = " ".join(value.split())
+    if not _LANGUAGE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a language name; write it as the model should read it, e.g. "
+            '"English", "German" or "Simplified Chinese" (letters and spaces, at most 40 characters)'
+        )
+    return value
+
+
+class SummariesConfig(_Section):
+    """`[summaries]`: a one-line TL;DR per paper a reader gets, from an OpenAI-compatible endpoint."""
+
+    enabled: bool = False
+    # the API root that `/chat/completions` is appended to: OpenAI, DeepSeek, Ollama, vLLM, llama.cpp
+    base_url: str = "https://api.openai.com/v1"
+    model: str = Field(default="", max_length=100)  # required when enabled
+    api_key: SecretStr | None = None  # only from DIGEST_SUMMARIES__API_KEY (or the secrets dir)
+    language: str = "English"  # the list's; a reader's `language` overrides it
+    concurrency: int = Field(default=8, ge=1, le=64)  # requests at once
+    timeout: float = Field(default=60.0, gt=0)  # seconds per request, connect to last byte
+    deadline: float = Field(default=300.0, gt=0)  # seconds for the whole stage, retries included
+    retries: int = Field(default=3, ge=0, le=10)  # on 429, 5xx, timeouts and dropped connections
+    backoff: float = Field(default=1.0, ge=0)  # seconds before the first retry, doubled each time
+    max_papers: int = Field(default=500, ge=0)  # papers summarised a day (cached ones are free)
+    max_tokens: int = Field(default=1_000_000, ge=0)  # tokens a day, prompt and answer
+    max_chars: int = Field(default=400, ge=80, le=2000)  # a longer answer is discarded
+    allow_insecure: bool = False  # permit an http:// base_url that is not loopback with an api_key
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL; write it as e.g. http://localhost:11434/v1")
+        return value.rstrip("/")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if value != " ".join(value.split()):
+            raise ValueError(f"{value!r}: write the model's name on one line, without spaces around it")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return check_language(value)
+
+    @model_validator(mode="after")
+    def _usable(self) -> SummariesConfig:
+        if self.enabled and not self.model:
+            raise ValueError('enabled = true needs a model, e.g. model = "gpt-4o-mini" or "qwen2.5:7b"')
+        host = urlsplit(self.base_url).hostname or ""
+        if (
+            self.api_key is not None
+            and self.base_url.startswith("http://")
+            and not self.allow_insecure
+            and not is_loopback(host)
+        ):
+            raise ValueError(
+                f"base_url {self.base_url!r} would send the API key in clear text to {host}; "
+                "use https, or set allow_insecure = true"
+            )
+        return self
+
+    def language_for(self, reader: str) -> str:
+        """The language of a reader's summaries: their own `language`, else the list's."""
+        return reader or self.language
 
 
 def is_loopback(host: str) -> bool:

@@ -4,8 +4,9 @@ Precedence, highest first: environment (`DIGEST_` prefix, nested with `__`, e.g.
 `DIGEST_SMTP__HOST`), a `.env` file in the working directory, a secrets directory
 (`DIGEST_SECRETS_DIR`, one file per variable), then the TOML file, then built-in defaults.
 
-Secrets (`DIGEST_SMTP__PASSWORD`, `DIGEST_SECRET`) are `SecretStr` and may not be written in the
-TOML file at all: a config file gets committed, copied and pasted into issues.
+Secrets (`DIGEST_SMTP__PASSWORD`, `DIGEST_SUMMARIES__API_KEY`, `DIGEST_SECRET`) are `SecretStr` and
+may not be written in the TOML file at all: a config file gets committed, copied and pasted into
+issues.
 
 Relative paths in the file are relative to the file's own folder, so `digest run --config
 /etc/digest/digest.toml` from cron behaves the same whatever the working directory is.
@@ -35,6 +36,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from digest.config.channels import ChannelConfig
 from digest.config.sections import (
     HF_DAILY_URL,
     DeliveryConfig,
@@ -45,6 +47,7 @@ from digest.config.sections import (
     SourceConfig,
     StateConfig,
     SubscribersConfig,
+    SummariesConfig,
     TemplatesConfig,
 )
 from digest.core.errors import ConfigError
@@ -87,7 +90,26 @@ class Settings(BaseSettings):
     output: OutputConfig = OutputConfig()
     templates: TemplatesConfig = TemplatesConfig()
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    summaries: SummariesConfig = SummariesConfig()
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    # DIGEST_CHANNEL_URLS__<NAME>: each [[channels]]' destination, an Apprise URL (a secret)
+    channel_urls: dict[str, SecretStr] = Field(default_factory=dict)
     secret: SecretStr | None = None  # DIGEST_SECRET: signs unsubscribe and private-feed links
+
+    @field_validator("channels")
+    @classmethod
+    def _one_channel_a_name(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
+        names = [c.name for c in value]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(
+                f"channel {', '.join(twice)} is configured twice; give each [[channels]] its own name"
+            )
+        return value
+
+    def channel_url(self, name: str) -> str | None:
+        """The destination of channel `name` (environment or secrets dir), or None."""
+        url = self.channel_urls.get(name.lower())
+        return url.get_secret_value().strip() or None if url is not None else None
 
     @field_validator("secret")
     @classmethod
@@ -148,7 +170,12 @@ class Settings(BaseSettings):
 
 
 # Keys that may only come from the environment, as (section, key).
-_SECRET_KEYS = {("smtp", "password"): "DIGEST_SMTP__PASSWORD", ("", "secret"): "DIGEST_SECRET"}
+_SECRET_KEYS = {
+    ("smtp", "password"): "DIGEST_SMTP__PASSWORD",
+    ("summaries", "api_key"): "DIGEST_SUMMARIES__API_KEY",
+    ("", "channel_urls"): "DIGEST_CHANNEL_URLS__<NAME>",
+    ("", "secret"): "DIGEST_SECRET",
+}
 
 
 def config_path_from(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -195,7 +222,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         _toml_data.reset(token)
     if secret_problems:
         raise ConfigError(
-            secret_problems[0] if len(secret_problems) == 1 else f"{len(secret_problems)} problems in {label}",
+            secret_problems[0]
+            if len(secret_problems) == 1
+            else f"{len(secret_problems)} problems in {label}",
             secret_problems,
         )
     if config_path is not None:

@@ -153,6 +153,10 @@ class DiffResult:
     updates: tuple[Paper, ...]  # seen before, listed again (a new version or an arXiv replacement)
 
 
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[Weekday, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One reader's profile from subscribers.toml (validated by `digest.profiles`)."""
@@ -170,6 +174,11 @@ class Subscriber:
     sources: tuple[str, ...] = ()  # empty = every configured source
     feed: bool = False
     empty: Literal["skip", "send"] = "skip"
+    language: str = ""  # of the reader's summaries ([summaries]); "" for the list's language
+    # How often a digest goes out (`digest.cadence`): "weekly" on `weekday`. None: the list's
+    # [defaults] in subscribers.toml, else daily on Monday.
+    cadence: Literal["daily", "weekly"] | None = None
+    weekday: Weekday | None = None
 
     @property
     def display(self) -> str:
@@ -182,7 +191,13 @@ class Subscriber:
         Independent of Python's hash seed and of dict order, so it can be stored: a suppression
         keeps the fingerprint of the profile it was recorded for, and an edited profile lifts it.
         """
-        canonical = json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        profile = dataclasses.asdict(self)
+        if not self.language:  # a key added later: unset, the fingerprints stored before still hold
+            del profile["language"]
+        for key, usual in (("cadence", "daily"), ("weekday", "monday")):  # the same, added later
+            if profile[key] in (None, usual):
+                del profile[key]
+        canonical = json.dumps(profile, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(b"profile-v1\0" + canonical.encode()).hexdigest()[:32]
 
 

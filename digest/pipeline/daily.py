@@ -12,6 +12,8 @@ one only calls them in the order that makes a run safe to kill and re-run:
    suppressions, 'sending' rows found unknown, digests given up, today's digests as pending, and
    that the day's digests are recorded) are recorded in one transaction; an earlier stored day
    whose digests never were (its run died first, or only `digest fetch` ran) is planned too;
+   then, with `[summaries]`, a TL;DR is made (or found cached) for each paper a digest holds
+   (`summarizing`): whatever fails there falls back and is counted, never stops the run;
 4. each digest goes pending → sending → sent/failed/unknown in the ledger, 'sending' committed
    before the message goes out (`sending`, `digest.deliver.sender`), so a re-run sends only what
    is still pending and nobody gets two copies;
@@ -31,15 +33,19 @@ from typing import Any
 
 from digest.config import Settings, signing_key
 from digest.core.errors import ConfigError, DigestError, StoreError
-from digest.core.models import DiffResult, Subscriber, utcnow
+from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import RunStatus
+from digest.core.tldr import TldrBook
 from digest.pipeline import publishing, retention
+from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_jobs, stop_on_signals
+from digest.pipeline.summarizing import summarize
 from digest.pipeline.summary import RunSummary, Timer
-from digest.plan import LATE_DAYS, LedgerView, Plan, StoredDay, explanations, plan_run
+from digest.plan import LATE_DAYS, LedgerView, Plan, StoredDay, explained, explanations, plan_run
 from digest.profiles import load_subscribers, subscribers_path_from
+from digest.profiles.channels import channel_subscribers, is_channel
 from digest.render.email import EmailRenderer
 from digest.store import Store
 
@@ -75,7 +81,7 @@ def run(
 
     # 1. everything that can fail without the network fails first
     subscribers, renderer = _prepare(settings, subscribers_path, dry_run=dry_run)
-    summary.subscribers = len(subscribers)
+    summary.subscribers = sum(1 for sub in subscribers if not is_channel(sub.email))
 
     store = Store.from_config(settings.state)
     signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
@@ -90,23 +96,17 @@ def run(
 
         # 3. plan (matching is most of it) and record what it decided
         with timer("match"):
-            plan = plan_run(
-                date,
-                subscribers,
-                result.new,
-                read_ledger(store, date, result),
-                retry_unknown=retry_unknown,
-                unknown=settings.delivery.unknown,
-                retry_failed=retry_failed,
-            )
+            plan = _plan(settings, store, subscribers, date, result, (retry_unknown, retry_failed))
         _report_plan(summary, plan)
         if not dry_run:
             record_plan(store, plan, now)
+        tldrs = _summarize(settings, store, plan, summary, timer, dry_run=dry_run)  # 3b. [summaries]
 
         # 4. render + send, lazily: one message is built just before it goes out
         with timer("send" if not dry_run else "render"):
-            build = MessageBuilder(renderer, settings, key, date, now)
-            jobs = list(jobs_for(plan.sends, build, store))
+            build = MessageBuilder(renderer, settings, key, date, now, tldrs)
+            mail = [send for send in plan.sends if not is_channel(send.subscriber.email)]
+            jobs = list(jobs_for(mail, build, store))
             if dry_run:
                 _render_only(summary, jobs, progress)
             elif jobs:
@@ -116,6 +116,8 @@ def run(
                     signals.callback(stop_on_signals(stop))
                 report = send_jobs(settings, store, jobs, stop=stop, progress=progress)
                 summary.add_report(report)
+        if not dry_run:  # after the emails: a channel's trouble never holds them up
+            _post_channels(settings, store, plan, summary, timer)
         # Every digest is out: let the matches and the renderer's caches go before publishing,
         # which reads what it needs back from the ledger (the run's peak memory is here).
         del plan, jobs, build
@@ -128,14 +130,26 @@ def run(
     return summary
 
 
+def _summarize(
+    settings: Settings, store: Store, plan: Plan, summary: RunSummary, timer: Timer, *, dry_run: bool
+) -> TldrBook:
+    """A TL;DR for each paper the digests hold ([summaries]): what fails there falls back to the
+    paper's own summary or abstract and is counted, never in the way of sending."""
+    if not settings.summaries.enabled:
+        return TldrBook()
+    with timer("summaries"):
+        tldrs, summary.summaries = summarize(settings, store, plan.sends, summary.date, dry_run=dry_run)
+    return tldrs
+
+
 def _prepare(
     settings: Settings, subscribers_path: Path | str | None, *, dry_run: bool
 ) -> tuple[list[Subscriber], EmailRenderer]:
     """The profiles and the compiled email templates, and writable output folders: a mistake in
     any of them ends the run before it fetches anything."""
-    subscribers = load_subscribers(
-        subscribers_path_from(subscribers_path, settings), source_names=[s.name for s in settings.sources]
-    )
+    names = [s.name for s in settings.sources]
+    subscribers = load_subscribers(subscribers_path_from(subscribers_path, settings), source_names=names)
+    subscribers += channel_subscribers(settings.channels, source_names=names)  # planned as readers
     renderer = EmailRenderer(settings)
     retention.check_window(settings)
     if not dry_run:
@@ -156,7 +170,29 @@ def read_ledger(store: Store, date: dt.date, result: DiffResult) -> LedgerView:
         suppressions=store.suppressions(),
         unrecorded=[_stored_day(store, day) for day in store.unrecorded_days(date, since=since)],
         resent=store.resent_unknown(since=since),
+        held=_held(store, date),
+        last_run=store.last_recorded(before=date),
     )
+
+
+def _held(store: Store, date: dt.date) -> dict[str, list[Digest]]:
+    """Weekly readers' held days before `date`, as digests (`digest.cadence`)."""
+    held = store.held(before=date)
+    papers = store.papers({pid for days in held.values() for day in days for pid in day.papers})
+    return {
+        email: [
+            Digest(
+                Subscriber(email),
+                day.date,
+                tuple(
+                    explained(papers[pid], day.explanations.get(pid)) for pid in day.papers if pid in papers
+                ),
+                day.total,
+            )
+            for day in days
+        ]
+        for email, days in held.items()
+    }
 
 
 def _stored_day(store: Store, date: dt.date) -> StoredDay:
@@ -188,6 +224,15 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
                     total=send.digest.total_matched,
                     keep_explanations=send.subscriber.feed,  # once sent, only a private feed reads them
                 )
+        for digest in plan.holds:  # weekly readers' days, for the week's digest and their feed
+            store.hold(
+                digest.date,
+                digest.subscriber.email,
+                [m.paper.id for m in digest.matches],
+                explanations=explanations(digest.matches, where=False),
+                total=digest.total_matched,
+            )
+        store.take_held(plan.taken, up_to=plan.recorded[-1])
 
 
 def _fetch(
@@ -212,14 +257,46 @@ def _fetch(
     return result
 
 
+def _plan(
+    settings: Settings,
+    store: Store,
+    subscribers: list[Subscriber],
+    date: dt.date,
+    result: DiffResult,
+    retries: tuple[bool, bool],
+) -> Plan:
+    """The run's plan (`digest.plan`), from the day's new papers and what the ledger says;
+    `retries`: --retry-unknown, --retry-failed."""
+    retry_unknown, retry_failed = retries
+    return plan_run(
+        date,
+        subscribers,
+        result.new,
+        read_ledger(store, date, result),
+        retry_unknown=retry_unknown,
+        unknown=settings.delivery.unknown,
+        retry_failed=retry_failed,
+    )
+
+
+def _post_channels(settings: Settings, store: Store, plan: Plan, summary: RunSummary, timer: Timer) -> None:
+    """The [[channels]] digests of the plan, posted (`pipeline.channels`)."""
+    posts = [send for send in plan.sends if is_channel(send.subscriber.email)]
+    if posts:
+        with timer("channels"):
+            posted = post_channels(settings, store, posts)
+        summary.channels, summary.channel_trouble = posted.lines, posted.trouble
+
+
 def _report_plan(summary: RunSummary, plan: Plan) -> None:
-    summary.matched = plan.matched
+    summary.matched = sum(1 for d in plan.digests if d.matches and not is_channel(d.subscriber.email))
     summary.suppressed = list(plan.suppressed)
     summary.failed += plan.failed  # the late ones given up come first, then the send's failures
     summary.unknown += plan.unknown
     summary.skipped += plan.skipped
     summary.recovered = list(plan.recovered)
     summary.resent = [f"{email}: {day}" for day, email in plan.resends]
+    summary.held = sum(1 for held in plan.holds if held.date == summary.date)
 
 
 def _render_only(summary: RunSummary, jobs: list[Any], progress: Progress) -> None:

@@ -15,6 +15,7 @@ from typing import overload
 from digest.config import Settings
 from digest.core.files import remove_leftovers
 from digest.core.models import Paper, Subscriber
+from digest.core.tldr import TldrBook
 from digest.core.tokens import feed_token
 from digest.pipeline.fetching import new_on
 from digest.plan import explained
@@ -44,13 +45,29 @@ def publish(
     readers = [sub for sub in subscribers if sub.feed]
     private = _PrivateFeeds(store, key, readers, dates, by_id)
     matched = {d: store.matched_counts(d) for d in dates}  # the most matched are shown in full
-    written = publish_site(settings, days, private=private, now=now, matched=matched)
+    tldrs = _tldrs(settings, store, readers, by_id)
+    written = publish_site(settings, days, private=private, now=now, matched=matched, tldrs=tldrs)
     tokens = [feed_token(key, sub.email) for sub in readers]
     # a reader's feed under its name, and under the name it had before `private_feed_name`
     _remove_stale_private_feeds(
         settings, {private_feed_name(t) for t in tokens} | {f"{t}.xml" for t in tokens}
     )
     return written
+
+
+def _tldrs(
+    settings: Settings, store: Store, readers: Sequence[Subscriber], papers: dict[str, Paper]
+) -> TldrBook:
+    """The cached TL;DRs of the feed days' papers ([summaries]), in the list's language (the day
+    pages) and each feed reader's; none are made here."""
+    book = TldrBook()
+    if not settings.summaries.enabled:
+        return book
+    config = settings.summaries
+    for language in dict.fromkeys([config.language, *(config.language_for(r.language) for r in readers)]):
+        for pid, tldr in store.summaries_for(papers, language).items():
+            book.add(language, pid, tldr)
+    return book
 
 
 class _PrivateFeeds(Sequence[PrivateFeed]):

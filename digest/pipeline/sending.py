@@ -22,6 +22,7 @@ from typing import Any
 from digest.config import Settings
 from digest.core.models import Digest, Paper, Subscriber, utcnow
 from digest.core.progress import Progress
+from digest.core.tldr import TldrBook
 from digest.core.tokens import feed_token
 from digest.deliver.message import OutgoingMessage, build_message, unsubscribe_urls
 from digest.deliver.outbox import OutboxTransport
@@ -44,12 +45,14 @@ class MessageBuilder:
     key: bytes
     date: dt.date
     now: dt.datetime
+    tldrs: TldrBook = dataclasses.field(default_factory=TldrBook)  # [summaries]: by language
 
     def __call__(self, digest: Digest, message_id: str | None = None) -> OutgoingMessage:
         # The footer and the List-Unsubscribe header show the same links: sign them once.
         unsubscribe = unsubscribe_urls(self.settings, self.key, digest.subscriber.email)
         links = links_for(self.settings, self.key, digest.subscriber, self.date, unsubscribe=unsubscribe)
-        rendered = self.renderer.render(digest, links)
+        language = self.settings.summaries.language_for(digest.subscriber.language)
+        rendered = self.renderer.render(digest, links, self.tldrs.for_language(language))
         return build_message(
             rendered,
             digest.subscriber,
@@ -87,7 +90,11 @@ def jobs_for(sends: Sequence[Send], build: MessageBuilder, store: Store) -> Iter
         if send.late is not None:
             digest, builder = late_digest(store, send, snapshots), dataclasses.replace(build, date=send.date)
         assert digest is not None
-        yield Job(date=send.date, subscriber=send.subscriber, build=functools.partial(builder, digest, send.resend_message_id))
+        yield Job(
+            date=send.date,
+            subscriber=send.subscriber,
+            build=functools.partial(builder, digest, send.resend_message_id),
+        )
 
 
 def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Paper]]) -> Digest:
@@ -98,13 +105,17 @@ def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Pap
         snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
     why = store.explanations(row.date, row.email)
     papers = snapshots[row.date]
+    if any(pid not in papers for pid in row.papers):  # a week's digest: papers of earlier days too
+        papers = {**store.papers(pid for pid in row.papers if pid not in papers), **papers}
     # never a paper that reached the reader in another digest since this one was recorded
     already = store.sent_paper_ids(row.email, row.papers)
     matches = tuple(
         explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers and pid not in already
     )
     total = store.delivery_total(row.date, row.email)
-    return Digest(subscriber=send.subscriber, date=row.date, matches=matches, total_matched=total or len(matches))
+    return Digest(
+        subscriber=send.subscriber, date=row.date, matches=matches, total_matched=total or len(matches)
+    )
 
 
 def send_jobs(

@@ -15,8 +15,52 @@ from typing import Any
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed before sending; the state is as it was
 EXIT_LOCKED = 3  # another run holds the lock; nothing was done
-EXIT_PARTIAL = 4  # some recipients failed, are unknown, or stay pending, or a source failed; the rest went out
+EXIT_PARTIAL = (
+    4  # some recipients failed, are unknown, or stay pending, or a source failed; the rest went out
+)
 EXIT_STALE = 5  # all went out, but a source is stale (its listing is not newer than the last stored)
+
+
+@dataclass
+class SummaryCounts:
+    """What the summaries stage did (`digest.pipeline.summarizing`): never an exit code of its own."""
+
+    summarised: int = 0  # TL;DRs made by this run
+    cached: int = 0  # (paper, language) pairs the state already had
+    failed: int = 0  # asked, no usable answer: the reader gets the paper's own summary or abstract
+    capped: int = 0  # not asked: the daily caps, or the breaker after failures in a row
+    skipped: int = 0  # not asked: a dry run
+    requests: int = 0  # HTTP requests, retries included
+    tokens_in: int = 0
+    tokens_out: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # why they failed, and how often
+
+    def fail(self, why: str, count: int = 1) -> None:
+        self.failed += count
+        self.reasons[why] = self.reasons.get(why, 0) + count
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "summarised": self.summarised,
+            "cached": self.cached,
+            "failed": self.failed,
+            "capped": self.capped,
+            "requests": self.requests,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+        }
+
+    def lines(self) -> list[str]:
+        out = [
+            f"summaries: {self.summarised} made, {self.cached} cached, {self.failed} failed, "
+            f"{self.capped} over the caps{f', {self.skipped} not asked (dry run)' if self.skipped else ''}; "
+            f"{self.requests} requests, tokens {self.tokens_in} in, {self.tokens_out} out"
+        ]
+        out += [
+            f"summaries failed (the abstract shown instead): {why}: {n}"
+            for why, n in sorted(self.reasons.items(), key=lambda item: -item[1])[:5]
+        ]
+        return out
 
 
 @dataclass
@@ -50,6 +94,10 @@ class RunSummary:
     publish_error: str | None = None  # the emails went out, the feeds and archive could not be written
     outputs: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    summaries: SummaryCounts | None = None  # with [summaries] enabled
+    held: int = 0  # weekly readers whose matches of the day wait for their week's digest
+    channels: list[str] = field(default_factory=list)  # how each [[channels]] post went
+    channel_trouble: bool = False  # a post failed, is unknown, or waits for the next run
 
     def add_report(self, report: Any) -> None:
         """What sending reported (a `digest.deliver.sender.SendReport`)."""
@@ -61,7 +109,10 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        trouble = self.failed or self.unknown or self.pending or self.publish_error or self.failed_sources
+        trouble = bool(
+            self.failed or self.unknown or self.pending or self.publish_error or self.failed_sources
+        )
+        trouble = trouble or self.channel_trouble
         if trouble:
             return EXIT_PARTIAL
         return EXIT_STALE if self.stale_sources else EXIT_OK
@@ -84,9 +135,11 @@ class RunSummary:
             "failed_sources": [name for name, _ in self.failed_sources],
             "stale_sources": [name for name, _ in self.stale_sources],
             "malformed_items": dict(self.malformed_items),
+            "held": self.held,
+            "channels": list(self.channels),
             "duplicate_ids": dict(self.duplicate_ids),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
-        }
+        } | ({"summaries": self.summaries.as_dict()} if self.summaries is not None else {})
 
     def lines(self) -> list[str]:
         """A plain summary for logs."""
@@ -103,7 +156,13 @@ class RunSummary:
             for day, count in self.recovered
         ]
         out += [f"resent (was unknown, same Message-ID): {what}" for what in self.resent]
-        out += [f"source failed (its readers get the rest; next run retries): {n}: {why}" for n, why in self.failed_sources]
+        if self.held:
+            out.append(f"weekly: {self.held} readers' matches held for their week's digest")
+        out += self.channels
+        out += [
+            f"source failed (its readers get the rest; next run retries): {n}: {why}"
+            for n, why in self.failed_sources
+        ]
         out += [f"source stale: {name}: {why}" for name, why in self.stale_sources]
         out += [f"source: {note}" for note in self.source_notes]
         out += [
@@ -116,6 +175,8 @@ class RunSummary:
         ]
         out += [f"failed: {email}: {reply}" for email, reply in self.failed]
         out += [f"unknown (maybe delivered, not resent): {email}: {reply}" for email, reply in self.unknown]
+        if self.summaries is not None:
+            out += self.summaries.lines()
         if self.stopped_reason:
             out.append(f"stopped: {self.stopped_reason}")
         if self.publish_error:

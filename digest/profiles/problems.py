@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from digest.core.errors import ConfigError
 from digest.core.tomlfile import locate
-from digest.profiles.schema import ITEM_ERROR, KNOWN_KEYS, bad_chars
+from digest.profiles.schema import ITEM_ERROR, KNOWN_KEYS, MATCHING_KEYS, bad_chars
 
 SHAPE = "subscribers: write each profile as a [[subscribers]] table"
 _INTEREST = ("keywords", "authors", "categories", "query")
@@ -66,10 +66,13 @@ class Report:
         errors = exc.errors(include_url=False)
         top = [e for e in errors if len(e["loc"]) <= 2]
         for err in top:
-            if err["type"] == "extra_forbidden":
+            if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
                 key = str(err["loc"][0])
-                self.add((key,), None, f"{key}: unknown key{suggest(key, ['subscribers'])}")
-        if any(e["type"] != "extra_forbidden" for e in top):
+                self.add((key,), None, f"{key}: unknown key{suggest(key, ['subscribers', 'defaults'])}")
+            elif err["loc"][0] == "defaults":  # [defaults]: its key, or the table itself
+                where = tuple(str(part) for part in err["loc"])
+                self.add(where, None, f"{'[defaults] ' if len(where) == 1 else ''}{_message(err, where[-1])}")
+        if any(e["type"] != "extra_forbidden" and e["loc"][0] != "defaults" for e in top):
             self.add(("subscribers",), None, SHAPE)
             return False
         self._in_profiles([e for e in errors if len(e["loc"]) > 2], tables)
@@ -134,9 +137,10 @@ def who_is(table: Mapping[str, Any], index: int) -> str:
     return f"#{index + 1}"
 
 
-def suggest(key: str, options: Collection[str]) -> str:
+def suggest(key: str, options: Collection[str], listed: Collection[str] | None = None) -> str:
+    """A close key to suggest, else the keys to list (`listed`, by default all `options`)."""
     close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
-    return f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(options)}"
+    return f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(listed or options)}"
 
 
 def _where(err: ErrorDetails) -> tuple[int, str]:
@@ -150,7 +154,7 @@ def _message(err: ErrorDetails, key: str) -> str:
     if kind == "value_error":
         return err["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        return f"unknown key{suggest(key, KNOWN_KEYS)}"
+        return f"unknown key{suggest(key, KNOWN_KEYS, MATCHING_KEYS)}"
     if kind == "list_type" and isinstance(value, str):
         return f'must be a list of strings; write {key} = ["{value}"]'
     if kind in _TYPE_WORDS:

@@ -8,16 +8,18 @@ value is refused rather than silently eaten.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Required
+from typing import Annotated, Any, Literal, Required
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, ConfigDict, TypeAdapter, ValidationInfo
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from digest.core.models import Subscriber
+from digest.config import check_language
+from digest.core.models import Subscriber, Weekday
 from digest.matching.query import QuerySyntaxError, parse_query
 from digest.matching.terms import CATEGORY_RE, TOKEN_RE, author_name
 
@@ -176,21 +178,37 @@ class Profile(TypedDict, total=False):
     sources: Sources
     feed: bool
     empty: Annotated[str, AfterValidator(_one_line), AfterValidator(_empty)]
+    language: Annotated[str, AfterValidator(_one_line), AfterValidator(check_language)]
+    cadence: Literal["daily", "weekly"]
+    weekday: Weekday
 
 
 def _subscriber(profile: Mapping[str, Any]) -> Subscriber:
     return Subscriber(**profile)
 
 
-class ProfilesFile(TypedDict, total=False):
-    """subscribers.toml: nothing but [[subscribers]] tables."""
+class Defaults(TypedDict, total=False):
+    """subscribers.toml's [defaults]: what a profile that does not say gets."""
 
     __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
 
+    cadence: Literal["daily", "weekly"]
+    weekday: Weekday
+
+
+class ProfilesFile(TypedDict, total=False):
+    """subscribers.toml: [[subscribers]] tables, and [defaults] for all of them."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+
+    defaults: Defaults
     subscribers: list[Annotated[Profile, AfterValidator(_subscriber)]]
 
 
 KNOWN_KEYS = tuple(Profile.__annotations__)
+# The keys an unknown key's message lists when no known one is close: what a paper is matched and
+# sent by. The later per-reader options (language, cadence, weekday) are still suggested when close.
+MATCHING_KEYS = KNOWN_KEYS[: KNOWN_KEYS.index("empty") + 1]
 _FILE = TypeAdapter(ProfilesFile)
 
 
@@ -201,5 +219,17 @@ def validate(data: Mapping[str, Any], context: Mapping[str, Any]) -> list[Subscr
     the email validator fills with address as written -> normalised.
     """
     # One validator for the whole file, so that the loop over 10,000 profiles runs in pydantic-core.
-    subscribers: list[Subscriber] = _FILE.validate_python(data, context=context).get("subscribers", [])  # type: ignore[assignment]
+    parsed = _FILE.validate_python(data, context=context)
+    subscribers: list[Subscriber] = parsed.get("subscribers", [])  # type: ignore[assignment]
+    defaults = parsed.get("defaults")
+    if defaults:  # a profile that says nothing gets the list's cadence and weekday
+        subscribers = [_with_defaults(sub, defaults) for sub in subscribers]
     return subscribers
+
+
+def _with_defaults(sub: Subscriber, defaults: Defaults) -> Subscriber:
+    cadence = sub.cadence or defaults.get("cadence")
+    weekday = sub.weekday or defaults.get("weekday")
+    if (cadence, weekday) == (sub.cadence, sub.weekday):
+        return sub
+    return dataclasses.replace(sub, cadence=cadence, weekday=weekday)

@@ -31,6 +31,7 @@ from digest.config import Settings
 from digest.core.errors import RenderError
 from digest.core.files import sync_folder_of, write_atomic
 from digest.core.models import Match, Subscriber
+from digest.core.tldr import TldrBook
 from digest.render.feeds import (
     Day,
     FeedMeta,
@@ -77,13 +78,18 @@ def publish_site(
     private: Sequence[PrivateFeed] = (),
     now: dt.datetime,
     matched: Mapping[dt.date, Mapping[str, int]] | None = None,
+    tldrs: TldrBook | None = None,
 ) -> list[Path]:
     """Write the public feeds, the archive pages and the private feeds; return the paths written.
 
     `days` may come in any order. The feeds keep the last `feed_days` days counted back from the
     newest day given; there is a page for every day given. `matched` says, per day, how many
-    readers each paper matched: the papers shown in full are the most matched.
+    readers each paper matched: the papers shown in full are the most matched. `tldrs`
+    ([summaries]): the day pages show those in the list's language, a private feed those in its
+    reader's.
     """
+    tldrs = tldrs or TldrBook()
+    page_tldrs = tldrs.for_language(settings.summaries.language)  # the list's language
     out = settings.output.dir
     base = settings.output.base_url
     env = make_env(settings.templates.dir)
@@ -109,11 +115,13 @@ def publish_site(
         prev_day = days[i - 1].date if i > 0 else None
         next_day = days[i + 1].date if i + 1 < len(days) else None
         context = _day_context(settings, day, prev_day, next_day, days, views, root="../", now=now)
+        context["tldrs"] = page_tldrs
         files[out / archive_path(day.date)] = render(template, _shown(context, day, matched))
     if days:
         latest = days[-1]
         prev_day = days[-2].date if len(days) > 1 else None
         context = _day_context(settings, latest, prev_day, None, days, views, root="", now=now)
+        context["tldrs"] = page_tldrs
         files[out / "index.html"] = render(template, _shown(context, latest, matched))
         files[out / "archive" / "index.html"] = _archive_index(settings, env, days, now)
 
@@ -128,14 +136,32 @@ def publish_site(
             writer.write(path, content)
         if days:
             _remove_old_pages(settings, days[-1].date)
-        for subscriber, token, entries in private:
-            dates = [d for d, _ in entries] + [d.date for d in days]
-            feed_items = items(entries, oldest=window(dates, settings.output.feed_days), views=views)
-            meta = private_meta(settings, subscriber, token, now)
-            _write_private(
-                writer, private_feed_path(settings, token), token, render_rss(env, meta, feed_items)
-            )
+        _write_private_feeds(writer, settings, env, private, days, views, tldrs, now)
     return writer.written
+
+
+def _write_private_feeds(
+    writer: _Writer,
+    settings: Settings,
+    env: Any,
+    private: Sequence[PrivateFeed],
+    days: Sequence[Day],
+    views: Views,
+    tldrs: TldrBook,
+    now: dt.datetime,
+) -> None:
+    """Each reader's private feed, written as soon as it is rendered, with the TL;DRs in the
+    reader's language."""
+    for subscriber, token, entries in private:
+        dates = [d for d, _ in entries] + [d.date for d in days]
+        feed_items = items(
+            entries,
+            oldest=window(dates, settings.output.feed_days),
+            views=views,
+            tldrs=tldrs.for_language(settings.summaries.language_for(subscriber.language)),
+        )
+        meta = private_meta(settings, subscriber, token, now)
+        _write_private(writer, private_feed_path(settings, token), token, render_rss(env, meta, feed_items))
 
 
 def _write_private(writer: _Writer, path: Path, token: str, xml: str) -> None:

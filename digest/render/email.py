@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from digest.config import Settings
 from digest.core.errors import RenderError
 from digest.core.models import Digest, Hit, Match, Paper, RenderedEmail, Subscriber
 from digest.core.speed import plain_escape_in
+from digest.core.tldr import NO_TLDRS, Tldr
 from digest.render.templating import (
     clear_fragments,
     load,
@@ -68,28 +69,30 @@ class EmailRenderer:
         self._text = load(self._env, TEXT_TEMPLATE)
         # Render the MJML template once with a sample, for runtime errors with their real line
         # numbers and for MJML errors on real content.
-        for sample in _samples():
-            mjml = render(mjml_template, self._context(*sample))
+        for digest, links, tldrs in _samples():
+            mjml = render(mjml_template, self._context(digest, links, None, tldrs))
             _compile_mjml(mjml, mjml_template.filename or HTML_TEMPLATE)
         self._html = self._compile(mjml_template)
-        for sample in _samples():
-            self.render(*sample)
+        for digest, links, tldrs in _samples():
+            self.render(digest, links, tldrs)
         # The samples' made-up paper ids could be real ones: nothing of theirs may be reused.
         self.clear()
 
     # -- per email ----------------------------------------------------------------------------
-    def render(self, digest: Digest, links: Links) -> RenderedEmail:
+    def render(self, digest: Digest, links: Links, tldrs: Mapping[str, Tldr] = NO_TLDRS) -> RenderedEmail:
+        """The email of `digest`; `tldrs` ([summaries], paper id -> TL;DR in the reader's
+        language) stand in for the snippet of the papers they have."""
         # No paper takes less than ~500 bytes of HTML, so more than budget/500 never fit: do not
         # build views for the other 1,400 papers of a huge digest.
         matches = digest.matches[: max(1, self.budget // 500)]
         view = self._views
         views = [view(m.paper, m.hits) for m in matches]
-        context = self._context(digest, links, views)
+        context = self._context(digest, links, views, tldrs)
         html = self._render_html(context)
         size = len(html.encode())
         if size > self.budget:
-            views, html = self._fit(digest, links, views, size)
-            context = self._context(digest, links, views)
+            views, html = self._fit(digest, links, views, size, tldrs)
+            context = self._context(digest, links, views, tldrs)
         text = render(self._text, context)
         return RenderedEmail(
             subject=context["subject"],
@@ -114,7 +117,11 @@ class EmailRenderer:
 
     # -- internals ----------------------------------------------------------------------------
     def _context(
-        self, digest: Digest, links: Links, views: Sequence[PaperView] | None = None
+        self,
+        digest: Digest,
+        links: Links,
+        views: Sequence[PaperView] | None = None,
+        tldrs: Mapping[str, Tldr] = NO_TLDRS,
     ) -> dict[str, Any]:
         if views is None:
             views = [self._views(m.paper, m.hits) for m in digest.matches]
@@ -133,6 +140,7 @@ class EmailRenderer:
             "subscriber": digest.subscriber,
             "why_all": why_all(digest.subscriber),
             "links": _clean_links(links),
+            "tldrs": tldrs,
         }
 
     def _render_html(self, context: dict[str, Any]) -> str:
@@ -142,16 +150,16 @@ class EmailRenderer:
             raise template_error(exc, f"{HTML_TEMPLATE} (compiled)") from None
 
     def _fit(
-        self, digest: Digest, links: Links, views: list[PaperView], size: int
+        self, digest: Digest, links: Links, views: list[PaperView], size: int, tldrs: Mapping[str, Tldr]
     ) -> tuple[list[PaperView], str]:
         """Fewer papers until the HTML fits the budget; the rest are behind the 'N more' link."""
-        frame = len(self._render_html(self._context(digest, links, [])).encode())
+        frame = len(self._render_html(self._context(digest, links, [], tldrs)).encode())
         n = len(views)
         per_paper = max(1.0, (size - frame) / max(1, n))
         n = min(n - 1, int((self.budget - frame) / per_paper * 0.97))
         while True:
             n = max(0, n)
-            html = self._render_html(self._context(digest, links, views[:n]))
+            html = self._render_html(self._context(digest, links, views[:n], tldrs))
             if len(html.encode()) <= self.budget or n == 0:
                 return views[:n], html
             n -= max(1, n // 20)
@@ -241,8 +249,9 @@ def preheader(digest: Digest, views: Sequence[PaperView]) -> str:
     return line if len(line) <= 140 else line[:139].rstrip() + "…"
 
 
-def _samples() -> list[tuple[Digest, Links]]:
-    """A full and an empty digest, to try every template branch once when the renderer is built."""
+def _samples() -> list[tuple[Digest, Links, Mapping[str, Tldr]]]:
+    """A full and an empty digest, to try every template branch once when the renderer is built
+    (the full one with a TL;DR for its first paper and none for the other)."""
     paper = Paper(
         id="2411.00001",
         title="A sample paper on prompt tuning",
@@ -280,7 +289,8 @@ def _samples() -> list[tuple[Digest, Links]]:
     links = Links(
         "https://example.org/unsubscribe", "https://example.org/feed.xml", "https://example.org/a.html"
     )
-    return [(full, links), (empty, Links("mailto:unsubscribe@example.org"))]
+    tldrs = {paper.id: Tldr("A sample TL;DR: prompt tuning helps large language models.", "sample-model")}
+    return [(full, links, tldrs), (empty, Links("mailto:unsubscribe@example.org"), NO_TLDRS)]
 
 
 def why_all(sub: Subscriber) -> str:

@@ -13,22 +13,26 @@ a read-only folder, another process's lock, corruption) is a one-line `StoreErro
 - `sqlite.SqliteState`: the connection, transactions, migrations, the run lock, error messages.
 - `snapshots.SnapshotStore`: snapshots, the HTTP cache, run records.
 - `ledger.LedgerStore`: deliveries, papers sent, suppressions.
+- `held.HeldStore`: weekly readers' held days (`digest.cadence`).
 - `retention.RetentionStore`: what a day keeps past `[state] keep_days`, and shrinking the file.
+- `summaries.SummaryStore`: the cache of generated TL;DRs (`[summaries]`).
 """
 
 from __future__ import annotations
 
 from digest.core.models import Seen
+from digest.store.held import HeldDay, HeldStore
 from digest.store.ledger import LedgerStore
 from digest.store.retention import Drop, RetentionStore, Shrink
 from digest.store.schema import MIGRATIONS
 from digest.store.snapshots import SnapshotStore
+from digest.store.summaries import SummaryRow, SummaryStore
 
 
-class Store(SnapshotStore, LedgerStore, RetentionStore):
+class Store(SnapshotStore, LedgerStore, RetentionStore, SummaryStore, HeldStore):
     """The state file. Open with `Store.open(path)`; use as a context manager to close it."""
 
     migrations = MIGRATIONS
 
 
-__all__ = ["MIGRATIONS", "Drop", "Seen", "Shrink", "Store"]
+__all__ = ["MIGRATIONS", "Drop", "HeldDay", "Seen", "Shrink", "Store", "SummaryRow"]

@@ -199,10 +199,10 @@ class LedgerStore(SqliteState):
             )
 
     # -- papers sent -------------------------------------------------------------------------------
-    # A digest of date D holds papers of D's snapshot only (new that day), so the readers sent a
-    # paper are among the sent digests of the days that listed it (`listed`): for a paper new
-    # today, today's digests; usually none at all. Past the window, `seen_papers` keeps a paper
-    # from ever being new again, so nothing asks about it.
+    # A digest of date D holds papers new on D (or, a weekly one, on the days of its week), so the
+    # readers sent a paper are among the sent digests dated on or after the first day that listed
+    # it (`listed`): for a paper new today, today's digests; usually none at all. Past the window,
+    # `seen_papers` keeps a paper from ever being new again, so nothing asks about it.
     def sent_for_papers(self, ids: Iterable[str]) -> dict[str, set[str]]:
         """email -> which of `ids` were already emailed to that reader (readers with none are
         left out), for every reader at once: the sent digests of the days that listed them."""
@@ -212,16 +212,18 @@ class LedgerStore(SqliteState):
             rows = self.conn.execute(f"SELECT DISTINCT day FROM listed WHERE paper_id IN ({marks})", chunk)
             days.update(day for (day,) in rows)
         out: dict[str, set[str]] = {}
-        for day in sorted(days):
-            date = (_EPOCH + dt.timedelta(days=day)).isoformat()
-            rows = self.conn.execute(
-                "SELECT email, papers FROM deliveries WHERE date = ? AND status = ?",
-                (date, DeliveryStatus.SENT),
-            )
-            for reader, papers in rows:
-                held = wanted.intersection(unpack_json(papers))
-                if held:
-                    out.setdefault(reader, set()).update(held)
+        if not days:
+            return out
+        # on or after the first of those days: a week's digest holds papers of the days before it
+        first = (_EPOCH + dt.timedelta(days=min(days))).isoformat()
+        rows = self.conn.execute(
+            "SELECT email, papers FROM deliveries WHERE date >= ? AND status = ?",
+            (first, DeliveryStatus.SENT),
+        )
+        for reader, papers in rows:
+            held = wanted.intersection(unpack_json(papers))
+            if held:
+                out.setdefault(reader, set()).update(held)
         return out
 
     def sent_paper_ids(self, email: str, ids: Iterable[str] | None = None) -> set[str]:
@@ -257,6 +259,14 @@ class LedgerStore(SqliteState):
             if row:
                 why = self._why(d, email, row[0], row[1])
                 out[d] = [(pid, why.get(pid, {})) for pid in unpack_json(row[0])]
+            elif (
+                held := self.conn.execute(  # a weekly reader's day, held for the week's digest
+                    "SELECT papers, explanations FROM held WHERE email = ? AND date = ?",
+                    (email, d.isoformat()),
+                ).fetchone()
+            ) is not None:
+                why = _by_paper(held[0], held[1])
+                out[d] = [(pid, why.get(pid, {})) for pid in unpack_json(held[0])]
         return out
 
     # -- suppressions ------------------------------------------------------------------------------

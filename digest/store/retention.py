@@ -160,6 +160,7 @@ class RetentionStore(SqliteState):
             self._fold_listings(cutoff, now)
             self._fold_digests(cutoff)
             db.execute("DELETE FROM http_cache WHERE fetched_at < ?", (day,))
+            db.execute("DELETE FROM summaries WHERE day < ?", (epoch_day(cutoff),))  # with their papers
             db.execute(
                 "DELETE FROM resends WHERE date < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
                 "WHERE d.date = resends.date AND d.email = resends.email)",
@@ -224,6 +225,7 @@ class RetentionStore(SqliteState):
                 (number, bitmap(sent), bitmap(failed)),
             )
         self.conn.execute("DELETE FROM deliveries WHERE date < ? AND status IN (?, ?)", (day, *_FINISHED))
+        self.conn.execute("DELETE FROM held WHERE date < ?", (day,))  # a weekly reader who left
         self.conn.execute(
             "DELETE FROM unsent_explanations WHERE date < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
             "WHERE d.date = unsent_explanations.date AND d.email = unsent_explanations.email)",

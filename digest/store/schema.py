@@ -193,4 +193,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (date, email)
     ) WITHOUT ROWID
     """,
+    # 10: weekly digests (a reader's `cadence = "weekly"`). On the days between two weekly digests,
+    # a weekly reader's matches of the day are held here, in the shape of a deliveries row, for
+    # their private feed (updated daily) and for the week's digest, which takes them (deletes
+    # them) in the transaction that records it. Held rows never reach `sent`: the week's digest
+    # in `deliveries` is what is sent.
+    """
+    CREATE TABLE held (
+        date TEXT NOT NULL,             -- the day matched
+        email TEXT NOT NULL,
+        papers BLOB NOT NULL,           -- as deliveries.papers
+        explanations BLOB NOT NULL,     -- as deliveries.explanations
+        total INTEGER NOT NULL,         -- how many matched that day in all
+        PRIMARY KEY (email, date)
+    ) WITHOUT ROWID
+    """,
+    # 11: generated TL;DRs ([summaries]), one per (paper, version, model, language, prompt): a
+    # paper is summarised once, whoever gets it and however often the run is repeated. `day` is
+    # the run date that made it, in days since 1970-01-01: the daily caps count it, and retention
+    # drops the rows of days past [state] keep_days with the papers they summarise.
+    """
+    CREATE TABLE summaries (
+        paper_id TEXT NOT NULL,
+        version INTEGER NOT NULL,       -- the paper's version, 0 when it has none
+        model TEXT NOT NULL,
+        language TEXT NOT NULL,
+        prompt TEXT NOT NULL,           -- digest.summaries.PROMPT_ID: a new prompt, new summaries
+        day INTEGER NOT NULL,
+        text TEXT NOT NULL,             -- checked, plain text, one paragraph
+        tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL,
+        PRIMARY KEY (paper_id, language, model, prompt, version)
+    ) WITHOUT ROWID;
+    CREATE INDEX summaries_by_day ON summaries (day)
+    """,
 ]

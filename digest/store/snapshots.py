@@ -85,6 +85,28 @@ class SnapshotStore(SqliteState):
         rows = self.conn.execute("SELECT data FROM snapshot_rows_v8 WHERE date = ? ORDER BY rowid", (day,))
         return [Paper.from_json(zlib.decompress(d).decode() if isinstance(d, bytes) else d) for (d,) in rows]
 
+    def papers(self, ids: Iterable[str]) -> dict[str, Paper]:
+        """The stored papers of `ids` (from the days inside the window that listed them), by id:
+        a week's digest holds papers of several days."""
+        wanted = set(ids)
+        days: set[int] = set()
+        for chunk, marks in chunked(wanted):
+            rows = self.conn.execute(f"SELECT DISTINCT day FROM listed WHERE paper_id IN ({marks})", chunk)
+            days.update(day for (day,) in rows)
+        out: dict[str, Paper] = {}
+        for day in sorted(days, reverse=True):  # the newest listing of a paper wins
+            for paper in self.snapshot(EPOCH + dt.timedelta(days=day)) or ():
+                if paper.id in wanted and paper.id not in out:
+                    out[paper.id] = paper
+        return out
+
+    def last_recorded(self, *, before: dt.date) -> dt.date | None:
+        """The latest day whose digests were recorded, before `before`."""
+        row = self.conn.execute(
+            "SELECT MAX(date) FROM recorded_days WHERE date < ?", (before.isoformat(),)
+        ).fetchone()
+        return dt.date.fromisoformat(row[0]) if row and row[0] else None
+
     def snapshot_sources(self, date: dt.date) -> list[str] | None:
         """The sources the snapshot of `date` covers, or None when no snapshot was taken that day."""
         row = self.conn.execute(

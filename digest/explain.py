@@ -1,0 +1,42 @@
+"""What the ledger keeps of a match, so a late digest and a private feed can still say why, and
+the match rebuilt from it. Pure; `digest.plan` re-exports both."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from digest.core.models import Hit, Match, Paper
+
+__all__ = ["explained", "explanations"]
+
+
+def explanations(matches: Sequence[Match], *, where: bool = True) -> dict[str, Any]:
+    """What the ledger keeps of each match, so a late digest and a private feed can still say why.
+
+    `where=True`: the score and every hit, offsets included. `where=False` (what a run records):
+    `[score, term, field, term, field, ...]`, each (term, field) once and no offsets. The views
+    find a term's places in the text again (on a real day's 36,000 matches the marks come out
+    the same, tests/test_retention.py), and the offsets were half of the ledger's bytes."""
+    if where:
+        return {
+            m.paper.id: {"score": m.score, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
+            for m in matches
+        }
+    return {
+        m.paper.id: [m.score, *(x for pair in dict.fromkeys((h.term, h.field) for h in m.hits) for x in pair)]
+        for m in matches
+    }
+
+
+def explained(paper: Paper, why: Mapping[str, Any] | Sequence[Any] | None) -> Match:
+    """A match rebuilt from what `explanations` kept, in either form (offsets -1 when none were
+    kept; nothing kept: a match without hits)."""
+    if not why:
+        return Match(paper=paper, score=0.0)
+    if isinstance(why, Mapping):
+        hits = tuple(Hit(h[0], h[1], *(h[2:4] if len(h) == 4 else (-1, -1))) for h in why.get("hits", []))
+        return Match(paper=paper, score=float(why.get("score", 0.0)), hits=hits)
+    pairs = why[1:]
+    hits = tuple(Hit(pairs[i], pairs[i + 1], -1, -1) for i in range(0, len(pairs) - 1, 2))
+    return Match(paper=paper, score=float(why[0]), hits=hits)
