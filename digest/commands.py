@@ -6,12 +6,14 @@ and prints what they return; errors are `DigestError`s with one line each.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from digest.cadence import last_weekday, week_digest, weekly
 from digest.config import Settings, config_path_from, load_settings, signing_key
 from digest.core.errors import ConfigError
 from digest.core.models import DiffResult, Digest, Subscriber, Suppression, utcnow
@@ -216,6 +218,21 @@ def preview(
                 language = settings.summaries.language_for(sub.language)
                 tldrs = store.summaries_for((m.paper.id for m in digest.matches), language)
             out.append(PreviewDay(digest, len(papers), tldrs))
+    return _by_week(sub, out) if weekly(sub) else out
+
+
+def _by_week(sub: Subscriber, days: Sequence[PreviewDay]) -> list[PreviewDay]:
+    """A weekly reader's days folded into the digests they would get: one per weekday, of the
+    days since the one before (the last week so far, dated its coming weekday)."""
+    weeks: dict[dt.date, list[PreviewDay]] = {}
+    for day in days:
+        weeks.setdefault(last_weekday(day.digest.date + dt.timedelta(days=6), sub), []).append(day)
+    out = []
+    for weekday, group in weeks.items():
+        last = dataclasses.replace(group[-1].digest, date=weekday)
+        week = week_digest(last, [day.digest for day in group[:-1]])
+        tldrs = {pid: tldr for day in group for pid, tldr in day.tldrs.items()}
+        out.append(PreviewDay(week, sum(day.new for day in group), tldrs))
     return out
 
 
