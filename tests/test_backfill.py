@@ -9,6 +9,8 @@ runs in-process; the mail goes to the outbox.
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import re
 import time
 
@@ -105,6 +107,16 @@ def test_run_monday_skip_two_days_run_thursday_every_missed_paper_arrives_once(t
     again = run(config, THU, tmp_path)  # the day is stored: nothing fetched again, nothing sent twice
     assert again.returncode == 0 and len(api.asked) == 3
     assert sum(len(v) for v in mailed(tmp_path).values()) == 4
+
+    # each late paper says the day it was announced, in both parts of the email; today's do not
+    thursday_mail = [p for p in sorted((tmp_path / "outbox").glob("*.eml")) if "grace" in p.read_text()][-1]
+    message = email.message_from_bytes(thursday_mail.read_bytes(), policy=email.policy.default)
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    for part in (text, html):
+        assert part.count("announced 2024-11-26") == len(ON[TUE]), part[:2000]
+        assert part.count("announced 2024-11-27") == len(ON[WED]) + 1  # and Thursday's paper the API listed
+        assert "announced 2024-11-28" not in part
 
 
 def test_the_backfill_cap_is_reported_and_only_recent_days_are_fetched(tmp_path, httpserver) -> None:

@@ -93,6 +93,8 @@ class PaperView(NamedTuple):
     why: str  # plain: 'matched "LLM" in the title'
     why_html: Markup  # '<strong>LLM</strong> in the title'
     published: dt.datetime | None
+    # the day a paper fetched late (a missed day, backfilled) was announced, e.g. "2024-11-26"
+    announced: str = ""
 
 
 _Spans = tuple[tuple[int, int], ...]
@@ -139,13 +141,14 @@ class _Base:
             matched_categories=frozenset(),
             upvotes=paper.upvotes,
             comments=paper.comments,
-            facts=(*sources, *categories, *_counts(paper)),
+            facts=(*sources, *categories, *_counts(paper), *_announced(paper)),
             snippet=one_line(shown),
             snippet_html=markup_unchecked(escape_text(shown)),
             is_summary=bool(paper.ai_summary),
             why="",
             why_html=Markup(""),
             published=paper.published,
+            announced=paper.announced.isoformat() if paper.announced else "",
         )
 
     def spans(self, term: str) -> tuple[_Spans, _Spans]:
@@ -219,6 +222,7 @@ class Views:
             view.id, view.title, title_html, view.url, view.pdf_url, view.github_url, view.project_url,
             authors, authors_html, view.sources, view.categories, matched, view.upvotes, view.comments,
             view.facts, view.snippet, snippet_html, view.is_summary, why_line, why_markup, view.published,
+            view.announced,
         )  # fmt: skip
 
     def abstract(self, paper: Paper, hits: Sequence[Hit]) -> tuple[str, list[tuple[int, int]]]:
@@ -283,6 +287,11 @@ def _gather(base: _Base, hits: Sequence[Hit]) -> _Gathered:
         elif field == "category":
             categories.add(term.lower())
     return title_spans, snippet_spans, by_term, followed, categories
+
+
+def _announced(paper: Paper) -> tuple[str, ...]:
+    """A paper fetched late says the day it was announced (the digest is of a later day)."""
+    return (f"announced {paper.announced.isoformat()}",) if paper.announced else ()
 
 
 def _counts(paper: Paper) -> tuple[str, ...]:
