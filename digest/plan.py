@@ -37,6 +37,7 @@ from digest.core.status import DeliveryStatus, SuppressionKind
 from digest.explain import explained as explained  # re-exported: the plan's record of a match
 from digest.explain import explanations as explanations
 from digest.matching.matcher import Matcher
+from digest.profiles.channels import is_channel
 
 # How far back a run looks for digests an earlier run could not send (the SMTP server was down,
 # the run was stopped): they go out late rather than never; older ones are given up.
@@ -148,7 +149,7 @@ def plan_run(
             _plan_today(plan, day.date, day.rows, policy, digests, late=True)
             plan.recovered.append((day.date, len(plan.sends) - before))
             plan.recorded.append(day.date)
-    today = _weekly_today(plan, date, ledger, policy)
+    today = _weekly_today(plan, date, ledger, policy, retry_failed=retry_failed)
     _plan_today(plan, date, ledger.today, policy, today, retry_failed=retry_failed)
     plan.recorded.append(date)
     return plan
@@ -166,33 +167,41 @@ def _hold_weekly(plan: Plan, digests: Sequence[Digest]) -> list[Digest]:
     return out
 
 
-def _weekly_today(plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown) -> list[Digest]:
+def _weekly_today(
+    plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown, *, retry_failed: bool
+) -> list[Digest]:
     """The run date's digests as they go out: a daily reader's as matched; a weekly reader's, on
-    the day it is due, the week's (`cadence.week_digest`, taking the held days), else held."""
+    the day it is due, the week's (`cadence.week_digest`, taking the held days), else held. A
+    reader with held days who is daily now (the profile changed) gets them today, the same way."""
     out = []
     for digest in plan.digests:
         sub = digest.subscriber
-        if not weekly(sub):
-            out.append(digest)
-        elif not due(sub, date, ledger.last_run):
+        row = ledger.today.get(sub.email)
+        held = [*ledger.held.get(sub.email, ()), *(h for h in plan.holds if h.subscriber.email == sub.email)]
+        if weekly(sub) and not due(sub, date, ledger.last_run):
             _hold_weekly(plan, [digest])
-        elif (row := ledger.today.get(sub.email)) is not None:  # an earlier run of the date recorded it
-            if row.status == DeliveryStatus.SENT:
-                out.append(digest)  # skipped as sent
-            else:
-                _resume_week(plan, sub, row, policy)
-        else:
+        elif weekly(sub) and row is not None and row.status != DeliveryStatus.SENT:
+            _resume_week(
+                plan, sub, row, policy, retry_failed=retry_failed
+            )  # an earlier run of the date recorded it
+        elif held and row is None:
             plan.taken.append(sub.email)
-            healed = [h for h in plan.holds if h.subscriber.email == sub.email]  # days planned late above
-            out.append(week_digest(digest, [*ledger.held.get(sub.email, ()), *healed]))
+            out.append(week_digest(digest, held))
+        else:
+            out.append(digest)
     return out
 
 
-def _resume_week(plan: Plan, sub: Subscriber, row: Delivery, policy: _Unknown) -> None:
+def _resume_week(plan: Plan, sub: Subscriber, row: Delivery, policy: _Unknown, *, retry_failed: bool) -> None:
     """A week's digest an earlier run of the date recorded (and took the held days for): sent
     from its row, as a late one is, since the held days are gone."""
     if row.status == DeliveryStatus.FAILED:
-        plan.skipped += 1
+        if not retry_failed:
+            plan.skipped += 1
+            return
+        why = f"failed before, retried with --retry-failed ({row.reply or 'no reply'})"
+        plan.transitions.append(Transition(row.date, sub.email, DeliveryStatus.PENDING, why))
+        plan.sends.append(Send(row.date, sub, late=dataclasses.replace(row, status=DeliveryStatus.PENDING)))
         return
     row = _caught_sending(plan, row)
     if row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
@@ -214,7 +223,8 @@ class _Unknown:
     def resend(self, plan: Plan, row: Delivery) -> bool:
         if self.retry:
             return True
-        if self.policy == "resend" and (row.date, row.email) not in self.resent:
+        # never a channel on its own: a chat has no Message-ID to drop a second copy by
+        if self.policy == "resend" and (row.date, row.email) not in self.resent and not is_channel(row.email):
             plan.resends.append((row.date, row.email))
             return True
         return False

@@ -191,3 +191,35 @@ def test_hugging_face_backfills_missed_days_by_date(httpserver) -> None:
     assert asked == ["2024-11-28", "2024-11-27", "2024-11-26"]
     assert listing.backfilled == (TUE,) and listing.cut == (MON,)
     assert listing.days == (TUE, WED, THU)
+
+
+def test_a_failed_backfill_keeps_the_day_s_own_listing_and_is_tried_again(tmp_path, httpserver) -> None:
+    """The arXiv API is down when Thursday's run finds Tuesday and Wednesday missed: Thursday's
+    own papers still go out (exit 4, the failure named), and Friday's run fetches the two days."""
+    config = write_config(tmp_path, httpserver)
+    api = ArxivApi({TUE: ON[TUE], WED: ON[WED]})
+    serve(httpserver, MON, api)
+    assert run(config, MON, tmp_path).returncode == 0
+    httpserver.clear()
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(
+        rss_day(THU, ON[THU]), content_type="application/rss+xml"
+    )
+    httpserver.expect_request("/api/query").respond_with_data("down", status=503)
+    thursday = run(config, THU, tmp_path)
+    assert thursday.returncode == 4, thursday.stdout + thursday.stderr
+    assert "could not be fetched ([[sources]] api_url)" in thursday.stdout
+    assert "the next run tries them again" in thursday.stdout
+    assert set(ids(ON[THU])) <= sent(tmp_path)["grace@example.org"]  # the day's own papers went out
+    fri = THU + dt.timedelta(days=1)
+    on_fri = ITEMS[20:24]
+    httpserver.clear()
+    httpserver.expect_request("/rss/cs.CL").respond_with_data(
+        rss_day(fri, on_fri), content_type="application/rss+xml"
+    )
+    httpserver.expect_request("/api/query").respond_with_handler(api)
+    friday = run(config, fri, tmp_path)
+    assert friday.returncode == 0, friday.stdout + friday.stderr
+    everything = {i for day in (MON, TUE, WED, THU) for i in ids(ON[day])} | set(ids(on_fri))
+    assert sent(tmp_path)["grace@example.org"] == everything
+    got = mailed(tmp_path)["grace@example.org"]
+    assert sum(len(one) for one in got) == len(everything)  # each paper in exactly one email

@@ -103,3 +103,36 @@ def test_a_healed_day_of_a_weekly_reader_is_held_not_sent() -> None:
     (send,) = plan.sends  # the week's digest today, which takes the held days, that one too
     assert send.date == FRI and plan.taken == [WEEKLY.email] and send.digest is not None
     assert {m.paper.id for m in send.digest.matches} == {p.id for p in PAPERS}
+
+
+def test_a_reader_who_turns_daily_gets_the_held_days_with_the_next_digest() -> None:
+    """Held days of a reader who was weekly until the profile changed are not lost: they go out
+    with the first daily digest, which takes them."""
+    mid = FRI - dt.timedelta(days=2)
+    held = {WEEKLY.email: [Digest(WEEKLY, mid - dt.timedelta(days=1), (Match(PAPERS[0], 1.0),), 1)]}
+    now_daily = dataclasses.replace(WEEKLY, cadence="daily")
+    plan = plan_run(mid, [now_daily], PAPERS[1:2], LedgerView(held=held, last_run=mid - dt.timedelta(days=1)))
+    (send,) = plan.sends
+    assert send.digest is not None and {m.paper.id for m in send.digest.matches} == {PAPERS[0].id, PAPERS[1].id}
+    assert plan.taken == [WEEKLY.email] and plan.holds == []
+
+
+def test_retry_failed_sends_a_failed_week_s_digest_once_more_from_its_row() -> None:
+    failed = row(WEEKLY.email, DeliveryStatus.FAILED, FRI, papers=("2406.00001",), reply="554 no")
+    ledger = LedgerView(today={WEEKLY.email: failed}, last_run=FRI)
+    assert plan_run(FRI, [WEEKLY], PAPERS, ledger).sends == []  # not without asking
+    plan = plan_run(FRI, [WEEKLY], PAPERS, ledger, retry_failed=True)
+    (send,) = plan.sends
+    assert send.late is not None and send.late.papers == ("2406.00001",) and not send.record
+    assert [(t.email, t.status) for t in plan.transitions] == [(WEEKLY.email, DeliveryStatus.PENDING)]
+
+
+def test_a_channel_post_of_unknown_fate_is_never_resent_on_its_own() -> None:
+    """`[delivery] unknown = "resend"` resends an email under its Message-ID (mail systems drop
+    the second copy); a chat has no such thing, so a channel's unknown post is only reported."""
+    channel = Subscriber(email="channel:team", keywords=("language models",))
+    caught = row(channel.email, DeliveryStatus.SENDING, FRI - dt.timedelta(days=1), papers=("2406.00001",))
+    plan = plan_run(FRI, [channel], [], LedgerView(earlier=[caught]), unknown="resend")
+    assert plan.sends == [] and plan.resends == [] and [e for e, _ in plan.unknown] == [channel.email]
+    forced = plan_run(FRI, [channel], [], LedgerView(earlier=[caught]), retry_unknown=True)
+    assert [s.subscriber.email for s in forced.sends] == [channel.email]  # --retry-unknown still can

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from arxiv_days import new_items, rss_day
 from cli_runner import base_env, digest
 from pytest_httpserver import HTTPServer
 from test_weekly import DAYS, WEEKDAYS, mails, run_day, serve, setup
@@ -106,3 +107,44 @@ def test_a_channel_that_fails_never_stops_the_emails_and_is_retried(
         serve(httpserver, DAYS[2])
         missing = digest("run", "--config", str(config), "--date", DAYS[2].isoformat(), cwd=tmp_path)
         assert missing.returncode == 4 and "DIGEST_CHANNEL_URLS__TEAM" in missing.stdout  # no URL: said, kept
+
+
+@pytest.mark.e2e
+def test_a_post_refused_half_way_resumes_where_it_stopped(tmp_path: Path, httpserver: HTTPServer) -> None:
+    """60 papers to a Slack-compatible endpoint go in parts; part 2 is refused (502) once: the next
+    run posts from part 2 on, and the channel never shows part 1 twice."""
+    seen: list[Request] = []
+
+    def answer(request: Request) -> Answer:
+        seen.append(request)
+        return Answer(status=502) if len(seen) == 2 else Answer()
+
+    config = setup(tmp_path, httpserver, CHANNEL.replace('keywords = ["learning", "model"]', "all = true"))
+    (tmp_path / "subscribers.toml").write_text('[[subscribers]]\nemail = "a@example.org"\nall = true\n')
+    items = new_items()[:60]
+    with WebhookServer(answer) as hook:
+        env = {"DIGEST_CHANNEL_URLS__TEAM": f"mmost://{hook.address}/abcdefTOKEN1234"}
+        httpserver.clear()
+        httpserver.expect_request("/rss/cs").respond_with_data(
+            rss_day(DAYS[0], items), content_type="application/rss+xml"
+        )
+        first = digest("run", "--config", str(config), "--date", DAYS[0].isoformat(), cwd=tmp_path, env=env)
+        assert first.returncode == 4 and "part 2 of" in first.stdout, first.stdout
+        run_day(tmp_path, config, httpserver, DAYS[1], env)
+        heads = [text.split("\n", 1)[0] for _, text in hook.messages()]
+        parts = [h for h in heads if DAYS[0].isoformat() in h]
+        total = int(re.search(r"\((\d+)/(\d+)\)", parts[0]).group(2))  # type: ignore[union-attr]
+        assert total >= 2
+        # part 1, part 2 refused, then part 2 again and the rest: every part once on the channel
+        assert [re.search(r"\((\d+)/", h).group(1) for h in parts] == [
+            "1",
+            "2",
+            *map(str, range(2, total + 1)),
+        ]  # type: ignore[union-attr]
+        posted = [
+            set(re.findall(r"arxiv\.org/abs/(\d{4}\.\d{4,5})", t))
+            for (_, t), r in zip(hook.messages(), seen, strict=True)
+            if r is not seen[1]
+        ]
+        ids_posted = [i for one in posted for i in one]
+        assert len(ids_posted) == len(set(ids_posted))  # no paper twice

@@ -12,6 +12,8 @@ import datetime as dt
 import functools
 import logging
 import re
+import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -398,3 +400,42 @@ def test_split_parts_keeps_blocks_whole_and_cuts_only_what_fits_nowhere() -> Non
     assert split_parts(body, 0) == [body] == split_parts(body, len(body))
     # measured as the service sees it: each "&" takes 5 characters in Slack
     assert split_parts("&&&&\n\n&&&&", 25, lambda t: len(t.replace("&", "&amp;"))) == ["&&&&", "&&&&"]
+
+
+def test_a_webhook_that_reads_the_post_and_drops_the_connection_is_unknown_not_retried() -> None:
+    """The message is on the channel, no answer came back: posting it again next run would show
+    it twice, so it is unknown (reported), as an SMTP reply lost after the data is."""
+    got: list[bytes] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        size = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        while len(body) < size:
+            body += conn.recv(65536)
+        got.append(body)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # a reset: the post was read, no answer goes back
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        outcome = ChatTransport(timeout=5).send(
+            f"json://127.0.0.1:{listener.getsockname()[1]}/hook", "title", "body"
+        )
+    finally:
+        thread.join(5)
+        listener.close()
+    assert len(got) == 1  # the server had the whole post
+    assert outcome.status == "unknown", outcome

@@ -193,3 +193,45 @@ def test_preview_shows_a_weekly_reader_the_week_s_digests(tmp_path: Path, httpse
         days=14,
     )
     assert len(daily) == 14  # a daily reader's preview is day by day, as before
+
+
+def test_a_week_s_digest_sent_late_still_has_the_whole_week(tmp_path: Path, httpserver: HTTPServer) -> None:
+    """The mail server is down from the weekday on for eleven days: the week's digest goes out
+    late, whole, though its first days are older than the 15 days kept whole by then (the
+    listings an unsent digest needs are kept until it is sent)."""
+    config = setup(tmp_path, httpserver)
+    outbox = config.read_text()
+    dead = outbox.replace(
+        'transport = "outbox"',
+        'transport = "smtp"\nretry_backoff = 0\nmax_attempts = 1\n[smtp]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\n',
+    )
+    (tmp_path / "subscribers.toml").write_text(
+        '[[subscribers]]\nemail = "w@example.org"\nall = true\nmax_papers = 200\ncadence = "weekly"\nweekday = "friday"\n'
+    )
+    for n in range(17):
+        day = START + dt.timedelta(days=n)
+        config.write_text(outbox if day < WEEKDAYS[4] or n == 16 else dead)
+        run_day(tmp_path, config, httpserver, day, ok=(0, 4, 5))
+    (first_week, *_) = mails(tmp_path)["w@example.org"]
+    assert first_week[0] == WEEKDAYS[4].isoformat()
+    assert first_week[1] == {i for d in WEEKDAYS[:5] for i in ids(ON[d])}
+
+
+def test_running_an_earlier_date_again_does_not_hold_its_day_a_second_time(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    """After the week's digest took Tuesday, running Tuesday again must not hold it again: the
+    papers the week's digest counted but did not show would reach the next week's."""
+    config = setup(tmp_path, httpserver)
+    for day in DAYS[:7]:
+        run_day(tmp_path, config, httpserver, day)
+    run_day(tmp_path, config, httpserver, DAYS[1])  # Tuesday again
+    for day in DAYS[7:]:
+        run_day(tmp_path, config, httpserver, day)
+    week_two = {i for d in WEEKDAYS[5:] for i in ids(ON[d])}
+    _, (_, second) = mails(tmp_path)["weekly-few@example.org"]
+    assert second <= week_two, second - week_two  # nothing of week one in week two's digest
+    with Store.open(tmp_path / "state" / "digest.sqlite3") as store:
+        total = store.delivery_total(dt.date(2024, 12, 6), "weekly-few@example.org")
+    daily = sum(len(one) for d, one in mails(tmp_path)["daily-ml@example.org"] if d > "2024-11-29")
+    assert total == daily

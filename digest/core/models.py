@@ -143,6 +143,9 @@ class Listing:
     announced: dt.date | None = None  # the day the listing says it is of (arXiv's channel date)
     backfilled: tuple[dt.date, ...] = ()  # missed days fetched late (in `days` too)
     cut: tuple[dt.date, ...] = ()  # missed days older than `[fetch] backfill_days`: not fetched
+    # why the missed days could not be fetched (the arXiv API down): the day's own listing is
+    # kept, `days` is empty, so the next run finds the same days missed and tries them again
+    backfill_failed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import socket
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -279,7 +280,7 @@ class ChatTransport:
             result = notifier.notify(
                 body=body, title=title, body_format=NotifyFormat.MARKDOWN, timeout=self.timeout
             )
-            outcome = self._verdict(result, guard)
+            outcome = self._verdict(result, guard, plugin)
             if outcome.status != "sent":
                 where = f"part {index + 1} of {len(parts)}, {index} delivered" if len(parts) > 1 else ""
                 reply = f"{name}{f' ({where})' if where else ''}: {outcome.reply}"
@@ -289,7 +290,7 @@ class ChatTransport:
         taken = "1 message" if len(parts) == 1 else f"{len(parts)} messages"
         return ChatOutcome(Outcome("sent", f"{name}: {taken} delivered"), len(parts), len(parts))
 
-    def _verdict(self, result: AppriseResult, guard: _Guard) -> Outcome:
+    def _verdict(self, result: AppriseResult, guard: _Guard, plugin: NotifyBase) -> Outcome:
         """One request's outcome from what Apprise returned and logged (its warnings, redacted)."""
         attempts = [attempt for service in result for attempt in service]
         status = attempts[-1].status if attempts else result.status
@@ -301,8 +302,27 @@ class ChatTransport:
         logged = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR", "CRITICAL")]
         said = redact(" ".join(logged), guard.secrets) or "Apprise reported a failure and logged no reason"
         found = _HTTP_STATUS.search(said)
+        if found is None and _listening(plugin, min(CONNECT_TIMEOUT, self.timeout)):
+            # no answer, from a server that takes connections: the request may have gone out
+            # before the connection dropped (Apprise logs a refused connection the same way)
+            return Outcome(
+                "unknown", f"the connection dropped without an answer; it may have been delivered: {said}"
+            )
         if found is None:  # no answer: the connection could not be made (or Apprise failed first)
             return Outcome("retry", said)
         code = int(found.group(1))
         permanent = 400 <= code < 500 and code not in _TRANSIENT_4XX
         return Outcome("failed" if permanent else "retry", f"HTTP {code}: {said}")
+
+
+def _listening(plugin: NotifyBase, timeout: float) -> bool:
+    """Whether the service's host takes a TCP connection now (False when the plugin names none)."""
+    host = getattr(plugin, "host", None)
+    if not isinstance(host, str) or not host:
+        return False
+    port = getattr(plugin, "port", None) or (443 if getattr(plugin, "secure", False) else 80)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False

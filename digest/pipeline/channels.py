@@ -57,6 +57,7 @@ def post_channels(
         digest = send.digest if send.late is None else late_digest(store, send, snapshots)
         assert digest is not None
         url = settings.channel_url(name)
+        done = None
         if url is None:
             outcome = Outcome("retry", f"no destination: set DIGEST_CHANNEL_URLS__{name.upper()}")
         else:
@@ -67,18 +68,22 @@ def post_channels(
             mark = functools.partial(
                 store.mark_sending, send.date, send.subscriber.email, message_id, utcnow()
             )
-            outcome = chat.send(url, title, body, ready=mark)
-        _record(store, send, outcome)
+            # a post split in parts that stopped half-way resumes at the first part not taken
+            resume = store.parts_done(send.date, send.subscriber.email)
+            posted = chat.post(url, title, body, resume=resume, ready=mark)
+            outcome, done = posted.outcome, posted.delivered
+        _record(store, send, outcome, done)
         report.lines.append(_line(name, send.date, outcome))
         report.trouble |= outcome.status != "sent"
     return report
 
 
-def _record(store: Store, send: Send, outcome: Outcome) -> None:
+def _record(store: Store, send: Send, outcome: Outcome, done: int | None) -> None:
     if outcome.status == "sent":
         store.mark_sent(send.date, send.subscriber.email, outcome.reply, utcnow())
     else:
-        store.mark_status(send.date, send.subscriber.email, _NEXT[outcome.status], outcome.reply, utcnow())
+        status = _NEXT[outcome.status]
+        store.mark_status(send.date, send.subscriber.email, status, outcome.reply, utcnow(), parts_done=done)
 
 
 def _line(name: str, date: dt.date, outcome: Outcome) -> str:

@@ -259,6 +259,8 @@ def _sort(
             continue
         good.append(one)
         report.notes += _backfill_notes(one.listing)
+        if one.listing.backfill_failed:  # today's papers are in; the missed days are not
+            report.failed.append((one.name, f"{one.listing.backfill_failed}; the next run tries them again"))
     return good
 
 

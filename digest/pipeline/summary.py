@@ -53,7 +53,8 @@ class SummaryCounts:
     def lines(self) -> list[str]:
         out = [
             f"summaries: {self.summarised} made, {self.cached} cached, {self.failed} failed, "
-            f"{self.capped} over the caps{f', {self.skipped} not asked (dry run)' if self.skipped else ''}; "
+            f"{self.capped} not asked (the daily caps, or the stop after failures in a row)"
+            f"{f', {self.skipped} not asked (dry run)' if self.skipped else ''}; "
             f"{self.requests} requests, tokens {self.tokens_in} in, {self.tokens_out} out"
         ]
         out += [

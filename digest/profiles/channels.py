@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from digest.config import ChannelConfig
 from digest.core.errors import ConfigError
 from digest.core.models import Subscriber
-from digest.profiles.schema import validate
+from digest.profiles.problems import suggest
+from digest.profiles.schema import KNOWN_KEYS, MATCHING_KEYS, validate
 
 CHANNEL_PREFIX = "channel:"
 _PLACEHOLDER = "channel@example.org"  # the schema wants an address; a channel has its name instead
@@ -48,9 +49,10 @@ def channel_subscribers(
                 {"sources": None if source_names is None else set(source_names), "addresses": {}},
             )
         except ValidationError as exc:
-            problems += [
-                f"{where}: {_where(e)}{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
-            ]
+            problems += [f"{where}: {_where(e)}{_said(e)}" for e in exc.errors()]
+            continue
+        if not (sub.keywords or sub.authors or sub.categories or sub.query or sub.all):
+            problems.append(f"{where}: empty: give keywords, authors, categories or a query, or all = true")
             continue
         out.append(dataclasses.replace(sub, email=CHANNEL_PREFIX + channel.name, name=channel.name))
     if problems:
@@ -63,3 +65,9 @@ def channel_subscribers(
 def _where(error: Any) -> str:
     keys = [str(part) for part in error.get("loc", ())[2:] if not isinstance(part, int)]
     return f"{'.'.join(keys)}: " if keys else ""
+
+
+def _said(error: Any) -> str:
+    if error.get("type") == "extra_forbidden":
+        return f"unknown key{suggest(str(error['loc'][-1]), KNOWN_KEYS, MATCHING_KEYS)}"
+    return str(error["msg"]).removeprefix("Value error, ")

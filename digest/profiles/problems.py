@@ -71,7 +71,12 @@ class Report:
                 self.add((key,), None, f"{key}: unknown key{suggest(key, ['subscribers', 'defaults'])}")
             elif err["loc"][0] == "defaults":  # [defaults]: its key, or the table itself
                 where = tuple(str(part) for part in err["loc"])
-                self.add(where, None, f"{'[defaults] ' if len(where) == 1 else ''}{_message(err, where[-1])}")
+                said = (
+                    "unknown key in [defaults], which takes cadence and weekday"
+                    if err["type"] == "extra_forbidden"
+                    else _message(err, where[-1])
+                )
+                self.add(where, None, f"{'[defaults] ' if len(where) == 1 else ''}{said}")
         if any(e["type"] != "extra_forbidden" and e["loc"][0] != "defaults" for e in top):
             self.add(("subscribers",), None, SHAPE)
             return False

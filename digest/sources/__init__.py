@@ -14,7 +14,7 @@ from typing import NamedTuple, get_args
 
 from digest.config import SourceConfig
 from digest.config.sections import SourceKind
-from digest.core.errors import ParseError
+from digest.core.errors import FetchError, ParseError
 from digest.core.models import Listing, Paper, merge_papers
 from digest.sources import arxiv_api
 from digest.sources.arxiv import ArxivRssSource, announced_day, parse_arxiv_rss
@@ -86,7 +86,13 @@ def fetch_listing(
     missed = _missed(
         source, days, last_day, date - dt.timedelta(days=backfill_days) if backfill_days else None
     )
-    extra, extra_results = _backfill(source, fetcher, missed.fetch)
+    failed = None
+    try:
+        extra, extra_results = _backfill(source, fetcher, missed.fetch)
+    except (FetchError, ParseError) as exc:  # the day's own listing stands; those days wait
+        where = "[[sources]] api_url" if source.kind == "arxiv_rss" else "the days' URLs"
+        failed = f"missed days {day_ranges_text(missed.fetch)} could not be fetched ({where}): {exc}"
+        extra, extra_results = Parsed([]), []
     papers = merge_papers(_labelled(p, label) for one in (*parsed, extra) for p in one.papers)
     listing = Listing(
         source=source.name,
@@ -94,10 +100,11 @@ def fetch_listing(
         fetched_at=now.astimezone(dt.UTC),
         skipped=sum(p.skipped for p in parsed),  # items the responses left out, per `Parsed`
         duplicates=sum(p.duplicates for p in parsed),
-        days=tuple(sorted({*days, *missed.fetch})),
+        days=() if failed else tuple(sorted({*days, *missed.fetch})),
         announced=announced,
-        backfilled=tuple(missed.fetch),
+        backfilled=() if failed else tuple(missed.fetch),
         cut=tuple(missed.cut),
+        backfill_failed=failed,
     )
     return listing, [*results, *extra_results]
 
@@ -166,3 +173,7 @@ def parse_at(kind: Source, result: FetchResult) -> Parsed:
 
 def _labelled(paper: Paper, label: str) -> Paper:
     return dataclasses.replace(paper, source_labels=(label,))
+
+
+def day_ranges_text(days: list[dt.date]) -> str:
+    return ", ".join(d.isoformat() for d in days)

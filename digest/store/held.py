@@ -31,10 +31,13 @@ class HeldStore(SqliteState):
         explanations: Mapping[str, Any],
         total: int,
     ) -> None:
-        """Hold `email`'s matches of `date` (a re-run of the date replaces them)."""
+        """Hold `email`'s matches of `date` (a re-run of the date replaces them, unless a week's
+        digest took the day already)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO held (date, email, papers, explanations, total) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO held (date, email, papers, explanations, total) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (email, date) DO UPDATE SET papers = excluded.papers, "
+                "explanations = excluded.explanations, total = excluded.total WHERE taken IS NULL",
                 (
                     date.isoformat(),
                     email,
@@ -48,7 +51,8 @@ class HeldStore(SqliteState):
         """Every reader's held days before `before`, oldest first."""
         out: dict[str, list[HeldDay]] = {}
         rows = self.conn.execute(
-            "SELECT email, date, papers, explanations, total FROM held WHERE date < ? ORDER BY email, date",
+            "SELECT email, date, papers, explanations, total FROM held WHERE date < ? AND taken IS NULL "
+            "ORDER BY email, date",
             (before.isoformat(),),
         )
         for email, date, papers, why, total in rows:
@@ -60,7 +64,7 @@ class HeldStore(SqliteState):
     def held_on(self, email: str, date: dt.date) -> HeldDay | None:
         """`email`'s held day `date`, if any (for the private feed)."""
         row = self.conn.execute(
-            "SELECT papers, explanations, total FROM held WHERE email = ? AND date = ?",
+            "SELECT papers, explanations, total FROM held WHERE email = ? AND date = ? AND taken IS NULL",
             (email, date.isoformat()),
         ).fetchone()
         if row is None:
@@ -70,9 +74,11 @@ class HeldStore(SqliteState):
         return HeldDay(date, ids, by_paper, int(row[2]))
 
     def take_held(self, emails: Iterable[str], *, up_to: dt.date) -> None:
-        """The week's digests of `emails` are recorded: their held days up to `up_to` are taken."""
+        """The week's digests of `emails` (dated `up_to`) are recorded: their held days up to it
+        are taken, marked rather than deleted until compaction, so that a re-run of an earlier
+        date does not hold them again."""
         with self.transaction() as db:
             db.executemany(
-                "DELETE FROM held WHERE email = ? AND date <= ?",
-                [(email, up_to.isoformat()) for email in emails],
+                "UPDATE held SET taken = ? WHERE email = ? AND date <= ? AND taken IS NULL",
+                [(up_to.isoformat(), email, up_to.isoformat()) for email in emails],
             )

@@ -188,14 +188,30 @@ class LedgerStore(SqliteState):
                 (DeliveryStatus.SENT, reply, iso(now), date.isoformat(), email),
             )
 
+    def parts_done(self, date: dt.date, email: str) -> int:
+        """How many parts of a channel's post of `date` went out (`mark_status(parts_done=)`)."""
+        row = self.conn.execute(
+            "SELECT parts_done FROM deliveries WHERE date = ? AND email = ?", (date.isoformat(), email)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def mark_status(
-        self, date: dt.date, email: str, status: DeliveryStatus, reply: str | None, now: dt.datetime
+        self,
+        date: dt.date,
+        email: str,
+        status: DeliveryStatus,
+        reply: str | None,
+        now: dt.datetime,
+        *,
+        parts_done: int | None = None,
     ) -> None:
-        """'failed' (permanent), 'unknown' (maybe delivered), or back to 'pending' (retry next run)."""
+        """'failed' (permanent), 'unknown' (maybe delivered), or back to 'pending' (retry next run);
+        `parts_done`: how many parts of a channel's split post went out."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE deliveries SET status = ?, reply = ?, updated_at = ? WHERE date = ? AND email = ?",
-                (DeliveryStatus(status), reply, iso(now), date.isoformat(), email),
+                "UPDATE deliveries SET status = ?, reply = ?, updated_at = ?, "
+                "parts_done = COALESCE(?, parts_done) WHERE date = ? AND email = ?",
+                (DeliveryStatus(status), reply, iso(now), parts_done, date.isoformat(), email),
             )
 
     # -- papers sent -------------------------------------------------------------------------------
@@ -261,7 +277,7 @@ class LedgerStore(SqliteState):
                 out[d] = [(pid, why.get(pid, {})) for pid in unpack_json(row[0])]
             elif (
                 held := self.conn.execute(  # a weekly reader's day, held for the week's digest
-                    "SELECT papers, explanations FROM held WHERE email = ? AND date = ?",
+                    "SELECT papers, explanations FROM held WHERE email = ? AND date = ? AND taken IS NULL",
                     (email, d.isoformat()),
                 ).fetchone()
             ) is not None:

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from digest.core.errors import StoreError
 from digest.core.status import DeliveryStatus
 from digest.store.codec import bitmap, members, paper_key, unpack_json
-from digest.store.sqlite import SqliteState, iso
+from digest.store.sqlite import SqliteState, chunked, iso
 
 EPOCH = dt.date(1970, 1, 1)
 _FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+_UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 # VACUUM when at least this share of the file, and this many bytes, are free pages
 VACUUM_SHARE = 0.25
 VACUUM_BYTES = 4 * 1024 * 1024
@@ -119,10 +120,13 @@ class RetentionStore(SqliteState):
         finished = self.conn.execute(
             "SELECT papers FROM deliveries WHERE date < ? AND status IN (?, ?)", (day, *_FINISHED)
         ).fetchall()
+        listings = self.listings_cutoff(cutoff)
         drop = Drop(
             cutoff,
-            days=count("SELECT COUNT(*) FROM snapshots WHERE date < ? AND compacted_at IS NULL", day),
-            snapshot_rows=count("SELECT COUNT(*) FROM listed WHERE day < ?", epoch_day(cutoff)),
+            days=count(
+                "SELECT COUNT(*) FROM snapshots WHERE date < ? AND compacted_at IS NULL", listings.isoformat()
+            ),
+            snapshot_rows=count("SELECT COUNT(*) FROM listed WHERE day < ?", epoch_day(listings)),
             digests=len(finished),
             sent_rows=sum(len(unpack_json(papers)) for (papers,) in finished),
             cache_rows=count("SELECT COUNT(*) FROM http_cache WHERE fetched_at < ?", day),
@@ -157,7 +161,7 @@ class RetentionStore(SqliteState):
             return drop
         day = cutoff.isoformat()
         with self.transaction() as db:
-            self._fold_listings(cutoff, now)
+            self._fold_listings(self.listings_cutoff(cutoff), now)
             self._fold_digests(cutoff)
             db.execute("DELETE FROM http_cache WHERE fetched_at < ?", (day,))
             db.execute("DELETE FROM summaries WHERE day < ?", (epoch_day(cutoff),))  # with their papers
@@ -167,6 +171,25 @@ class RetentionStore(SqliteState):
                 (day,),
             )
         return drop
+
+    def listings_cutoff(self, cutoff: dt.date) -> dt.date:
+        """The first listing day kept whole: `cutoff`, or earlier when a digest that can still go
+        out needs an older day's papers (a week's digest sent late holds papers of up to two
+        weeks before its date). Digests dated before `cutoff` cannot: the plan gives up what is
+        LATE_DAYS old, and the window is longer than that."""
+        first = epoch_day(cutoff)
+        waiting = self.conn.execute(
+            "SELECT papers FROM deliveries WHERE date >= ? AND status IN (?, ?, ?)",
+            (cutoff.isoformat(), *_UNFINISHED),
+        )
+        ids = {pid for (papers,) in waiting for pid in unpack_json(papers)}
+        for chunk, marks in chunked(ids):
+            found = self.conn.execute(
+                f"SELECT MIN(day) FROM listed WHERE paper_id IN ({marks})", chunk
+            ).fetchone()
+            if found and found[0] is not None:
+                first = min(first, int(found[0]))
+        return EPOCH + dt.timedelta(days=first)
 
     def _fold_listings(self, cutoff: dt.date, now: dt.datetime) -> None:
         """Days before `cutoff`: their papers' ids into `seen_papers`, the papers themselves go."""

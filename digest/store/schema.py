@@ -227,4 +227,15 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX summaries_by_day ON summaries (day)
     """,
+    # 12: how many parts of a channel's post went out (a message split to the service's size limit),
+    # so a post refused at part 2 resumes there on the next run instead of posting part 1 again
+    """
+    ALTER TABLE deliveries ADD COLUMN parts_done INTEGER NOT NULL DEFAULT 0
+    """,
+    # 13: a weekly reader's held day is marked with the date of the week's digest that took it,
+    # rather than deleted, so that running an earlier date again cannot hold it a second time
+    # (and put papers the week's digest counted into the next week's); compaction drops them.
+    """
+    ALTER TABLE held ADD COLUMN taken TEXT
+    """,
 ]
