@@ -212,3 +212,10 @@ def test_compaction_keeps_each_source_s_newest_announcement_day(tmp_path: Path) 
         assert before[cutoff]["journal"] == D1 + dt.timedelta(days=9)  # failing since: still known
         rows = store.conn.execute("SELECT COUNT(*) FROM source_days").fetchone()[0]
         assert rows == 15 + 1 + 1  # the window's arXiv days, and the newest compacted day of each
+
+
+def test_an_id_of_other_digits_stays_text_and_never_meets_an_arxiv_key() -> None:
+    """Fullwidth digits are digits to Python's \\d: such an id must not become 241112345, the key
+    of the real arXiv id 2411.12345 (the migration's GLOB takes ASCII digits only, too)."""
+    fullwidth = "２４１１.１２３４５"
+    assert paper_key(fullwidth) == fullwidth and paper_key("2411.12345") == 241112345

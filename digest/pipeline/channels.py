@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from digest.profiles.channels import channel_name
 from digest.render.archive import archive_url
 from digest.store import Store
 
+log = logging.getLogger(__name__)
 _NEXT = {
     "sent": DeliveryStatus.SENT,
     "retry": DeliveryStatus.PENDING,
@@ -53,29 +55,47 @@ def post_channels(
     chat = transport or ChatTransport()
     snapshots: dict[dt.date, dict[str, Paper]] = {}
     for send in sends:
-        name = channel_name(send.subscriber.email)
-        digest = send.digest if send.late is None else late_digest(store, send, snapshots)
-        assert digest is not None
-        url = settings.channel_url(name)
-        done = None
-        if url is None:
-            outcome = Outcome("retry", f"no destination: set DIGEST_CHANNEL_URLS__{name.upper()}")
-        else:
-            title, body = chat_text(digest, archive_url=archive_url(settings, send.date))
-            message_id = send.resend_message_id or f"<{send.date}.{secrets.token_hex(12)}@channel.{name}>"
-            # 'sending' committed right before the first request goes out (never for a URL that
-            # cannot work): a kill after it leaves the post unknown, never posted twice
-            mark = functools.partial(
-                store.mark_sending, send.date, send.subscriber.email, message_id, utcnow()
+        try:
+            _post_one(settings, store, chat, send, snapshots, report)
+        except Exception as exc:
+            # the row is left as it is: pending goes again next run, 'sending' becomes unknown
+            log.exception("channel post failed")
+            report.lines.append(
+                f"channel {channel_name(send.subscriber.email)}: {send.date}: not posted: {exc}"
             )
-            # a post split in parts that stopped half-way resumes at the first part not taken
-            resume = store.parts_done(send.date, send.subscriber.email)
-            posted = chat.post(url, title, body, resume=resume, ready=mark)
-            outcome, done = posted.outcome, posted.delivered
-        _record(store, send, outcome, done)
-        report.lines.append(_line(name, send.date, outcome))
-        report.trouble |= outcome.status != "sent"
+            report.trouble = True
     return report
+
+
+def _post_one(
+    settings: Settings,
+    store: Store,
+    chat: ChatTransport,
+    send: Send,
+    snapshots: dict[dt.date, dict[str, Paper]],
+    report: ChannelReport,
+) -> None:
+    """One channel send: posted, and its ledger row and summary line written."""
+    name = channel_name(send.subscriber.email)
+    digest = send.digest if send.late is None else late_digest(store, send, snapshots)
+    assert digest is not None
+    url = settings.channel_url(name)
+    done = None
+    if url is None:
+        outcome = Outcome("retry", f"no destination: set DIGEST_CHANNEL_URLS__{name.upper()}")
+    else:
+        title, body = chat_text(digest, archive_url=archive_url(settings, send.date))
+        message_id = send.resend_message_id or f"<{send.date}.{secrets.token_hex(12)}@channel.{name}>"
+        # 'sending' committed right before the first request goes out (never for a URL that
+        # cannot work): a kill after it leaves the post unknown, never posted twice
+        mark = functools.partial(store.mark_sending, send.date, send.subscriber.email, message_id, utcnow())
+        # a post split in parts that stopped half-way resumes at the first part not taken
+        resume = store.parts_done(send.date, send.subscriber.email)
+        posted = chat.post(url, title, body, resume=resume, ready=mark)
+        outcome, done = posted.outcome, posted.delivered
+    _record(store, send, outcome, done)
+    report.lines.append(_line(name, send.date, outcome))
+    report.trouble |= outcome.status != "sent"
 
 
 def _record(store: Store, send: Send, outcome: Outcome, done: int | None) -> None:

@@ -42,7 +42,7 @@ from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_jobs, stop_on_signals
 from digest.pipeline.summarizing import summarize
-from digest.pipeline.summary import RunSummary, Timer
+from digest.pipeline.summary import RunSummary, SummaryCounts, Timer
 from digest.plan import LATE_DAYS, LedgerView, Plan, StoredDay, explained, explanations, plan_run
 from digest.profiles import load_subscribers, subscribers_path_from
 from digest.profiles.channels import channel_subscribers, is_channel
@@ -137,8 +137,14 @@ def _summarize(
     paper's own summary or abstract and is counted, never in the way of sending."""
     if not settings.summaries.enabled:
         return TldrBook()
-    with timer("summaries"):
-        tldrs, summary.summaries = summarize(settings, store, plan.sends, summary.date, dry_run=dry_run)
+    try:
+        with timer("summaries"):
+            tldrs, summary.summaries = summarize(settings, store, plan.sends, summary.date, dry_run=dry_run)
+    except Exception as exc:
+        _log.exception("summaries skipped")
+        summary.summaries = SummaryCounts()
+        summary.summaries.fail(f"the summaries stage failed: {exc}")
+        return TldrBook()
     return tldrs
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from digest.core.models import Paper
 
-_ARXIV = re.compile(r"\d{4}\.\d{5}")
+_ARXIV = re.compile(r"\d{4}\.\d{5}", re.ASCII)  # ASCII digits only, as the migration's GLOB
 _LZMA_PRESET = 2
 
 
