@@ -19,7 +19,7 @@ from arxiv_days import ids, new_items, rss_day
 from cli_runner import digest
 from pytest_httpserver import HTTPServer
 
-from digest.commands import preview
+from digest.commands import PreviewDay, preview
 from digest.config import load_settings
 from digest.store import Store
 
@@ -174,24 +174,18 @@ def test_preview_shows_a_weekly_reader_the_week_s_digests(tmp_path: Path, httpse
     for day in DAYS:
         run_day(tmp_path, config, httpserver, day)
     settings = load_settings(config)
-    weeks = preview(
-        settings,
-        "weekly-ml@example.org",
-        subscribers_path=tmp_path / "subscribers.toml",
-        date=DAYS[-1],
-        days=14,
-    )
+
+    def shown(reader: str) -> list[PreviewDay]:
+        return preview(
+            settings, reader, subscribers_path=tmp_path / "subscribers.toml", date=DAYS[-1], days=14
+        )
+
+    weeks = shown("weekly-ml@example.org")
     sent = mails(tmp_path)["weekly-ml@example.org"]
     assert [w.digest.date.isoformat() for w in weeks] == [d for d, _ in sent] + ["2024-12-13"]
     assert [{m.paper.id for m in w.digest.matches} for w in weeks[:2]] == [one for _, one in sent]
     assert weeks[2].digest.matches == () and sum(w.new for w in weeks) == 12 * len(WEEKDAYS)
-    daily = preview(
-        settings,
-        "daily-ml@example.org",
-        subscribers_path=tmp_path / "subscribers.toml",
-        date=DAYS[-1],
-        days=14,
-    )
+    daily = shown("daily-ml@example.org")
     assert len(daily) == 14  # a daily reader's preview is day by day, as before
 
 
