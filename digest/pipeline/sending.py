@@ -105,8 +105,11 @@ def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Pap
         snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
     why = store.explanations(row.date, row.email)
     papers = snapshots[row.date]
-    if any(pid not in papers for pid in row.papers):  # a week's digest: papers of earlier days too
-        papers = {**store.papers(pid for pid in row.papers if pid not in papers), **papers}
+    if missing := [pid for pid in row.papers if pid not in papers]:  # a week's: earlier days' too
+        for day in store.listing_days(missing):  # each day's snapshot read once per run, as above
+            if day not in snapshots:
+                snapshots[day] = {p.id: p for p in store.snapshot(day) or []}
+            papers = {**snapshots[day], **papers}
     # never a paper that reached the reader in another digest since this one was recorded
     already = store.sent_paper_ids(row.email, row.papers)
     matches = tuple(

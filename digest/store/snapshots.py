@@ -85,17 +85,21 @@ class SnapshotStore(SqliteState):
         rows = self.conn.execute("SELECT data FROM snapshot_rows_v8 WHERE date = ? ORDER BY rowid", (day,))
         return [Paper.from_json(zlib.decompress(d).decode() if isinstance(d, bytes) else d) for (d,) in rows]
 
+    def listing_days(self, ids: Iterable[str]) -> list[dt.date]:
+        """The days inside the window whose snapshots list any of `ids`, newest first."""
+        days: set[int] = set()
+        for chunk, marks in chunked(set(ids)):
+            rows = self.conn.execute(f"SELECT DISTINCT day FROM listed WHERE paper_id IN ({marks})", chunk)
+            days.update(day for (day,) in rows)
+        return [EPOCH + dt.timedelta(days=day) for day in sorted(days, reverse=True)]
+
     def papers(self, ids: Iterable[str]) -> dict[str, Paper]:
         """The stored papers of `ids` (from the days inside the window that listed them), by id:
         a week's digest holds papers of several days."""
         wanted = set(ids)
-        days: set[int] = set()
-        for chunk, marks in chunked(wanted):
-            rows = self.conn.execute(f"SELECT DISTINCT day FROM listed WHERE paper_id IN ({marks})", chunk)
-            days.update(day for (day,) in rows)
         out: dict[str, Paper] = {}
-        for day in sorted(days, reverse=True):  # the newest listing of a paper wins
-            for paper in self.snapshot(EPOCH + dt.timedelta(days=day)) or ():
+        for day in self.listing_days(wanted):  # the newest listing of a paper wins
+            for paper in self.snapshot(day) or ():
                 if paper.id in wanted and paper.id not in out:
                     out[paper.id] = paper
         return out
