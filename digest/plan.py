@@ -203,12 +203,7 @@ def _resume_week(plan: Plan, sub: Subscriber, row: Delivery, policy: _Unknown, *
         plan.transitions.append(Transition(row.date, sub.email, DeliveryStatus.PENDING, why))
         plan.sends.append(Send(row.date, sub, late=dataclasses.replace(row, status=DeliveryStatus.PENDING)))
         return
-    row = _caught_sending(plan, row)
-    if row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
-        plan.unknown.append((sub.email, row.reply or "delivery unknown"))
-        return
-    resend = row.message_id if row.status == DeliveryStatus.UNKNOWN else None
-    plan.sends.append(Send(row.date, sub, late=row, resend_message_id=resend))
+    _send_row(plan, sub, row, policy, dated=False)
 
 
 @dataclass(frozen=True)
@@ -320,12 +315,19 @@ def _plan_late(plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown) 
         sub = by_email.get(row.email)
         if sub is None or row.date >= date or row.date in unrecorded:
             continue  # left, or suppressed since
-        row = _caught_sending(plan, row)
-        if row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
-            plan.unknown.append((row.email, f"{row.date}: {row.reply or 'delivery unknown'}"))
-            continue
-        resend = row.message_id if row.status == DeliveryStatus.UNKNOWN else None
-        plan.sends.append(Send(row.date, sub, late=row, resend_message_id=resend))
+        _send_row(plan, sub, row, policy, dated=True)
+
+
+def _send_row(plan: Plan, sub: Subscriber, row: Delivery, policy: _Unknown, *, dated: bool) -> None:
+    """A digest recorded earlier goes out from its row (a late one, or a week's): a row a crash
+    left 'sending' is unknown, reported unless the policy resends it under its Message-ID."""
+    row = _caught_sending(plan, row)
+    if row.status == DeliveryStatus.UNKNOWN and not policy.resend(plan, row):
+        reply = row.reply or "delivery unknown"
+        plan.unknown.append((row.email, f"{row.date}: {reply}" if dated else reply))
+        return
+    resend = row.message_id if row.status == DeliveryStatus.UNKNOWN else None
+    plan.sends.append(Send(row.date, sub, late=row, resend_message_id=resend))
 
 
 def _plan_today(

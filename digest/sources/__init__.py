@@ -91,7 +91,8 @@ def fetch_listing(
         extra, extra_results = _backfill(source, fetcher, missed.fetch)
     except (FetchError, ParseError) as exc:  # the day's own listing stands; those days wait
         where = "[[sources]] api_url" if source.kind == "arxiv_rss" else "the days' URLs"
-        failed = f"missed days {day_ranges_text(missed.fetch)} could not be fetched ({where}): {exc}"
+        days_text = ", ".join(d.isoformat() for d in missed.fetch)
+        failed = f"missed days {days_text} could not be fetched ({where}): {exc}"
         extra, extra_results = Parsed([]), []
     papers = merge_papers(_labelled(p, label) for one in (*parsed, extra) for p in one.papers)
     listing = Listing(
@@ -173,7 +174,3 @@ def parse_at(kind: Source, result: FetchResult) -> Parsed:
 
 def _labelled(paper: Paper, label: str) -> Paper:
     return dataclasses.replace(paper, source_labels=(label,))
-
-
-def day_ranges_text(days: list[dt.date]) -> str:
-    return ", ".join(d.isoformat() for d in days)

@@ -244,7 +244,7 @@ class LedgerStore(SqliteState):
 
     def sent_paper_ids(self, email: str, ids: Iterable[str] | None = None) -> set[str]:
         """Papers already emailed to `email` (restricted to `ids` when given): the papers of
-        the reader's sent digests (a few dozen rows in the window)."""
+        the reader's sent digests (a few dozen rows in the window, found by `deliveries_by_email`)."""
         rows = self.conn.execute(
             "SELECT papers FROM deliveries WHERE email = ? AND status = ?", (email, DeliveryStatus.SENT)
         )
