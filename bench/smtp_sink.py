@@ -6,8 +6,9 @@ does not share a core (or a GIL) with the client being measured:
     python bench/smtp_sink.py [--host 127.0.0.1] [--port 0]
 
 prints `READY <host> <port>` on stdout once it listens, then answers one line on stdout for each
-line read on stdin: `count` gives `<messages accepted> <connections>`; end of input (or SIGTERM)
-stops it. `Sink()` does all of that from Python:
+line read on stdin: `count` gives `<messages accepted> <connections>`, `bytes` the bytes of DATA
+accepted, `typical PATH` writes the one of the last 101 messages whose size is nearest the mean
+of all to PATH and gives its size; end of input (or SIGTERM) stops it. `Sink()` does all of that from Python:
 
     with Sink() as sink:
         ...  # send to sink.host, sink.port
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import deque
 from typing import Any
 
 HOST = "127.0.0.1"
@@ -34,6 +36,8 @@ class Discard:
     def __init__(self) -> None:
         self.messages = 0
         self.connections = 0
+        self.bytes = 0
+        self.recent: deque[bytes] = deque(maxlen=101)  # for `typical`: a real message of the mean size
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -44,6 +48,8 @@ class Discard:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages += 1
+        self.bytes += len(envelope.original_content)
+        self.recent.append(envelope.original_content)
         return "250 2.0.0 OK: queued as discarded"
 
 
@@ -65,8 +71,9 @@ async def serve(host: str, port: int) -> None:
 
     def control() -> None:  # stdin in a thread: answers `count`, stops at end of input
         for line in sys.stdin:
-            if line.strip() == "count":
-                fut = asyncio.run_coroutine_threadsafe(_count(handler), loop)
+            command, _, arg = line.strip().partition(" ")
+            if command in ("count", "bytes", "typical"):
+                fut = asyncio.run_coroutine_threadsafe(_answer(handler, command, arg), loop)
                 print(fut.result(), flush=True)
         loop.call_soon_threadsafe(done.set)
 
@@ -75,7 +82,17 @@ async def serve(host: str, port: int) -> None:
         await done.wait()
 
 
-async def _count(handler: Discard) -> str:
+async def _answer(handler: Discard, command: str, arg: str) -> str:
+    if command == "bytes":
+        return str(handler.bytes)
+    if command == "typical":
+        if not handler.recent:
+            return "0"
+        mean = handler.bytes / handler.messages
+        message = min(handler.recent, key=lambda m: abs(len(m) - mean))
+        with open(arg, "wb") as out:
+            out.write(message)
+        return str(len(message))
     return f"{handler.messages} {handler.connections}"
 
 
@@ -109,6 +126,13 @@ class Sink:
         self.proc.stdin.flush()
         messages, connections = self.proc.stdout.readline().split()
         return int(messages), int(connections)
+
+    def ask(self, command: str) -> str:
+        """One control line (`bytes`, `typical PATH`), its one-line answer."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
 
     def cpu(self) -> float:
         """CPU seconds the sink has used so far (user + system): when it nears the wall time

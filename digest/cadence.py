@@ -53,6 +53,16 @@ def week_digest(today: Digest, held: Sequence[Digest]) -> Digest:
             if match.paper.id not in seen:
                 seen.add(match.paper.id)
                 matches.append(match)
-    ranked = sorted(matches, key=lambda m: -m.score)  # stable: day order among equal scores
+    near = {pid: why for day in (*held, today) for pid, why in day.similar.items()}
+    # by similarity where the reader has liked papers (`Digest.similar`), then by the rules' score;
+    # stable: day order among equals
+    ranked = sorted(matches, key=lambda m: (-near[m.paper.id][1] if m.paper.id in near else 1.0, -m.score))
     total = max(sum(d.total_matched for d in held) + today.total_matched, len(ranked))
-    return Digest(sub, today.date, tuple(ranked[: sub.max_papers]), total)
+    shown = tuple(ranked[: sub.max_papers])
+    return Digest(
+        sub,
+        today.date,
+        shown,
+        total,
+        similar={m.paper.id: near[m.paper.id] for m in shown if m.paper.id in near},
+    )

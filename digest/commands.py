@@ -6,38 +6,42 @@ and prints what they return; errors are `DigestError`s with one line each.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from digest.cadence import last_weekday, week_digest, weekly
 from digest.config import Settings, config_path_from, load_settings, signing_key
 from digest.core.errors import ConfigError
-from digest.core.models import DiffResult, Digest, Subscriber, Suppression, utcnow
+from digest.core.models import DiffResult, Subscriber, Suppression, utcnow
 from digest.core.progress import Progress
 from digest.core.status import SuppressionKind
-from digest.core.tldr import Tldr
 from digest.core.tokens import verify_unsubscribe
 from digest.deliver.chat import check_url
-from digest.matching.matcher import Matcher, build_digest
-from digest.pipeline import new_on, retention, run_date
+from digest.feedback import FeedbackDone as FeedbackDone  # re-exported: the web side applies feedback
+from digest.feedback import feedback as feedback
+from digest.feedback import liked_notes
+from digest.feedback import reset_feedback as reset_feedback
+from digest.pipeline import retention, run_date
 from digest.pipeline.fetching import FetchReport, fetch_day
+from digest.pipeline.readers import load_readers as all_readers
+from digest.pipeline.relevance import check_engine
 from digest.pipeline.summary import EXIT_OK, EXIT_PARTIAL, EXIT_STALE
 from digest.plan import split_suppressed
-from digest.profiles import DEFAULT_PATH, load_subscribers, subscribers_path_from
+from digest.preview import PreviewDay as PreviewDay  # re-exported: `digest preview`'s result
+from digest.preview import preview_profile as preview_profile
+from digest.profiles import DEFAULT_PATH, load_subscribers
 from digest.profiles.channels import channel_subscribers
 from digest.render.email import EmailRenderer
 from digest.render.templating import compile_all
-from digest.store import Drop, Shrink, Store
+from digest.store import Drop, Shrink, Store, WebReader
 
 
 def load_readers(settings: Settings, subscribers_path: Path | str | None) -> tuple[Path, list[Subscriber]]:
-    """The subscribers file in use and its validated readers."""
-    path = subscribers_path_from(subscribers_path, settings)
-    return path, load_subscribers(path, source_names=[s.name for s in settings.sources])
+    """The subscribers file in use and its validated readers, with the web's (`pipeline.readers`)."""
+    readers = all_readers(settings, subscribers_path, warn=False)
+    return readers.path, readers.all
 
 
 # -- digest fetch ----------------------------------------------------------------------------------
@@ -86,6 +90,15 @@ class CheckReport:
     subscribers: list[Subscriber]
     held: list[HeldAddress]
     sources: tuple[str, ...] = ()  # the configured sources' names
+    web_readers: tuple[WebReader, ...] = ()  # every web reader, confirmed or not (digest.web)
+    warnings: tuple[str, ...] = ()  # web readers left out, or shadowed by the file's
+    likes: tuple[str, ...] = ()  # readers' liked papers and feedback (`digest.feedback.liked_notes`)
+
+    def notes(self) -> list[str]:
+        """What `digest check` prints under its table: suppressions, web readers, warnings."""
+        held = [f"suppressed: {h.email} since {h.since}: {h.reason} ({h.what_lifts_it})" for h in self.held]
+        web = [r.described for r in self.web_readers]
+        return held + web + list(self.likes) + [f"warning: {w}" for w in self.warnings]
 
     @property
     def terms(self) -> int:
@@ -129,16 +142,21 @@ def _profile_problems(config: Path | str | None, subscribers_path: Path | str | 
 def check(settings: Settings, subscribers_path: Path | str | None = None) -> CheckReport:
     """Validate the subscribers file, every template (compiled with MJML) and the state, and list
     the suppressed addresses with what lifts each (the same rule a run applies)."""
-    path, subs = load_readers(settings, subscribers_path)
+    readers = all_readers(settings, subscribers_path, warn=False)
+    path, subs = readers.path, readers.all
     check_channels(settings)
     retention.check_window(settings)  # [state] keep_days covers the feeds and late digests
+    check_engine(settings)  # [relevance] engine is installed
     EmailRenderer(settings)  # compiles the email's templates (yours in [templates] dir) with MJML
     compile_all(settings.templates.dir)  # and the archive's and feeds
     held: dict[str, Suppression] = {}
+    web: list[WebReader] = []
     if settings.state.path.exists():
         with Store.from_config(settings.state) as store:
-            held = store.suppressions()
-    return CheckReport(path, subs, describe_suppressions(subs, held), tuple(s.name for s in settings.sources))
+            held, web = store.suppressions(), store.web_readers()
+    sources, warnings = tuple(s.name for s in settings.sources), tuple(readers.warnings)
+    likes = tuple(liked_notes(settings, subs))  # resolves liked papers: an unknown id is an error
+    return CheckReport(path, subs, describe_suppressions(subs, held), sources, tuple(web), warnings, likes)
 
 
 def check_channels(settings: Settings) -> None:
@@ -146,7 +164,11 @@ def check_channels(settings: Settings) -> None:
     a destination that is missing or that Apprise cannot use (nothing is posted)."""
     problems: list[str] = []
     try:
-        channel_subscribers(settings.channels, source_names=[s.name for s in settings.sources])
+        channel_subscribers(
+            settings.channels,
+            source_names=[s.name for s in settings.sources],
+            hf_sources=settings.hf_source_names,
+        )
     except ConfigError as exc:
         problems += exc.problems
     for channel in settings.channels:
@@ -178,19 +200,6 @@ def describe_suppressions(
 
 
 # -- digest preview --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PreviewDay:
-    digest: Digest
-    new: int  # new papers that day
-    # [summaries]: the cached TL;DRs of the digest's papers in the reader's language (none are made)
-    tldrs: Mapping[str, Tldr] = field(default_factory=dict)
-
-    def tldr_line(self, paper_id: str) -> str:
-        """The paper's TL;DR as `digest preview` prints it under the title, or ""."""
-        tldr = self.tldrs.get(paper_id)
-        return f"\n      TL;DR, generated by {tldr.model}: {tldr.text}" if tldr is not None else ""
-
-
 def preview(
     settings: Settings,
     email: str,
@@ -205,35 +214,7 @@ def preview(
     sub = next((s for s in subs if s.email.lower() == email.lower()), None)
     if sub is None:
         raise ConfigError(f"no subscriber {email!r} in the subscribers file; check the address")
-    matcher = Matcher([sub])
-    out = []
-    with Store.from_config(settings.state, create=False) as store:
-        dates = store.snapshot_dates(until=date, limit=days)
-        for day in reversed(dates):
-            result = new_on(store, day)
-            papers = result.new if result else []
-            digest = build_digest(sub, matcher.match(papers).get(sub.email, []), day)
-            tldrs: Mapping[str, Tldr] = {}
-            if settings.summaries.enabled:
-                language = settings.summaries.language_for(sub.language)
-                tldrs = store.summaries_for((m.paper.id for m in digest.matches), language)
-            out.append(PreviewDay(digest, len(papers), tldrs))
-    return _by_week(sub, out) if weekly(sub) else out
-
-
-def _by_week(sub: Subscriber, days: Sequence[PreviewDay]) -> list[PreviewDay]:
-    """A weekly reader's days folded into the digests they would get: one per weekday, of the
-    days since the one before (the last week so far, dated its coming weekday)."""
-    weeks: dict[dt.date, list[PreviewDay]] = {}
-    for day in days:
-        weeks.setdefault(last_weekday(day.digest.date + dt.timedelta(days=6), sub), []).append(day)
-    out = []
-    for weekday, group in weeks.items():
-        last = dataclasses.replace(group[-1].digest, date=weekday)
-        week = week_digest(last, [day.digest for day in group[:-1]])
-        tldrs = {pid: tldr for day in group for pid, tldr in day.tldrs.items()}
-        out.append(PreviewDay(week, sum(day.new for day in group), tldrs))
-    return out
+    return preview_profile(settings, sub, date=date, days=days)
 
 
 # -- digest unsubscribe ----------------------------------------------------------------------------

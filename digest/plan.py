@@ -18,6 +18,9 @@ The rules, one place each:
 - a paper already emailed to a reader is never in their digest again, and the count of "more"
   papers leaves it out too;
 - digests of earlier dates still pending go out late; those older than LATE_DAYS are given up;
+- a reader with liked papers or feedback is ranked by similarity too (`digest.digests`); a
+  trending reader gets no day's digest but, once a period, the period's list (`digest.trending`,
+  fetched by the pipeline when due);
 - a stored day whose digests were never recorded (its run died before recording them, or only
   `digest fetch` ran) is planned like a run date, on its own new papers, and its digests go out
   late: no stored day is skipped.
@@ -32,12 +35,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from digest.cadence import due, week_digest, weekly
-from digest.core.models import Delivery, Digest, Match, Paper, Subscriber, Suppression
+from digest.core.models import Delivery, Digest, Paper, Subscriber, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
+from digest.digests import NO_TASTES, Tastes, digests_for
 from digest.explain import explained as explained  # re-exported: the plan's record of a match
 from digest.explain import explanations as explanations
-from digest.matching.matcher import Matcher
 from digest.profiles.channels import is_channel
+from digest.trending import Period, trending, trending_digest
 
 # How far back a run looks for digests an earlier run could not send (the SMTP server was down,
 # the run was stopped): they go out late rather than never; older ones are given up.
@@ -57,6 +61,16 @@ class StoredDay:
 
 
 @dataclass(frozen=True)
+class TrendingList:
+    """A trending reader's due period (`digest.trending`): its list as fetched for the run, and
+    which of its papers were emailed to the reader before."""
+
+    period: Period
+    papers: Sequence[Paper]
+    already: Set[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class LedgerView:
     """What the plan needs to know of the state, read by the pipeline before planning."""
 
@@ -69,6 +83,8 @@ class LedgerView:
     resent: Set[tuple[dt.date, str]] = frozenset()  # unknown digests already resent once on their own
     held: Mapping[str, Sequence[Digest]] = field(default_factory=dict)  # weekly readers' held days
     last_run: dt.date | None = None  # the latest day planned before the run date (`cadence.due`)
+    trending: Mapping[str, TrendingList] = field(default_factory=dict)  # due trending readers' lists
+    tastes: Tastes = NO_TASTES  # readers' liked papers and feedback (`digest.digests`)
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,7 @@ class Plan:
     resends: list[tuple[dt.date, str]] = field(default_factory=list)  # unknown ones resent on their own
     holds: list[Digest] = field(default_factory=list)  # weekly readers' days, held for the week's digest
     taken: list[str] = field(default_factory=list)  # weekly readers whose held days this run's digest takes
+    periods: list[tuple[str, Period]] = field(default_factory=list)  # trending readers' periods planned
 
     @property
     def matched(self) -> int:
@@ -139,17 +156,19 @@ def plan_run(
     "resend"` resends each once, on its own, and reports it when it comes back unknown again."""
     plan = Plan()
     plan.active, plan.suppressed, plan.lift = split_suppressed(subscribers, ledger.suppressions)
-    plan.digests = digests_for(plan.active, papers, date, ledger.sent)
+    daily = [sub for sub in plan.active if not trending(sub)]  # trending ones: `_trending_today`
+    plan.digests = digests_for(daily, papers, date, ledger.sent, ledger.tastes)
     policy = _Unknown(retry_unknown, unknown, ledger.resent)
     _plan_late(plan, date, ledger, policy)
     for day in ledger.unrecorded:
         if day.date < date:
             before = len(plan.sends)
-            digests = _hold_weekly(plan, digests_for(plan.active, day.papers, day.date, day.sent))
+            digests = _hold_weekly(plan, digests_for(daily, day.papers, day.date, day.sent, ledger.tastes))
             _plan_today(plan, day.date, day.rows, policy, digests, late=True)
             plan.recovered.append((day.date, len(plan.sends) - before))
             plan.recorded.append(day.date)
     today = _weekly_today(plan, date, ledger, policy, retry_failed=retry_failed)
+    today += _trending_today(plan, date, ledger, policy, retry_failed=retry_failed)
     _plan_today(plan, date, ledger.today, policy, today, retry_failed=retry_failed)
     plan.recorded.append(date)
     return plan
@@ -192,9 +211,32 @@ def _weekly_today(
     return out
 
 
+def _trending_today(
+    plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown, *, retry_failed: bool
+) -> list[Digest]:
+    """Trending readers' digests of the run date: the due periods' (their lists fetched, in
+    `ledger.trending`), else the digest an earlier run of the date recorded, if unsent."""
+    out = []
+    for sub in plan.active:
+        if not trending(sub):
+            continue
+        row = ledger.today.get(sub.email)
+        due = ledger.trending.get(sub.email)
+        # a date holds one digest a reader: with another one of the date already out (the
+        # profile turned trending since), the period waits for the next date
+        if due is not None and (row is None or row.status == DeliveryStatus.PENDING):
+            digest = trending_digest(sub, date, due.papers, due.already)
+            plan.digests.append(digest)
+            plan.periods.append((sub.email, due.period))
+            out.append(digest)
+        elif row is not None and row.status != DeliveryStatus.SENT:
+            _resume_week(plan, sub, row, policy, retry_failed=retry_failed)
+    return out
+
+
 def _resume_week(plan: Plan, sub: Subscriber, row: Delivery, policy: _Unknown, *, retry_failed: bool) -> None:
-    """A week's digest an earlier run of the date recorded (and took the held days for): sent
-    from its row, as a late one is, since the held days are gone."""
+    """A week's (or trending) digest an earlier run of the date recorded (and took the held days
+    for): sent from its row, as a late one is, since the held days (the list) are gone."""
     if row.status == DeliveryStatus.FAILED:
         if not retry_failed:
             plan.skipped += 1
@@ -244,51 +286,6 @@ def split_suppressed(
             lift.append(sub.email)  # the profile was edited: try the address again
         active.append(sub)
     return active, suppressed, lift
-
-
-def digests_for(
-    subscribers: Sequence[Subscriber],
-    papers: Sequence[Paper],
-    date: dt.date,
-    sent: Mapping[str, set[str]],
-) -> list[Digest]:
-    """Each reader's digest: their best matches minus papers already emailed to them, capped by
-    max_papers, and how many of the others matched."""
-    # ask for as many more as a reader could lose to papers already sent
-    ranked = Matcher(subscribers).top(papers, extra={email: len(ids) for email, ids in sent.items()})
-    below = _sent_below_the_cut(subscribers, papers, sent, ranked)
-    out = []
-    for sub in subscribers:
-        found, total = ranked[sub.email]
-        already = sent.get(sub.email, set())
-        fresh = [m for m in found if m.paper.id not in already]
-        total -= len(found) - len(fresh) + below.get(sub.email, 0)
-        out.append(Digest(sub, date, tuple(fresh[: sub.max_papers]), total))
-    return out
-
-
-def _sent_below_the_cut(
-    subscribers: Sequence[Subscriber],
-    papers: Sequence[Paper],
-    sent: Mapping[str, set[str]],
-    ranked: dict[str, tuple[list[Match], int]],
-) -> dict[str, int]:
-    """How many papers already emailed to a reader matched but rank below what `top` returned.
-
-    Rare (a paper sent before that is new again and ranks low), and exact: a paper matches on its
-    own, so matching only those papers again counts them.
-    """
-    unsure = {}
-    for email, ids in sent.items():
-        found, total = ranked.get(email, ([], 0))
-        if total > len(found) and (left := ids - {m.paper.id for m in found}):
-            unsure[email] = left
-    if not unsure:
-        return {}
-    again = Matcher([s for s in subscribers if s.email in unsure]).match(
-        [p for p in papers if any(p.id in left for left in unsure.values())]
-    )
-    return {email: sum(1 for m in again[email] if m.paper.id in left) for email, left in unsure.items()}
 
 
 def _caught_sending(plan: Plan, row: Delivery) -> Delivery:

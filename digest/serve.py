@@ -28,6 +28,7 @@ from digest.config import ScheduleConfig, Settings
 from digest.config.cron import make_trigger, scheduled_time_today
 from digest.core.errors import DigestError, LockedError
 from digest.store import Store
+from digest.web.server import WebThread
 
 JOB_ID = "daily-digest"
 DONE_STATUSES = frozenset({"ok", "partial"})  # a run for the date got as far as sending
@@ -232,8 +233,12 @@ def serve(
     scheduler = scheduler_factory(config, runs.job, catch_up=catch_up)
     scheduler.add_listener(runs.on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
+    # [web] listen and base_url: the reader's pages in this process too (a thread of their own)
+    web = WebThread(settings) if settings.web.enabled else None
     restore = pipeline.stop_on_signals(stop)
     try:
+        if web is not None:
+            web.start()
         log.info(
             "serving: %s; next run at %s",
             runs.trigger,
@@ -246,6 +251,8 @@ def serve(
         log.info("stopping: waiting for the run in progress, if any")
         scheduler.shutdown(wait=True)
     finally:
+        if web is not None:
+            web.stop()
         restore()
     log.info("stopped")
     return 0

@@ -221,6 +221,7 @@ def clean_run(config: Path, date: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.timeout(300)  # ~100 s alone on two cores; the suite's 120 s left no room under load
 def test_chaos_kills_lose_nothing_and_send_nothing_twice(tmp_path: Path, httpserver: HTTPServer) -> None:
     rng = random.Random(SEED)
     bodies = dict(zip(DATES, split_listing(len(DATES), 50), strict=True))

@@ -176,6 +176,11 @@ class DeliveryConfig(_Section):
     # replies that never came within [smtp] timeout, in a row (over all connections), then the run
     # stops sending: a server that stalls after DATA would otherwise cost every message the timeout
     max_timeouts: int = Field(default=2, ge=1)
+    # Processes that render the emails ahead of the sender (forked at the start of sending, fed a
+    # bounded number at a time), so the SMTP connections never wait for a template; 0 renders
+    # each one in the sending process just before it goes out. 1 suits a small machine whose
+    # other core the mail server (or the local relay) uses.
+    render_workers: int = Field(default=1, ge=0, le=32)
     # A digest of unknown fate (the run died, or the connection dropped, after the message may have
     # reached the server): "report" it on every run until `--retry-unknown`; or "resend" it once,
     # on the next run, under its first Message-ID (most mail systems drop the second copy).

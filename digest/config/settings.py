@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 
 from digest.config.channels import ChannelConfig
+from digest.config.relevance import RelevanceConfig
 from digest.config.sections import (
     HF_DAILY_URL,
     DeliveryConfig,
@@ -50,6 +51,7 @@ from digest.config.sections import (
     SummariesConfig,
     TemplatesConfig,
 )
+from digest.config.web import WebConfig
 from digest.core.errors import ConfigError
 from digest.core.files import write_atomic
 from digest.core.tomlfile import describe_validation_error, locate, read_toml
@@ -91,6 +93,8 @@ class Settings(BaseSettings):
     templates: TemplatesConfig = TemplatesConfig()
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     summaries: SummariesConfig = SummariesConfig()
+    web: WebConfig = WebConfig()  # [web]: the subscribe/manage/unsubscribe pages (digest.web)
+    relevance: RelevanceConfig = RelevanceConfig()  # [relevance]: like / dislike / feedback ranking
     channels: list[ChannelConfig] = Field(default_factory=list)
     # DIGEST_CHANNEL_URLS__<NAME>: each [[channels]]' destination, an Apprise URL (a secret)
     channel_urls: dict[str, SecretStr] = Field(default_factory=dict)
@@ -161,6 +165,11 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.state.path.parent
+
+    @property
+    def hf_source_names(self) -> list[str]:
+        """The Hugging Face Daily Papers sources: the ones with week and month lists (`trending`)."""
+        return [s.name for s in self.sources if s.kind == "hf_daily"]
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:

@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -182,6 +182,16 @@ class Subscriber:
     # [defaults] in subscribers.toml, else daily on Monday.
     cadence: Literal["daily", "weekly"] | None = None
     weekday: Weekday | None = None
+    # Hugging Face's most upvoted papers of the week or month instead of the day's new papers
+    # (`digest.trending`): sent when the period closes, ranked by upvotes at send time.
+    trending: Literal["week", "month"] | None = None
+    # Papers like these (`digest.relevance`): canonical keys ("arxiv:2411.01234", "doi:10...."),
+    # how similar a paper must be to count, and whether similarity ranks within the keyword
+    # rules ("rank") or also lets papers past them ("widen"). None: the defaults.
+    like: tuple[str, ...] = ()
+    dislike: tuple[str, ...] = ()
+    min_similarity: float | None = None
+    mode: Literal["rank", "widen"] | None = None
 
     @property
     def display(self) -> str:
@@ -197,8 +207,10 @@ class Subscriber:
         profile = dataclasses.asdict(self)
         if not self.language:  # a key added later: unset, the fingerprints stored before still hold
             del profile["language"]
-        for key, usual in (("cadence", "daily"), ("weekday", "monday")):  # the same, added later
-            if profile[key] in (None, usual):
+        later = (("cadence", "daily"), ("weekday", "monday"), ("trending", None), ("like", ()), ("dislike", ()),
+                 ("min_similarity", None), ("mode", None))  # fmt: skip
+        for key, usual in later:  # keys added later: unset, the fingerprints stored before still hold
+            if profile[key] is None or profile[key] == usual:
                 del profile[key]
         canonical = json.dumps(profile, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(b"profile-v1\0" + canonical.encode()).hexdigest()[:32]
@@ -254,6 +266,9 @@ class Digest:
     date: dt.date
     matches: tuple[Match, ...]
     total_matched: int = field(default=-1)
+    # paper id -> (the nearest liked paper's title, the similarity): why a paper ranked by
+    # similarity to what the reader likes is there (`digest.relevance`)
+    similar: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.total_matched < 0:

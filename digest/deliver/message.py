@@ -39,19 +39,21 @@ import email.errors
 import email.policy
 import random
 import re
+from collections.abc import Iterable
 from email.utils import format_datetime
 from urllib.parse import quote
 
 from digest.config import Settings
 from digest.core.addresses import addr_spec, domain_of, sanitize_header, sender_address
 from digest.core.models import RenderedEmail, Subscriber
-from digest.core.tokens import unsubscribe_token
+from digest.core.tokens import FEEDBACK_DIRECTIONS, feedback_token, timed_token, unsubscribe_token
 from digest.deliver import OutgoingMessage
 
 __all__ = [
     "POLICY",
     "OutgoingMessage",
     "build_message",
+    "manage_url",
     "message_domain",
     "sanitize_header",
     "unsubscribe_urls",
@@ -60,6 +62,7 @@ __all__ = [
 # How the stdlib writes a message for SMTP and .eml files (CRLF line endings): what this module's
 # bytes match, for callers that turn a parsed message back into bytes.
 POLICY = email.policy.SMTP
+
 
 def message_domain(settings: Settings) -> str:
     """The domain of [smtp] from, for Message-IDs (IDNA-encoded, so the header stays ASCII)."""
@@ -75,11 +78,48 @@ def unsubscribe_urls(settings: Settings, key: bytes, email_address: str) -> tupl
     """
     token = unsubscribe_token(key, email_address)
     mailto = f"mailto:{_from_addr(settings)}?subject={quote('unsubscribe ' + token)}"
-    endpoint = settings.delivery.unsubscribe_url
+    # [web] base_url: digest's own web side (digest.web) is the endpoint; it takes the one-click POST
+    web = settings.web.base_url
+    endpoint = f"{web}unsubscribe" if web else settings.delivery.unsubscribe_url
     if not endpoint:
         return mailto, None
     joiner = "&" if "?" in endpoint else "?"
     return mailto, quote(sanitize_header(endpoint), safe=":/?#[]@!$&'()*+,;=%~") + f"{joiner}token={token}"
+
+
+def feedback_urls(
+    settings: Settings, key: bytes, email_address: str, paper_ids: Iterable[str], *, examples: bool
+) -> dict[str, tuple[str, str]]:
+    """paper id -> its ("more like this", "fewer like this") links, per `[relevance]
+    feedback_links` (`examples`: the reader has liked papers or feedback).
+
+    With [web] base_url they are the web side's `/feedback` page; else mailto links to the From
+    mailbox with the token in the subject, applied with `digest feedback` like an unsubscribe."""
+    wanted = settings.relevance.feedback_links
+    if wanted == "none" or (wanted == "examples" and not examples):
+        return {}
+    web = settings.web.base_url
+    out = {}
+    for pid in paper_ids:
+        pair = []
+        for direction in FEEDBACK_DIRECTIONS:
+            token = feedback_token(key, email_address, pid, direction)
+            if web:
+                pair.append(f"{web}feedback?token={token}")
+            else:
+                pair.append(f"mailto:{_from_addr(settings)}?subject={quote(direction + ' ' + token)}")
+        out[pid] = (pair[0], pair[1])
+    return out
+
+
+def manage_url(settings: Settings, key: bytes, email_address: str, date: dt.date) -> str | None:
+    """The signed link to the reader's manage page (digest.web), with [web] base_url; it expires
+    `[web] manage_days` after the digest's date (a date, not the clock, so a resend is the same)."""
+    if not settings.web.base_url:
+        return None
+    start = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
+    expires = int((start + dt.timedelta(days=settings.web.manage_days)).timestamp())
+    return f"{settings.web.base_url}manage?token={timed_token(key, 'manage', email_address.lower(), expires)}"
 
 
 def build_message(

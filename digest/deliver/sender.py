@@ -12,8 +12,9 @@ Exactly once, across crashes and re-runs, by the order of the ledger writes:
    'failed' for a 5xx (and the address suppressed when the refusal was of the recipient);
    'unknown' when the data went out and no reply came back, never resent blindly.
 
-Workers build each message only when they take its job, so a run never holds more than
-`concurrency` rendered messages at once. After `max_connection_failures` connection failures in a
+Workers build each message only when they take its job (or await it from the render workers,
+which keep a bounded number ready: `pipeline/render_pool.py`), so a run never holds more than a
+few rendered messages at once. After `max_connection_failures` connection failures in a
 row (or one that cannot get better, like a server without STARTTLS or a digest over its SIZE), or
 `max_timeouts` replies in a row that never came, the run stops sending and says why; on `stop`
 (SIGTERM) each worker finishes the message in hand and takes no new job. Every reply is kept as
@@ -42,11 +43,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """One digest to send. `build` renders the message only when a worker takes the job."""
+    """One digest to send. `build` renders the message only when a worker takes the job, or
+    returns an awaitable of it (rendered ahead elsewhere: `pipeline/render_pool.py`)."""
 
     date: dt.date
     subscriber: Subscriber
-    build: Callable[[], OutgoingMessage]
+    build: Callable[[], OutgoingMessage | Awaitable[OutgoingMessage]]
 
 
 class Ledger(Protocol):
@@ -154,7 +156,8 @@ class _Run:
     async def deliver(self, job: Job, worker: int) -> None:
         email = job.subscriber.email
         try:
-            message = job.build()
+            built = job.build()
+            message = built if isinstance(built, OutgoingMessage) else await built
         except Exception as exc:  # one reader's bad render must not stop everyone else's digest
             if isinstance(exc, DigestError):  # explained: one line is enough
                 log.error("building the digest for %s: %s", email, exc)

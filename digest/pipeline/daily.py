@@ -23,6 +23,7 @@ one only calls them in the order that makes a run safe to kill and re-run:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -37,14 +38,24 @@ from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import RunStatus
 from digest.core.tldr import TldrBook
-from digest.pipeline import publishing, retention
+from digest.explain import similar_of
+from digest.pipeline import publishing, relevance, retention
 from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
+from digest.pipeline.readers import load_readers
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_jobs, stop_on_signals
 from digest.pipeline.summarizing import summarize
 from digest.pipeline.summary import RunSummary, SummaryCounts, Timer
-from digest.plan import LATE_DAYS, LedgerView, Plan, StoredDay, explained, explanations, plan_run
-from digest.profiles import load_subscribers, subscribers_path_from
+from digest.pipeline.trending import due_lists
+from digest.plan import (
+    LATE_DAYS,
+    LedgerView,
+    Plan,
+    StoredDay,
+    explained,
+    explanations,
+    plan_run,
+)
 from digest.profiles.channels import channel_subscribers, is_channel
 from digest.render.email import EmailRenderer
 from digest.store import Store
@@ -91,12 +102,16 @@ def run(
         # (the others go on); only when every source failed does this raise, storing nothing
         with timer("fetch"):
             result = _fetch(summary, settings, store, date, now, dry_run, transport, progress)
+            extra = _extra_inputs(
+                summary, settings, store, subscribers, date, now, result, dry_run, transport
+            )
         if not dry_run:
             store.start_run(date, now)
 
         # 3. plan (matching is most of it) and record what it decided
         with timer("match"):
-            plan = _plan(settings, store, subscribers, date, result, (retry_unknown, retry_failed))
+            ledger = dataclasses.replace(read_ledger(store, date, result), **extra)
+            plan = _plan(settings, subscribers, date, result, ledger, (retry_unknown, retry_failed))
         _report_plan(summary, plan)
         if not dry_run:
             record_plan(store, plan, now)
@@ -154,10 +169,13 @@ def _prepare(
     """The profiles and the compiled email templates, and writable output folders: a mistake in
     any of them ends the run before it fetches anything."""
     names = [s.name for s in settings.sources]
-    subscribers = load_subscribers(subscribers_path_from(subscribers_path, settings), source_names=names)
-    subscribers += channel_subscribers(settings.channels, source_names=names)  # planned as readers
+    subscribers = load_readers(settings, subscribers_path).all  # subscribers.toml's and the web's
+    subscribers += channel_subscribers(  # planned as readers
+        settings.channels, source_names=names, hf_sources=settings.hf_source_names
+    )
     renderer = EmailRenderer(settings)
     retention.check_window(settings)
+    relevance.check_engine(settings)
     if not dry_run:
         _check_writable(settings.output.dir, "[output] dir")
         if settings.transport == "outbox":
@@ -194,6 +212,7 @@ def _held(store: Store, date: dt.date) -> dict[str, list[Digest]]:
                     explained(papers[pid], day.explanations.get(pid)) for pid in day.papers if pid in papers
                 ),
                 day.total,
+                similar={pid: near for pid in day.papers if (near := similar_of(day.explanations.get(pid)))},
             )
             for day in days
         ]
@@ -226,7 +245,8 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
                     send.subscriber.email,
                     [m.paper.id for m in send.digest.matches],
                     now,
-                    explanations=explanations(send.digest.matches, where=False),  # the views find where again
+                    # where=False: the views find where again
+                    explanations=explanations(send.digest.matches, where=False, similar=send.digest.similar),
                     total=send.digest.total_matched,
                     keep_explanations=send.subscriber.feed,  # once sent, only a private feed reads them
                 )
@@ -235,10 +255,12 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
                 digest.date,
                 digest.subscriber.email,
                 [m.paper.id for m in digest.matches],
-                explanations=explanations(digest.matches, where=False),
+                explanations=explanations(digest.matches, where=False, similar=digest.similar),
                 total=digest.total_matched,
             )
         store.take_held(plan.taken, up_to=plan.recorded[-1])
+        for email, (kind, period) in plan.periods:  # trending readers: planned, so due no more
+            store.mark_period(email, kind, period)
 
 
 def _fetch(
@@ -263,22 +285,44 @@ def _fetch(
     return result
 
 
-def _plan(
+def _extra_inputs(
+    summary: RunSummary,
     settings: Settings,
     store: Store,
     subscribers: list[Subscriber],
     date: dt.date,
+    now: dt.datetime,
     result: DiffResult,
+    dry_run: bool,
+    transport: Any,
+) -> dict[str, Any]:
+    """What the plan needs besides the day's papers and the ledger: the due trending readers'
+    lists (a list's source that failed is reported; its readers wait) and the readers' tastes."""
+    lists = due_lists(settings, store, subscribers, date, dry_run=dry_run, transport=transport)
+    summary.failed_sources += lists.failed
+    tastes = relevance.gather(
+        settings, store, subscribers, now, papers=result.new, date=date, save=not dry_run, transport=transport
+    )
+    return {"trending": lists.lists, "tastes": tastes}
+
+
+def _plan(
+    settings: Settings,
+    subscribers: list[Subscriber],
+    date: dt.date,
+    result: DiffResult,
+    ledger: LedgerView,
     retries: tuple[bool, bool],
 ) -> Plan:
-    """The run's plan (`digest.plan`), from the day's new papers and what the ledger says;
-    `retries`: --retry-unknown, --retry-failed."""
+    """The run's plan (`digest.plan`), from the day's new papers and what the state says (`ledger`,
+    with the due trending readers' lists and the readers' tastes); `retries`: --retry-unknown,
+    --retry-failed."""
     retry_unknown, retry_failed = retries
     return plan_run(
         date,
         subscribers,
         result.new,
-        read_ledger(store, date, result),
+        ledger,
         retry_unknown=retry_unknown,
         unknown=settings.delivery.unknown,
         retry_failed=retry_failed,

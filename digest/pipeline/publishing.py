@@ -8,15 +8,18 @@ partial; the next run publishes again. Each file is written atomically.
 from __future__ import annotations
 
 import datetime as dt
+import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from digest.config import Settings
 from digest.core.files import remove_leftovers
 from digest.core.models import Paper, Subscriber
 from digest.core.tldr import TldrBook
 from digest.core.tokens import feed_token
+from digest.deliver.message import feedback_urls
+from digest.explain import similar_of
 from digest.pipeline.fetching import new_on
 from digest.plan import explained
 from digest.render.archive import Day, PrivateFeed, private_feed_name, private_feed_path, publish_site
@@ -43,7 +46,7 @@ def publish(
         for p in papers:
             by_id.setdefault(p.id, p)
     readers = [sub for sub in subscribers if sub.feed]
-    private = _PrivateFeeds(store, key, readers, dates, by_id)
+    private = _PrivateFeeds(settings, store, key, readers, dates, by_id)
     matched = {d: store.matched_counts(d) for d in dates}  # the most matched are shown in full
     tldrs = _tldrs(settings, store, readers, by_id)
     written = publish_site(settings, days, private=private, now=now, matched=matched, tldrs=tldrs)
@@ -70,6 +73,28 @@ def _tldrs(
     return book
 
 
+def _extras(
+    settings: Settings, key: bytes, sub: Subscriber, entries: Sequence[tuple[str, Any]]
+) -> dict[str, str]:
+    """HTML under each paper of a private feed: which liked paper it is like, and the "more /
+    fewer like this" links (`digest.relevance`)."""
+    examples = bool(sub.like or sub.dislike) or any(similar_of(why) for _, why in entries)
+    links = feedback_urls(settings, key, sub.email, (pid for pid, _ in entries), examples=examples)
+    out: dict[str, str] = {}
+    for pid, why in entries:
+        parts = []
+        if (near := similar_of(why)) is not None:
+            parts.append(f"<p>Similar to \u201c{html.escape(near[0])}\u201d ({near[1]:.2f})</p>")
+        if pid in links:
+            more, fewer = (html.escape(u) for u in links[pid])
+            parts.append(
+                f'<p><a href="{more}">More like this</a> · <a href="{fewer}">Fewer like this</a></p>'
+            )
+        if parts:
+            out[pid] = "".join(parts)
+    return out
+
+
 class _PrivateFeeds(Sequence[PrivateFeed]):
     """Each feed reader's private feed, built from the ledger when `publish_site` reaches it.
 
@@ -78,10 +103,11 @@ class _PrivateFeeds(Sequence[PrivateFeed]):
     """
 
     def __init__(
-        self, store: Store, key: bytes, readers: Sequence[Subscriber], dates: Sequence[dt.date],
-        papers: dict[str, Paper],
+        self, settings: Settings, store: Store, key: bytes, readers: Sequence[Subscriber],
+        dates: Sequence[dt.date], papers: dict[str, Paper],
     ) -> None:  # fmt: skip
-        self.store, self.key, self.readers, self.dates, self.papers = store, key, readers, dates, papers
+        self.settings, self.store, self.key = settings, store, key
+        self.readers, self.dates, self.papers = readers, dates, papers
 
     def __len__(self) -> int:
         return len(self.readers)
@@ -95,11 +121,15 @@ class _PrivateFeeds(Sequence[PrivateFeed]):
             return [self[i] for i in range(*index.indices(len(self)))]
         sub = self.readers[index]
         history = self.store.matched_history(sub.email, self.dates)
+        wanted = {pid for entries in history.values() for pid, _ in entries}
+        if missing := wanted.difference(self.papers):  # a trending digest's: no day listed them
+            self.papers.update(self.store.papers(missing))
         per_day = [
             (d, [explained(self.papers[pid], why) for pid, why in entries if pid in self.papers])
             for d, entries in history.items()
         ]
-        return sub, feed_token(self.key, sub.email), per_day
+        extras = _extras(self.settings, self.key, sub, [e for entries in history.values() for e in entries])
+        return sub, feed_token(self.key, sub.email), per_day, extras
 
 
 def _remove_stale_private_feeds(settings: Settings, current: set[str]) -> None:

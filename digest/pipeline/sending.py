@@ -1,5 +1,6 @@
-"""From a plan's sends to messages on the wire: building each message just before it goes out,
-the transport, and carrying a stop request (a signal, `digest serve` stopping) into the sender.
+"""From a plan's sends to messages on the wire: building each message just before it goes out
+(in a forked render worker, a bounded few ahead of the sender: `render_pool.py`), the transport,
+and carrying a stop request (a signal, `digest serve` stopping) into the sender.
 
 The ledger's order is the sender's (`digest.deliver.sender`): 'sending' is committed before a
 message leaves, 'sent' after the server accepted it.
@@ -15,7 +16,7 @@ import functools
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +25,12 @@ from digest.core.models import Digest, Paper, Subscriber, utcnow
 from digest.core.progress import Progress
 from digest.core.tldr import TldrBook
 from digest.core.tokens import feed_token
-from digest.deliver.message import OutgoingMessage, build_message, unsubscribe_urls
+from digest.deliver.message import OutgoingMessage, build_message, feedback_urls, manage_url, unsubscribe_urls
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
+from digest.explain import similar_of
+from digest.pipeline.render_pool import RenderPool
 from digest.plan import Send, explained
 from digest.render.archive import archive_url, private_feed_url
 from digest.render.email import EmailRenderer, Links
@@ -51,6 +54,12 @@ class MessageBuilder:
         # The footer and the List-Unsubscribe header show the same links: sign them once.
         unsubscribe = unsubscribe_urls(self.settings, self.key, digest.subscriber.email)
         links = links_for(self.settings, self.key, digest.subscriber, self.date, unsubscribe=unsubscribe)
+        sub, papers = digest.subscriber, [m.paper.id for m in digest.matches]
+        examples = bool(sub.like or sub.dislike or digest.similar)  # `[relevance] feedback_links`
+        feedback = feedback_urls(self.settings, self.key, sub.email, papers, examples=examples)
+        links = dataclasses.replace(links, feedback=feedback)
+        if sub.trending:  # its papers are a week's or a month's, not on the day's archive page
+            links = dataclasses.replace(links, archive=None)
         language = self.settings.summaries.language_for(digest.subscriber.language)
         rendered = self.renderer.render(digest, links, self.tldrs.for_language(language))
         return build_message(
@@ -77,7 +86,8 @@ def links_for(
     feed, the day's archive page."""
     mailto, https = unsubscribe or unsubscribe_urls(settings, key, sub.email)
     feed = private_feed_url(settings, feed_token(key, sub.email)) if sub.feed else None
-    return Links(unsubscribe=https or mailto, feed=feed, archive=archive_url(settings, date))
+    manage = manage_url(settings, key, sub.email, date)
+    return Links(unsubscribe=https or mailto, feed=feed, archive=archive_url(settings, date), manage=manage)
 
 
 def jobs_for(sends: Sequence[Send], build: MessageBuilder, store: Store) -> Iterator[Job]:
@@ -97,6 +107,22 @@ def jobs_for(sends: Sequence[Send], build: MessageBuilder, store: Store) -> Iter
         )
 
 
+def _row_papers(
+    store: Store, ids: Sequence[str], date: dt.date, snapshots: dict[dt.date, dict[str, Paper]]
+) -> dict[str, Paper]:
+    """The papers of a recorded digest: its day's, a week's earlier days' (each snapshot read once
+    per run), a trending list's (`trending_lists`)."""
+    papers = snapshots[date]
+    if missing := [pid for pid in ids if pid not in papers]:
+        for day in store.listing_days(missing):
+            if day not in snapshots:
+                snapshots[day] = {p.id: p for p in store.snapshot(day) or []}
+            papers = {**snapshots[day], **papers}
+        if still := [pid for pid in missing if pid not in papers]:
+            papers = {**store.papers(still), **papers}
+    return papers
+
+
 def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Paper]]) -> Digest:
     """An earlier date's digest as it was recorded: its papers, why they matched, its total."""
     row = send.late
@@ -104,20 +130,20 @@ def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Pap
     if row.date not in snapshots:
         snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
     why = store.explanations(row.date, row.email)
-    papers = snapshots[row.date]
-    if missing := [pid for pid in row.papers if pid not in papers]:  # a week's: earlier days' too
-        for day in store.listing_days(missing):  # each day's snapshot read once per run, as above
-            if day not in snapshots:
-                snapshots[day] = {p.id: p for p in store.snapshot(day) or []}
-            papers = {**snapshots[day], **papers}
+    papers = _row_papers(store, row.papers, row.date, snapshots)
     # never a paper that reached the reader in another digest since this one was recorded
     already = store.sent_paper_ids(row.email, row.papers)
     matches = tuple(
         explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers and pid not in already
     )
     total = store.delivery_total(row.date, row.email)
+    similar = {m.paper.id: near for m in matches if (near := similar_of(why.get(m.paper.id)))}
     return Digest(
-        subscriber=send.subscriber, date=row.date, matches=matches, total_matched=total or len(matches)
+        subscriber=send.subscriber,
+        date=row.date,
+        matches=matches,
+        total_matched=total or len(matches),
+        similar=similar,
     )
 
 
@@ -136,14 +162,18 @@ def send_jobs(
         sink = OutboxTransport(settings.delivery.outbox)
         concurrency = 1
     advance = progress.stage("send", len(jobs))
+    # [delivery] render_workers: the messages are rendered ahead in forked processes (forked here,
+    # before the event loop runs), so the connections never wait while Jinja holds the GIL.
+    workers = settings.delivery.render_workers
+    pool = RenderPool(jobs, workers) if workers and jobs else None
 
-    async def go() -> SendReport:
+    async def go(todo: Iterable[Job]) -> SendReport:
         stop_event = _StopEvent(stop) if stop is not None else asyncio.Event()
         watcher = asyncio.create_task(_mirror(stop, stop_event)) if stop is not None else None
         try:
             async with sink:
                 return await send_all(
-                    jobs,
+                    todo,
                     sink,
                     store,
                     settings.delivery,
@@ -160,8 +190,8 @@ def send_jobs(
     # the next one waits for its turn first, and a run killed meanwhile would leave the accepted
     # message 'sending' (unknown). A rate-limited run has time for a commit per mark.
     limited = settings.transport == "smtp" and settings.smtp.rate > 0
-    with contextlib.nullcontext() if limited else store.grouped_commits():
-        return asyncio.run(go())
+    with pool or contextlib.nullcontext(), contextlib.nullcontext() if limited else store.grouped_commits():
+        return asyncio.run(go(pool or jobs))
 
 
 class _StopEvent(asyncio.Event):

@@ -40,10 +40,16 @@ def subscribers_path_from(explicit: str | os.PathLike[str] | None, settings: Set
     return DEFAULT_PATH
 
 
-def load_subscribers(path: Path, *, source_names: Collection[str] | None = None) -> list[Subscriber]:
+def load_subscribers(
+    path: Path,
+    *,
+    source_names: Collection[str] | None = None,
+    hf_sources: Collection[str] | None = None,
+) -> list[Subscriber]:
     """Read and validate subscribers.toml; raises ConfigError listing every problem.
 
-    `source_names`, when given, are the configured sources a profile's `sources` may name.
+    `source_names`, when given, are the configured sources a profile's `sources` may name;
+    `hf_sources` those of them that are Hugging Face's (a `trending` profile needs one).
     """
     path = Path(path)
     if not path.is_file():
@@ -55,6 +61,7 @@ def load_subscribers(path: Path, *, source_names: Collection[str] | None = None)
     tables: Any = data.get("subscribers", [])
     context: dict[str, Any] = {
         "sources": None if source_names is None else set(source_names),
+        "hf_sources": None if hf_sources is None else set(hf_sources),
         "addresses": {},  # as written -> normalised, filled in by the email validator
     }
     report = Report(path, text)

@@ -33,6 +33,7 @@ def channel_subscribers(
     channels: Sequence[ChannelConfig],
     *,
     source_names: Collection[str] | None = None,
+    hf_sources: Collection[str] | None = None,
     label: str = "digest.toml",
 ) -> list[Subscriber]:
     """A `Subscriber` per channel; ConfigError listing every problem of every channel's profile."""
@@ -46,13 +47,19 @@ def channel_subscribers(
         try:
             (sub,) = validate(
                 {"subscribers": [{**channel.profile, "email": _PLACEHOLDER}]},
-                {"sources": None if source_names is None else set(source_names), "addresses": {}},
+                {
+                    "sources": None if source_names is None else set(source_names),
+                    "hf_sources": None if hf_sources is None else set(hf_sources),
+                    "addresses": {},
+                },
             )
         except ValidationError as exc:
             problems += [f"{where}: {_where(e)}{_said(e)}" for e in exc.errors()]
             continue
-        if not (sub.keywords or sub.authors or sub.categories or sub.query or sub.all):
-            problems.append(f"{where}: empty: give keywords, authors, categories or a query, or all = true")
+        if not (sub.keywords or sub.authors or sub.categories or sub.query or sub.all or sub.trending):
+            problems.append(
+                f"{where}: empty: give keywords, authors, categories or a query, all = true, or trending"
+            )
             continue
         out.append(dataclasses.replace(sub, email=CHANNEL_PREFIX + channel.name, name=channel.name))
     if problems:

@@ -22,7 +22,7 @@ from digest.core.tomlfile import locate
 from digest.profiles.schema import ITEM_ERROR, KNOWN_KEYS, MATCHING_KEYS, bad_chars
 
 SHAPE = "subscribers: write each profile as a [[subscribers]] table"
-_INTEREST = ("keywords", "authors", "categories", "query")
+_INTEREST = ("keywords", "authors", "categories", "query", "trending", "like")  # trending alone: the whole list
 _TYPE_WORDS = {
     "string_type": "must be a string",
     "list_type": "must be a list of strings",

@@ -22,6 +22,7 @@ from digest.config import check_language
 from digest.core.models import Subscriber, Weekday
 from digest.matching.query import QuerySyntaxError, parse_query
 from digest.matching.terms import CATEGORY_RE, TOKEN_RE, author_name
+from digest.relevance.likes import like_key
 
 # Hosts that are fine in a test or a local setup, which email-validator rejects as special-use.
 _LOCAL_DOMAINS = ("localhost",)
@@ -106,6 +107,16 @@ def _not_negative(value: int) -> int:
     return value
 
 
+def _trending(value: str, info: ValidationInfo) -> str:
+    """Only Hugging Face Daily Papers has week and month lists to take a trending digest from."""
+    known = None if info.context is None else info.context.get("hf_sources")
+    if known is not None and not known:
+        raise ValueError(
+            'needs a Hugging Face source in digest.toml ([[sources]] kind = "hf_daily"); none is configured'
+        )
+    return value
+
+
 # -- one item of a list: each item is its own problem, so each is validated on its own ---------
 # The type of error an item raises; its context holds "control" and "problem", either may be None.
 ITEM_ERROR = "profile_item"
@@ -130,6 +141,25 @@ def _source(source: str, info: ValidationInfo) -> str | None:
     if known is None or source in known:
         return None
     return f"unknown source {source!r}; configured sources: {', '.join(sorted(known)) or 'none'}"
+
+
+def _paper_ref(ref: str, info: ValidationInfo) -> str | None:
+    try:
+        like_key(ref)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _similarity(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be between 0 and 1, got {value}")
+    return float(value)
+
+
+def _keys(refs: list[str]) -> tuple[str, ...]:
+    """Each liked paper once, however it was written (an id, its abs URL, its PDF URL)."""
+    return tuple(dict.fromkeys(like_key(ref) for ref in refs))
 
 
 def _item(check: Callable[[str, ValidationInfo], str | None]) -> AfterValidator:
@@ -157,6 +187,7 @@ Terms = Annotated[list[Annotated[str, _item(_letters)]], AfterValidator(tuple)]
 Authors = Annotated[list[Annotated[str, _item(_name)]], AfterValidator(tuple)]
 Categories = Annotated[list[Annotated[str, _item(_category)]], AfterValidator(tuple)]
 Sources = Annotated[list[Annotated[str, _item(_source)]], AfterValidator(tuple)]
+PaperRefs = Annotated[list[Annotated[str, _item(_paper_ref)]], AfterValidator(_keys)]
 
 
 class Profile(TypedDict, total=False):
@@ -181,6 +212,11 @@ class Profile(TypedDict, total=False):
     language: Annotated[str, AfterValidator(_one_line), AfterValidator(check_language)]
     cadence: Literal["daily", "weekly"]
     weekday: Weekday
+    trending: Annotated[Literal["week", "month"], AfterValidator(_trending)]
+    like: PaperRefs
+    dislike: PaperRefs
+    min_similarity: Annotated[float, AfterValidator(_similarity)]
+    mode: Literal["rank", "widen"]
 
 
 def _subscriber(profile: Mapping[str, Any]) -> Subscriber:

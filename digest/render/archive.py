@@ -33,6 +33,7 @@ from digest.core.files import sync_folder_of, write_atomic
 from digest.core.models import Match, Subscriber
 from digest.core.tldr import TldrBook
 from digest.render.feeds import (
+    NO_EXTRAS,
     Day,
     FeedMeta,
     items,
@@ -57,7 +58,12 @@ FULL_PAPERS = 100  # papers shown in full on a day page; the others get a line e
 SITE_TITLE = "Paper Digest"
 _SLUG = re.compile(r"[^a-z0-9]+")
 
-PrivateFeed = tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]]]
+# (reader, feed token, their matches by day) and, optionally, HTML to add under a paper by id
+# (why it is like what they like, the "more / fewer like this" links)
+PrivateFeed = (
+    tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]]]
+    | tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]], Mapping[str, str]]
+)
 
 
 def archive_path(date: dt.date) -> str:
@@ -127,7 +133,9 @@ def publish_site(
 
     if private:
         # Some servers list a folder without an index page; the private feeds must not be listed.
-        files[out / "feeds" / "index.html"] = '<!doctype html><html lang="en"><title>Private feeds</title></html>\n'
+        files[out / "feeds" / "index.html"] = (
+            '<!doctype html><html lang="en"><title>Private feeds</title></html>\n'
+        )
     # The public site first, all rendered before anything is written, so a broken template
     # changes nothing; then each private feed as soon as it is rendered (thousands of them would
     # otherwise all be held in memory at once).
@@ -152,13 +160,15 @@ def _write_private_feeds(
 ) -> None:
     """Each reader's private feed, written as soon as it is rendered, with the TL;DRs in the
     reader's language."""
-    for subscriber, token, entries in private:
+    for feed in private:
+        subscriber, token, entries = feed[0], feed[1], feed[2]
         dates = [d for d, _ in entries] + [d.date for d in days]
         feed_items = items(
             entries,
             oldest=window(dates, settings.output.feed_days),
             views=views,
             tldrs=tldrs.for_language(settings.summaries.language_for(subscriber.language)),
+            extras=feed[3] if len(feed) > 3 else NO_EXTRAS,
         )
         meta = private_meta(settings, subscriber, token, now)
         _write_private(writer, private_feed_path(settings, token), token, render_rss(env, meta, feed_items))

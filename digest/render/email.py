@@ -10,6 +10,7 @@ sent.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections import Counter
@@ -52,6 +53,9 @@ class Links:
     unsubscribe: str  # visible unsubscribe link (https URL or mailto:)
     feed: str | None = None  # the reader's private feed, when they asked for one
     archive: str | None = None  # the web archive page of the day ("N more papers matched")
+    manage: str | None = None  # the reader's signed manage page, with [web] base_url (digest.web)
+    # paper id -> its "more like this" / "fewer like this" links ([relevance] feedback_links)
+    feedback: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 class EmailRenderer:
@@ -104,7 +108,10 @@ class EmailRenderer:
 
     def subject(self, digest: Digest) -> str:
         count = digest.total_matched
-        template = self._subject.replace("papers", "paper") if count == 1 else self._subject
+        template = self._subject
+        if digest.subscriber.trending:  # not the day's new papers: the period's most upvoted
+            template = template.replace("new papers", "trending papers")
+        template = template.replace("papers", "paper") if count == 1 else template
         name = one_line(digest.subscriber.name) or digest.subscriber.email
         subject = template.format(count=count or "No", date=short_date(digest.date), name=name)
         return one_line(subject)
@@ -139,6 +146,8 @@ class EmailRenderer:
             "empty": not digest.matches,
             "subscriber": digest.subscriber,
             "why_all": why_all(digest.subscriber),
+            "similar": digest.similar,  # paper id -> (nearest liked title, similarity)
+            "trending": digest.subscriber.trending,  # "week" | "month": the period's most upvoted
             "links": _clean_links(links),
             "tldrs": tldrs,
         }
@@ -219,10 +228,16 @@ def _compile_mjml(mjml: str, name: str) -> str:
 
 
 def _clean_links(links: Links) -> Links:
-    urls = (links.unsubscribe, links.feed, links.archive)
+    urls = (links.unsubscribe, links.feed, links.archive, links.manage)
     if all(u is None or u == one_line(u) for u in urls):
         return links
-    return Links(one_line(links.unsubscribe), *(one_line(u) if u else None for u in urls[1:]))
+    return dataclasses.replace(
+        links,
+        unsubscribe=one_line(links.unsubscribe),
+        feed=one_line(links.feed) if links.feed else None,
+        archive=one_line(links.archive) if links.archive else None,
+        manage=one_line(links.manage) if links.manage else None,
+    )
 
 
 def preheader(digest: Digest, views: Sequence[PaperView]) -> str:

@@ -7,6 +7,7 @@ can reshape a feed like any other template; control characters XML forbids never
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -100,12 +101,16 @@ def window(dates: Iterable[dt.date], feed_days: int) -> dt.date | None:
     return max(dates) - dt.timedelta(days=feed_days - 1) if dates else None
 
 
+NO_EXTRAS: Mapping[str, str] = {}  # a private feed's HTML under a paper: none
+
+
 def items(
     entries: Iterable[tuple[dt.date, Sequence[Match]]],
     *,
     oldest: dt.date | None,
     views: Views,
     tldrs: Mapping[str, Tldr] = NO_TLDRS,
+    extras: Mapping[str, str] = NO_EXTRAS,
 ) -> list[FeedItem]:
     """Feed items newest day first, each paper once (on the newest day that listed it).
 
@@ -124,7 +129,10 @@ def items(
                 continue
             seen.add(match.paper.id)
             updated = _updated(date, len(matches) - position)
-            out.append(_item(match, date, published, updated, views, tldrs.get(match.paper.id)))
+            item = _item(match, date, published, updated, views, tldrs.get(match.paper.id))
+            if extra := extras.get(match.paper.id):  # a private feed's "similar to", feedback links
+                item = dataclasses.replace(item, description=item.description + extra)
+            out.append(item)
     return out
 
 

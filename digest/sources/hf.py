@@ -52,11 +52,20 @@ class HfDailySource:
         papers, duplicates = first_of_each(page.papers, self.config.name)
         return Parsed(papers, skipped=len(page.problems), duplicates=duplicates)
 
+    def trending(self, fetcher: Fetcher, period: tuple[str, str]) -> list[FetchResult]:
+        """The list of a week or a month (`("week", "2026-W48")`, `("month", "2026-11")`): the
+        period's papers with their upvotes as they stand now (`digest.trending`)."""
+        key, value = period
+        return self._pages(fetcher, {key: value}, value)
+
     def _day(self, fetcher: Fetcher, day: str) -> list[FetchResult]:
+        return self._pages(fetcher, {"date": day}, day)
+
+    def _pages(self, fetcher: Fetcher, query: dict[str, str], label: str) -> list[FetchResult]:
         results: list[FetchResult] = []
         seen: set[str] = set()
         for page in range(HF_MAX_PAGES):
-            params = {"date": day, "limit": str(HF_PAGE_SIZE), "p": str(page)}
+            params = {**query, "limit": str(HF_PAGE_SIZE), "p": str(page)}
             result = fetcher.get(self.config.url, params)
             results.append(result)
             try:
@@ -70,7 +79,7 @@ class HfDailySource:
                 return results
         log.warning(
             "source %r: stopped after %d pages for %s; the listing may be incomplete",
-            self.config.name, HF_MAX_PAGES, day,
+            self.config.name, HF_MAX_PAGES, label,
         )  # fmt: skip
         return results
 

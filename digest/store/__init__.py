@@ -16,6 +16,8 @@ a read-only folder, another process's lock, corruption) is a one-line `StoreErro
 - `held.HeldStore`: weekly readers' held days (`digest.cadence`).
 - `retention.RetentionStore`: what a day keeps past `[state] keep_days`, and shrinking the file.
 - `summaries.SummaryStore`: the cache of generated TL;DRs (`[summaries]`).
+- `web_readers.WebReaderStore`: readers who subscribed on the web (`digest.web`).
+- `relevance.RelevanceStore`: resolved liked papers and readers' feedback (`digest.relevance`).
 """
 
 from __future__ import annotations
@@ -23,16 +25,20 @@ from __future__ import annotations
 from digest.core.models import Seen
 from digest.store.held import HeldDay, HeldStore
 from digest.store.ledger import LedgerStore
+from digest.store.relevance import Feedback, RelevanceStore
 from digest.store.retention import Drop, RetentionStore, Shrink
 from digest.store.schema import MIGRATIONS
 from digest.store.snapshots import SnapshotStore
 from digest.store.summaries import SummaryRow, SummaryStore
+from digest.store.web_readers import WebReader, WebReaderStore
 
 
-class Store(SnapshotStore, LedgerStore, RetentionStore, SummaryStore, HeldStore):
+class Store(
+    SnapshotStore, LedgerStore, RetentionStore, SummaryStore, HeldStore, WebReaderStore, RelevanceStore
+):
     """The state file. Open with `Store.open(path)`; use as a context manager to close it."""
 
     migrations = MIGRATIONS
 
 
-__all__ = ["MIGRATIONS", "Drop", "HeldDay", "Seen", "Shrink", "Store", "SummaryRow"]
+__all__ = ["MIGRATIONS", "Drop", "Feedback", "HeldDay", "Seen", "Shrink", "Store", "SummaryRow", "WebReader"]

@@ -242,11 +242,15 @@ class LedgerStore(SqliteState):
                 out.setdefault(reader, set()).update(held)
         return out
 
-    def sent_paper_ids(self, email: str, ids: Iterable[str] | None = None) -> set[str]:
-        """Papers already emailed to `email` (restricted to `ids` when given): the papers of
-        the reader's sent digests (a few dozen rows in the window, found by `deliveries_by_email`)."""
+    def sent_paper_ids(
+        self, email: str, ids: Iterable[str] | None = None, *, before: dt.date | None = None
+    ) -> set[str]:
+        """Papers already emailed to `email` (restricted to `ids` when given; by digests dated
+        before `before`, when given): the papers of the reader's sent digests (a few dozen rows in
+        the window, found by `deliveries_by_email`)."""
         rows = self.conn.execute(
-            "SELECT papers FROM deliveries WHERE email = ? AND status = ?", (email, DeliveryStatus.SENT)
+            "SELECT papers FROM deliveries WHERE email = ? AND status = ? AND date < ?",
+            (email, DeliveryStatus.SENT, (before or dt.date.max).isoformat()),
         )
         sent = {pid for (papers,) in rows for pid in unpack_json(papers)}
         return sent if ids is None else sent.intersection(ids)

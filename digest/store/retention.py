@@ -161,7 +161,16 @@ class RetentionStore(SqliteState):
             return drop
         day = cutoff.isoformat()
         with self.transaction() as db:
-            self._fold_listings(self.listings_cutoff(cutoff), now)
+            listings = self.listings_cutoff(cutoff)
+            self._fold_listings(listings, now)
+            # a trending list goes with the listings: a late digest of its papers keeps it
+            db.execute("DELETE FROM trending_lists WHERE date < ?", (listings.isoformat(),))
+            # embedding vectors go with their papers, but for the liked ones a profile still names
+            db.execute(
+                "DELETE FROM paper_vectors WHERE day < ? AND paper_id NOT IN (SELECT paper_id FROM feedback) "
+                "AND 'arxiv:' || paper_id NOT IN (SELECT key FROM liked_papers)",
+                (epoch_day(listings),),
+            )
             self._fold_digests(cutoff)
             db.execute("DELETE FROM http_cache WHERE fetched_at < ?", (day,))
             db.execute("DELETE FROM summaries WHERE day < ?", (epoch_day(cutoff),))  # with their papers

@@ -243,4 +243,65 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX deliveries_by_email ON deliveries (email, status)
     """,
+    # 15: readers who subscribed on the web (digest.web), beside subscribers.toml's: the profile
+    # they confirmed, the one waiting for confirmation, and the nonce of the last confirmation
+    # link sent (a newer link voids the older). The TOML file is never rewritten.
+    """
+    CREATE TABLE web_readers (
+        email TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+        profile TEXT,                   -- JSON of the confirmed [[subscribers]] table, NULL until confirmed
+        pending TEXT,                   -- JSON of a profile waiting for its confirmation link
+        nonce TEXT NOT NULL,            -- in the confirmation link (a new subscribe replaces it)
+        paused INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    # 16: Hugging Face's week and month lists (`trending` profiles), as fetched for a digest: a
+    # trending digest's papers need not be in any day's snapshot, and a late or resumed one is
+    # rebuilt from here (`SnapshotStore.papers`). One row per (source, period), the newest fetch.
+    # `trending_periods`: the newest period planned for each trending reader, kept past the
+    # window (one row a reader), so a period is due until planned and never twice.
+    """
+    CREATE TABLE trending_lists (
+        source TEXT NOT NULL,
+        period TEXT NOT NULL,           -- "2026-W48" or "2026-11"
+        date TEXT NOT NULL,             -- the run date that fetched it (retention drops old ones)
+        data BLOB NOT NULL,             -- the papers, as snapshot_papers.data
+        PRIMARY KEY (source, period)
+    ) WITHOUT ROWID;
+    CREATE TABLE trending_periods (
+        email TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- "week" or "month"
+        period TEXT NOT NULL,           -- the newest one planned
+        PRIMARY KEY (email, kind)
+    ) WITHOUT ROWID
+    """,
+    # 17: papers like these (digest.relevance). `liked_papers`: each liked or disliked paper a
+    # profile names, resolved once (from a stored listing or the arXiv API) and kept past the
+    # window, since a profile names it for years. `feedback`: what a reader said of a paper with
+    # the "more / fewer like this" links, with the paper itself, joining their like/dislike set.
+    """
+    CREATE TABLE liked_papers (
+        key TEXT NOT NULL PRIMARY KEY,  -- "arxiv:2411.01234", "doi:10.1145/..."
+        data BLOB NOT NULL,             -- the paper, as one of snapshot_papers.data
+        resolved TEXT NOT NULL          -- when (ISO time)
+    ) WITHOUT ROWID;
+    CREATE TABLE feedback (
+        email TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        direction TEXT NOT NULL,        -- "more" or "fewer": the newest word on a paper counts
+        at TEXT NOT NULL,
+        data BLOB,                      -- the paper, as one of snapshot_papers.data (NULL: not found)
+        PRIMARY KEY (email, paper_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE paper_vectors (
+        paper_id TEXT NOT NULL,
+        engine TEXT NOT NULL,           -- the embedding model ([relevance] engine)
+        day INTEGER NOT NULL,           -- the run date that made it (days since 1970): retention
+        data BLOB NOT NULL,             -- float16, digest.relevance.engine.to_bytes
+        PRIMARY KEY (paper_id, engine)
+    ) WITHOUT ROWID;
+    CREATE INDEX paper_vectors_by_day ON paper_vectors (day)
+    """,
 ]

@@ -95,14 +95,55 @@ class SnapshotStore(SqliteState):
 
     def papers(self, ids: Iterable[str]) -> dict[str, Paper]:
         """The stored papers of `ids` (from the days inside the window that listed them), by id:
-        a week's digest holds papers of several days."""
+        a week's digest holds papers of several days; a trending one, papers of a week's or a
+        month's list (`trending_lists`), which no day need have listed."""
         wanted = set(ids)
         out: dict[str, Paper] = {}
         for day in self.listing_days(wanted):  # the newest listing of a paper wins
             for paper in self.snapshot(day) or ():
                 if paper.id in wanted and paper.id not in out:
                     out[paper.id] = paper
+        if len(out) < len(wanted):
+            rows = self.conn.execute("SELECT data FROM trending_lists ORDER BY date DESC")
+            for (data,) in rows:
+                for paper in unpack_papers(data):
+                    if paper.id in wanted and paper.id not in out:
+                        out[paper.id] = paper
         return out
+
+    # -- Hugging Face's week and month lists (`digest.trending`) ----------------------------------
+    def record_trending(self, source: str, period: str, date: dt.date, papers: Sequence[Paper]) -> None:
+        """Keep the list of `period` as the run of `date` fetched it (replacing an older fetch)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO trending_lists (source, period, date, data) VALUES (?, ?, ?, ?)",
+                (source, period, date.isoformat(), pack_papers(papers)),
+            )
+
+    def planned_periods(self, emails: Iterable[str]) -> dict[tuple[str, str], str]:
+        """(lower-cased email, "week" | "month") -> the newest period planned for that trending reader."""
+        out: dict[tuple[str, str], str] = {}
+        for chunk, marks in chunked({e.lower() for e in emails}):  # an address's case may change
+            rows = self.conn.execute(
+                f"SELECT email, kind, period FROM trending_periods WHERE email IN ({marks})", chunk
+            )
+            out.update({(email, kind): period for email, kind, period in rows})
+        return out
+
+    def mark_period(self, email: str, kind: str, period: str) -> None:
+        """The reader's digest of `period` is planned (in the transaction that records it)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO trending_periods (email, kind, period) VALUES (?, ?, ?)",
+                (email.lower(), kind, period),
+            )
+
+    def trending_list(self, source: str, period: str) -> list[Paper] | None:
+        """The newest stored list of `period` from `source`, or None."""
+        row = self.conn.execute(
+            "SELECT data FROM trending_lists WHERE source = ? AND period = ?", (source, period)
+        ).fetchone()
+        return None if row is None else unpack_papers(row[0])
 
     def last_recorded(self, *, before: dt.date) -> dt.date | None:
         """The latest day whose digests were recorded, before `before`."""
