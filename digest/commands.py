@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from digest.core.errors import ConfigError
 from digest.core.models import DiffResult, Subscriber, Suppression, utcnow
 from digest.core.progress import Progress
 from digest.core.status import SuppressionKind
+from digest.core.tokens import token_from as token_from  # re-exported: `digest unsubscribe`
 from digest.core.tokens import verify_unsubscribe
 from digest.deliver.chat import check_url
 from digest.feedback import FeedbackDone as FeedbackDone  # re-exported: the web side applies feedback
@@ -222,13 +222,6 @@ def preview(
 class Unsubscribed:
     email: str
     in_file: bool  # False: no longer in the subscribers file, suppressed all the same
-
-
-def token_from(text: str) -> str:
-    """The token from an unsubscribe mail's subject as received ("unsubscribe TOKEN", maybe
-    "Re: ..."), or copied from the mailto link itself (percent-encoded)."""
-    words = urllib.parse.unquote(text).split()
-    return words[-1] if words else ""
 
 
 def unsubscribe(

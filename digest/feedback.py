@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from digest.config import Settings, signing_key
 from digest.core.errors import ConfigError
 from digest.core.models import Subscriber, utcnow
-from digest.core.tokens import verify_feedback
+from digest.core.tokens import token_from, verify_feedback
 from digest.pipeline.relevance import gather
 from digest.store import Store
 
@@ -37,8 +36,7 @@ class FeedbackDone:
 def feedback(settings: Settings, text: str) -> FeedbackDone:
     """Apply a feedback token: `text` is the token, or a mail's subject as received ("more TOKEN",
     maybe "Re: ..."), or the mailto link itself. A reader's newest word on a paper counts."""
-    words = urllib.parse.unquote(text).split()
-    token = words[-1] if words else ""
+    token = token_from(text)
     # create=False: a wrong --config must not record anything in a new, unused state
     with Store.from_config(settings.state, create=False) as store:
         found = verify_feedback(signing_key(settings, keep=False), token)

@@ -123,9 +123,14 @@ def test_bad_input_is_shown_inline_with_digest_checks_words_and_nothing_is_store
     assert 'value="not-an-address"' in page.text  # what was typed stays
     empty = subscribe(client, "ada2@example.org")
     assert "empty profile: give keywords" in empty.text
+    liked = subscribe(client, "ada3@example.org", like="2411.01234\nnot a paper")
+    assert liked.status_code == 400 and 'id="like-problem"' in liked.text  # under the field
+    assert "like: cannot read &#39;not&#39; as a paper" in liked.text
     assert handler.messages() == []
     with Store.from_config(settings.state) as store:
         assert store.web_readers() == []
+    # liked papers alone are a profile
+    assert subscribe(client, "ada4@example.org", like="https://arxiv.org/abs/2411.01234").status_code == 200
 
 
 def test_subscribing_again_reveals_nothing_and_needs_a_new_confirmation(site) -> None:

@@ -6,11 +6,10 @@ A module of its own because `sections.py` is at its size limit.
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from digest.config.sections import ARXIV_API_URL
+from digest.config.sections import ARXIV_API_URL, http_url
 
 
 class RelevanceConfig(BaseModel):
@@ -31,7 +30,4 @@ class RelevanceConfig(BaseModel):
     @field_validator("api_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
-        return value
+        return http_url(value)

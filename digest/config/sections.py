@@ -35,6 +35,14 @@ MIN_KEEP_DAYS = 15
 ARXIV_API_URL = "https://export.arxiv.org/api/query"
 
 
+def http_url(value: str, example: str = "https://host/path") -> str:
+    """`value`, when it is an http(s) URL with a host; else a ValueError saying how to write one."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL; write it as {example}")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -85,10 +93,7 @@ class SourceConfig(_Section):
     @field_validator("url", "api_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
-        return value
+        return http_url(value)
 
     @field_validator("display_name")
     @classmethod
@@ -343,10 +348,7 @@ class SummariesConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL; write it as e.g. http://localhost:11434/v1")
-        return value.rstrip("/")
+        return http_url(value, "e.g. http://localhost:11434/v1").rstrip("/")
 
     @field_validator("model")
     @classmethod

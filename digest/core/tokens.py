@@ -10,10 +10,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import urllib.parse
 
 
 def _mac(key: bytes, purpose: str, email: str) -> bytes:
     return hmac.new(key, f"{purpose}\x00{email.strip().lower()}".encode(), hashlib.sha256).digest()
+
+
+def token_from(text: str) -> str:
+    """The token in a mail's subject as received ("unsubscribe TOKEN", "more TOKEN", maybe
+    "Re: ..."), or copied from the mailto link itself (percent-encoded)."""
+    words = urllib.parse.unquote(text).split()
+    return words[-1] if words else ""
 
 
 def feed_token(key: bytes, email: str) -> str:

@@ -16,14 +16,12 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from digest.config import Settings
 from digest.core.errors import ConfigError
 from digest.core.models import Subscriber
 from digest.core.tomlfile import read_toml
-from digest.profiles.problems import Report
-from digest.profiles.schema import KNOWN_KEYS, validate
+from digest.profiles.problems import Report, validated
+from digest.profiles.schema import KNOWN_KEYS
 
 __all__ = ["DEFAULT_PATH", "EXAMPLE_NAME", "KNOWN_KEYS", "load_subscribers", "subscribers_path_from"]
 
@@ -64,15 +62,4 @@ def load_subscribers(
         "hf_sources": None if hf_sources is None else set(hf_sources),
         "addresses": {},  # as written -> normalised, filled in by the email validator
     }
-    report = Report(path, text)
-    subscribers: list[Subscriber] = []
-    try:
-        subscribers = validate(data, context)
-        well_formed = True
-    except ValidationError as exc:
-        well_formed = report.validation_error(exc, tables)
-    if well_formed:
-        report.across_profiles(tables, context["addresses"])
-    if (error := report.error()) is not None:
-        raise error
-    return subscribers
+    return validated(data, tables, context, Report(path, text))

@@ -18,11 +18,19 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from digest.core.errors import ConfigError
+from digest.core.models import Subscriber
 from digest.core.tomlfile import locate
-from digest.profiles.schema import ITEM_ERROR, KNOWN_KEYS, MATCHING_KEYS, bad_chars
+from digest.profiles.schema import ITEM_ERROR, KNOWN_KEYS, MATCHING_KEYS, bad_chars, validate
 
 SHAPE = "subscribers: write each profile as a [[subscribers]] table"
-_INTEREST = ("keywords", "authors", "categories", "query", "trending", "like")  # trending alone: the whole list
+_INTEREST = (
+    "keywords",
+    "authors",
+    "categories",
+    "query",
+    "trending",
+    "like",
+)  # trending alone: the whole list
 _TYPE_WORDS = {
     "string_type": "must be a string",
     "list_type": "must be a list of strings",
@@ -170,3 +178,21 @@ def _message(err: ErrorDetails, key: str) -> str:
 def _type(value: Any) -> str:
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
             dict: "a table"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def validated(
+    data: Mapping[str, Any], tables: Sequence[Mapping[str, Any]], context: dict[str, Any], report: Report
+) -> list[Subscriber]:
+    """The profiles of `data` (a subscribers file's, or one table's); ConfigError listing every
+    problem, each worded by `report` (the schema's, and those across profiles)."""
+    subscribers: list[Subscriber] = []
+    try:
+        subscribers = validate(data, context)
+        well_formed = True
+    except ValidationError as exc:
+        well_formed = report.validation_error(exc, tables)
+    if well_formed:
+        report.across_profiles(tables, context["addresses"])
+    if (error := report.error()) is not None:
+        raise error
+    return subscribers

@@ -8,12 +8,9 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from digest.core.errors import ConfigError
 from digest.core.models import Subscriber
-from digest.profiles.problems import Report
-from digest.profiles.schema import validate
+from digest.profiles.problems import Report, validated
 
 
 def check_profile(
@@ -30,18 +27,8 @@ def check_profile(
         "hf_sources": None if hf_sources is None else set(hf_sources),
         "addresses": {},
     }
-    report = Report(Path(where), "")
     tables = [dict(table)]
-    subscribers: list[Subscriber] = []
-    try:
-        subscribers = validate({"subscribers": tables}, context)
-        well_formed = True
-    except ValidationError as exc:
-        well_formed = report.validation_error(exc, tables)
-    if well_formed:
-        report.across_profiles(tables, context["addresses"])
-    if (error := report.error()) is not None:
-        raise error
+    subscribers = validated({"subscribers": tables}, tables, context, Report(Path(where), ""))
     if len(subscribers) != 1:  # validate() keeps one Subscriber per table; anything else is a bug
         raise ConfigError(f"{where}: not one profile")
     return subscribers[0]

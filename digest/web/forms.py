@@ -14,10 +14,16 @@ from digest.core.models import Subscriber
 from digest.profiles import KNOWN_KEYS
 from digest.profiles.single import check_profile
 
-FIELDS = ("email", "name", "keywords", "exclude", "authors", "categories", "query", "cadence", "weekday")
+FIELDS = ("email", "name", "keywords", "exclude", "authors", "categories", "query", "like", "cadence", "weekday")
 # How each list field is written in its box: one item a line, or separated by commas too (an
 # author's name may hold a comma, "Lovelace, Ada", so authors are split on lines and ";" only)
-_SPLIT = {"keywords": r"[\n,]", "exclude": r"[\n,]", "categories": r"[\n,\s]", "authors": r"[\n;]"}
+_SPLIT = {
+    "keywords": r"[\n,]",
+    "exclude": r"[\n,]",
+    "categories": r"[\n,\s]",
+    "authors": r"[\n;]",
+    "like": r"[\n,\s]",  # ids and links hold no spaces
+}
 MAX_FIELD = 2000  # characters in one field; a profile is a few lines
 MAX_ITEMS = 50  # items in one list field
 PREVIEW_ADDRESS = "preview@example.org"  # stands in for an address not typed yet, for a preview only
