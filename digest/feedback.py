@@ -67,13 +67,8 @@ def liked_notes(settings: Settings, subscribers: Sequence[Subscriber]) -> list[s
         tastes = gather(settings, store, subscribers, utcnow())
         said = store.feedback(s.email for s in subscribers)
     if tastes.unresolved:
-        why = (
-            f"the arXiv API could not be reached ({tastes.lookup_failed}); try again"
-            if tastes.lookup_failed
-            else "not in a stored listing, and the arXiv API does not know it"
-        )
         problems = [
-            f"subscriber {email}: like/dislike: {key} could not be resolved: {why}"
+            f"subscriber {email}: like/dislike: {key} could not be resolved: {_why(key, tastes.lookup_failed)}"
             for email, key in tastes.unresolved
         ]
         raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems)
@@ -88,6 +83,15 @@ def liked_notes(settings: Settings, subscribers: Sequence[Subscriber]) -> list[s
             f"feedback: {more} more, {len(got) - more} fewer like this"
         )
     return lines
+
+
+def _why(key: str, lookup_failed: str | None) -> str:
+    """Why a liked paper is not resolved, as `digest check` says it."""
+    if key.startswith("doi:"):  # arXiv's own DOIs are arXiv keys: this one is not on arXiv's API
+        return "a DOI is found only in a stored listing (a paper a source listed with it); give its arXiv id"
+    if lookup_failed:
+        return f"the arXiv API could not be reached ({lookup_failed}); try again"
+    return "not in a stored listing, and the arXiv API does not know it"
 
 
 @contextlib.contextmanager

@@ -370,3 +370,15 @@ def test_a_weekly_like_reader_s_week_is_the_week_s_most_similar() -> None:
     week = week_digest(tuesday, [monday])
     similar = {pid: score for day in (monday, tuesday) for pid, (_, score) in day.similar.items()}
     assert [similar[m.paper.id] for m in week.matches] == sorted(similar.values(), reverse=True)[:5]
+
+
+def test_check_says_a_doi_off_arxiv_resolves_only_from_a_stored_listing(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    config = setup(
+        tmp_path, httpserver, '[[subscribers]]\nemail = "ada@example.org"\nlike = ["10.1000/xyz123"]\n'
+    )
+    bad = digest("check", "--config", str(config), cwd=tmp_path)
+    assert bad.returncode != 0
+    assert "doi:10.1000/xyz123 could not be resolved: a DOI is found only in a stored listing" in bad.stderr
+    assert not [r for r, _ in httpserver.log if r.path == "/api/query"]  # not asked: the API has no DOIs

@@ -133,6 +133,11 @@ def test_trending_needs_a_hugging_face_source(tmp_path: Path) -> None:
         load_subscribers(path, source_names=["arxiv"], hf_sources=[])
     assert "trending" in str(err.value) and "hf_daily" in str(err.value)
     assert load_subscribers(path, source_names=["hf"], hf_sources=["hf"])[0].trending == "week"
+    # its own `sources` must keep a Hugging Face one too
+    path.write_text('[[subscribers]]\nemail = "a@example.org"\ntrending = "week"\nsources = ["arxiv"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_subscribers(path, source_names=["arxiv", "hf"], hf_sources=["hf"])
+    assert "subscribers.toml:4: subscriber a@example.org: sources: names no Hugging Face source" in str(err.value)
     path.write_text('[[subscribers]]\nemail = "a@example.org"\ntrending = "day"\n')
     with pytest.raises(ConfigError) as err:
         load_subscribers(path, source_names=["hf"], hf_sources=["hf"])

@@ -307,6 +307,18 @@ def test_a_web_reader_with_a_file_readers_address_loses_and_export_writes_toml(s
     assert {"email": "lin@example.org", "keywords": ["language model"], "name": 'Lin "the" Reader'} in tables
     exported = digest("readers", "export", "--config", str(config), cwd=tmp_path)
     assert exported.returncode == 0 and "lin@example.org" in exported.stdout
+    # a reader who unsubscribed is written commented out, and says why
+    token = unsubscribe_token(settings_key(settings), "lin@example.org")
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    assert (
+        client.post(
+            f"/unsubscribe?token={token}", content=b"List-Unsubscribe=One-Click", headers=headers
+        ).status_code
+        == 200
+    )
+    after = export_toml(settings)
+    assert "lin@example.org" not in {t["email"] for t in tomllib.loads(after).get("subscribers", [])}
+    assert "(unsubscribed: suppressed until `digest unsubscribe --undo`)" in after
 
 
 def settings_key(settings) -> bytes:

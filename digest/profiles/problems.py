@@ -119,12 +119,30 @@ class Report:
         for loc, who, problem in later:
             self.add(loc, who, problem)
 
-    def across_profiles(self, tables: Sequence[Mapping[str, Any]], addresses: Mapping[str, str]) -> None:
-        """Duplicate addresses and empty profiles; `addresses` maps each valid address as written
-        (stripped) to its normalised form."""
+    def across_profiles(
+        self,
+        tables: Sequence[Mapping[str, Any]],
+        addresses: Mapping[str, str],
+        hf_sources: Collection[str] | None = None,
+    ) -> None:
+        """Duplicate addresses, empty profiles, and trending ones whose `sources` leave out every
+        Hugging Face source (`hf_sources`, when known); `addresses` maps each valid address as
+        written (stripped) to its normalised form."""
         seen: dict[str, int] = {}
         for index, table in enumerate(tables):
             who = who_is(table, index)
+            named = table.get("sources")
+            if (
+                table.get("trending")
+                and hf_sources
+                and isinstance(named, list)
+                and not set(named) & set(hf_sources)
+            ):
+                self.add(
+                    ("subscribers", index, "sources"),
+                    who,
+                    f"names no Hugging Face source, and trending lists come from one ({', '.join(sorted(hf_sources))})",
+                )
             if not any(table.get(k) for k in _INTEREST) and table.get("all", False) is False:
                 self.add(
                     ("subscribers", index),
@@ -192,7 +210,7 @@ def validated(
     except ValidationError as exc:
         well_formed = report.validation_error(exc, tables)
     if well_formed:
-        report.across_profiles(tables, context["addresses"])
+        report.across_profiles(tables, context["addresses"], context.get("hf_sources"))
     if (error := report.error()) is not None:
         raise error
     return subscribers

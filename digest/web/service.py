@@ -194,18 +194,24 @@ def _toml_value(value: Any) -> str:
 
 def export_toml(settings: Settings) -> str:
     """The confirmed web readers as [[subscribers]] tables, to paste into subscribers.toml (then
-    the file's profile wins and the web row can go). Paused readers are written commented out."""
+    the file's profile wins and the web row can go). Paused and unsubscribed readers are written
+    commented out."""
     readers = load_readers(settings, None, warn=False)
     in_file = {s.email.lower() for s in readers.toml}
     with Store.from_config(settings.state, create=False) as store:
         web = [r for r in store.web_readers() if r.profile is not None]
+        gone = {
+            e.lower() for e, held in store.suppressions().items() if held.kind == SuppressionKind.UNSUBSCRIBED
+        }
     lines = [f"# {len(web)} web readers exported by `digest readers export`"]
     for reader in web:
+        left = reader.email.lower() in gone
         note = " (paused)" if reader.paused else ""
+        note += " (unsubscribed: suppressed until `digest unsubscribe --undo`)" if left else ""
         note += (
             " (also in the subscribers file, whose profile wins)" if reader.email.lower() in in_file else ""
         )
-        prefix = "# " if reader.paused else ""
+        prefix = "# " if reader.paused or left else ""
         table = {"email": reader.email, **(reader.profile or {})}
         lines += ["", f"# subscribed on the web {reader.created}{note}", f"{prefix}[[subscribers]]"]
         lines += [f"{prefix}{key} = {_toml_value(value)}" for key, value in table.items()]
