@@ -26,6 +26,7 @@ from digest.core.models import Subscriber
 from digest.digests import Tastes, digests_for
 from digest.relevance.ranker import Taste
 from digest.store import Store
+from digest.store.retention import epoch_day
 
 MONDAY, TUESDAY = dt.date(2024, 11, 25), dt.date(2024, 11, 26)
 ITEMS = new_items("")
@@ -382,3 +383,29 @@ def test_check_says_a_doi_off_arxiv_resolves_only_from_a_stored_listing(
     assert bad.returncode != 0
     assert "doi:10.1000/xyz123 could not be resolved: a DOI is found only in a stored listing" in bad.stderr
     assert not [r for r, _ in httpserver.log if r.path == "/api/query"]  # not asked: the API has no DOIs
+
+
+def test_the_semantic_engine_embeds_each_paper_once_and_keeps_it(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    config = setup(tmp_path, httpserver, LIKE_ONLY)
+    config.write_text(config.read_text().replace("[relevance]\n", '[relevance]\nengine = "semantic"\n'))
+    run(tmp_path, config, httpserver, MONDAY)
+    run(tmp_path, config, httpserver, TUESDAY)
+    state = tmp_path / "state" / "digest.sqlite3"
+    with Store.open(state) as store:
+        rows = store.conn.execute(
+            "SELECT paper_id, day FROM paper_vectors WHERE engine = 'wordllama'"
+        ).fetchall()
+    made = dict(rows)
+    # Tuesday's papers, Monday's, and the liked ones (Monday's too): each embedded once, on its day
+    assert {p.id for p in TUESDAY_PAPERS} | {p.id for p in MONDAY_PAPERS} <= set(made)
+    assert len(rows) == len(made)
+    monday_only = {p.id for p in MONDAY_PAPERS} - {p.id for p in TUESDAY_PAPERS}
+    assert {made[i] for i in monday_only} == {epoch_day(MONDAY)}  # made on Monday, not again on Tuesday
+    tuesday = emails(tmp_path)["robots@example.org"][-1]
+    assert "Similar to \u201c" in tuesday
+    run(tmp_path, config, httpserver, TUESDAY)  # the same date again: nothing new to embed
+    with Store.open(state) as store:
+        again = dict(store.conn.execute("SELECT paper_id, day FROM paper_vectors").fetchall())
+    assert again == made
