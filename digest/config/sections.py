@@ -265,10 +265,7 @@ class OutputConfig(_Section):
     def _base_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path/")
-        return value.rstrip("/") + "/"
+        return http_url(value, "https://host/path/").rstrip("/") + "/"
 
 
 class TemplatesConfig(_Section):

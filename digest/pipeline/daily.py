@@ -38,6 +38,7 @@ from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import RunStatus
 from digest.core.tldr import TldrBook
+from digest.digests import Tastes
 from digest.explain import similar_of
 from digest.pipeline import publishing, relevance, retention
 from digest.pipeline.channels import post_channels
@@ -52,6 +53,7 @@ from digest.plan import (
     LedgerView,
     Plan,
     StoredDay,
+    TrendingList,
     explained,
     explanations,
     plan_run,
@@ -102,7 +104,7 @@ def run(
         # (the others go on); only when every source failed does this raise, storing nothing
         with timer("fetch"):
             result = _fetch(summary, settings, store, date, now, dry_run, transport, progress)
-            extra = _extra_inputs(
+            lists, tastes = _extra_inputs(
                 summary, settings, store, subscribers, date, now, result, dry_run, transport
             )
         if not dry_run:
@@ -110,7 +112,7 @@ def run(
 
         # 3. plan (matching is most of it) and record what it decided
         with timer("match"):
-            ledger = dataclasses.replace(read_ledger(store, date, result), **extra)
+            ledger = dataclasses.replace(read_ledger(store, date, result), trending=lists, tastes=tastes)
             plan = _plan(settings, subscribers, date, result, ledger, (retry_unknown, retry_failed))
         _report_plan(summary, plan)
         if not dry_run:
@@ -295,7 +297,7 @@ def _extra_inputs(
     result: DiffResult,
     dry_run: bool,
     transport: Any,
-) -> dict[str, Any]:
+) -> tuple[dict[str, TrendingList], Tastes]:
     """What the plan needs besides the day's papers and the ledger: the due trending readers'
     lists (a list's source that failed is reported; its readers wait) and the readers' tastes."""
     lists = due_lists(settings, store, subscribers, date, dry_run=dry_run, transport=transport)
@@ -303,7 +305,7 @@ def _extra_inputs(
     tastes = relevance.gather(
         settings, store, subscribers, now, papers=result.new, date=date, save=not dry_run, transport=transport
     )
-    return {"trending": lists.lists, "tastes": tastes}
+    return lists.lists, tastes
 
 
 def _plan(
