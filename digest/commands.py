@@ -151,7 +151,7 @@ def check(settings: Settings, subscribers_path: Path | str | None = None) -> Che
     compile_all(settings.templates.dir)  # and the archive's and feeds
     held: dict[str, Suppression] = {}
     web: list[WebReader] = []
-    if settings.state.path.exists():
+    if settings.state.exists():
         with Store.from_config(settings.state) as store:
             held, web = store.suppressions(), store.web_readers()
     sources, warnings = tuple(s.name for s in settings.sources), tuple(readers.warnings)

@@ -61,7 +61,7 @@ def liked_notes(settings: Settings, subscribers: Sequence[Subscriber]) -> list[s
     """For `digest check`: a line per reader with liked papers or feedback, after resolving the
     liked papers (stored listings, then the arXiv API; kept in the state when it exists). Raises
     ConfigError naming each reader and reference that cannot be resolved."""
-    if not any(s.like or s.dislike for s in subscribers) and not settings.state.path.exists():
+    if not any(s.like or s.dislike for s in subscribers) and not settings.state.exists():
         return []
     with _state(settings) as store:
         tastes = gather(settings, store, subscribers, utcnow())
@@ -97,7 +97,7 @@ def _why(key: str, lookup_failed: str | None) -> str:
 @contextlib.contextmanager
 def _state(settings: Settings) -> Iterator[Store]:
     """The state when there is one; else a throwaway one, so `digest check` creates nothing."""
-    if settings.state.path.exists():
+    if settings.state.exists():
         with Store.from_config(settings.state) as store:
             yield store
         return

@@ -50,7 +50,7 @@ def should_catch_up(config: ScheduleConfig, now: dt.datetime, last_status: str |
 def _today_status(settings: Settings, date: dt.date) -> str | None:
     """`run_status(date)`, except that a partial run with recipients still pending (stopped by a
     signal, or by an SMTP server that was down) reads as "interrupted": a re-run sends only those."""
-    if not settings.state.path.exists():
+    if not settings.state.exists():
         return None
     with Store.from_config(settings.state, create=False) as store:
         status = store.run_status(date)

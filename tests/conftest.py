@@ -3,9 +3,12 @@ their test files."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_server import PgServer
 
 DATA = Path(__file__).parent / "data"
 ARXIV_ALL = DATA / "arxiv_rss_2024-11-28_all.xml"
@@ -62,8 +65,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid}: in more than one tier: {sorted(tiers)}")
         if not tiers:
             item.add_marker(MODULE_TIERS.get(item.path.name, "integration"))
+    if os.environ.get("DIGEST_TEST_STATE") == "postgres":  # the PostgreSQL pass (_state_on_postgres)
+        items[:] = [item for item in items if item.get_closest_marker("sqlite_only") is None]
 
 
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+# One real server per test process (tests/pg_server.py), a fresh database per test that asks.
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a new, empty database on the test server (`[state] url`)."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _state_on_postgres(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With DIGEST_TEST_STATE=postgres, every state a test opens by path in this process is a
+    PostgreSQL database instead (one per path): the store's tests run again on the server."""
+    if os.environ.get("DIGEST_TEST_STATE") != "postgres":
+        return
+    from digest.store import Store, postgres_store
+    from digest.store.sqlite import SqliteState
+
+    server: PgServer = request.getfixturevalue("pg_server")
+    databases: dict[Path, str] = {}
+
+    def open_on_postgres(cls: type, path: Path, *, create: bool = True, busy_timeout: float = 30.0) -> Store:
+        path = Path(path)
+        if path not in databases:
+            if not create and not path.exists():
+                return SqliteState.__dict__["open"].__func__(Store, path, create=False)  # the file's error
+            databases[path] = server.new_database()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()  # so that "is there a state yet" checks see one
+        return postgres_store().connect(databases[path], create=create, busy_timeout=busy_timeout)
+
+    monkeypatch.setattr(Store, "open", classmethod(open_on_postgres))

@@ -29,6 +29,7 @@ def result(url: str, etag: str | None = '"v1"', body: bytes = b"<rss/>") -> Fetc
     return FetchResult(url=url, body=body, status=200, etag=etag, last_modified=None, not_modified=False)
 
 
+@pytest.mark.sqlite_only
 def test_fresh_state_is_migrated_and_reopens(tmp_path: Path) -> None:
     path = tmp_path / "state" / "d.sqlite3"
     Store.open(path).close()
@@ -37,6 +38,7 @@ def test_fresh_state_is_migrated_and_reopens(tmp_path: Path) -> None:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.sqlite_only
 def test_state_from_a_newer_digest_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     conn = sqlite3.connect(path)
@@ -46,6 +48,7 @@ def test_state_from_a_newer_digest_is_refused(tmp_path: Path) -> None:
         Store.open(path)
 
 
+@pytest.mark.sqlite_only
 def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
@@ -78,6 +81,7 @@ def test_seen_before_looks_only_at_earlier_dates(tmp_path: Path) -> None:
         assert set(store.seen_before(D2, ["a", "b"])) == {"a"}
 
 
+@pytest.mark.sqlite_only
 def test_failed_snapshot_write_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     with Store.open(path) as store:
@@ -95,6 +99,7 @@ def test_failed_snapshot_write_changes_nothing(tmp_path: Path) -> None:
         assert path.read_bytes() == before
 
 
+@pytest.mark.sqlite_only
 def test_second_lock_fails_at_once(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     with (
@@ -144,6 +149,7 @@ def _status_seen_by_another_process(path: Path, email: str) -> str:
         conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_nested_transactions_undo_only_the_inner_block(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     with Store.open(path) as store:
@@ -159,6 +165,7 @@ def test_nested_transactions_undo_only_the_inner_block(tmp_path: Path) -> None:
         assert _status_seen_by_another_process(path, "cy@example.org") == "pending"
 
 
+@pytest.mark.sqlite_only
 def test_grouped_commits_let_sent_marks_ride_on_the_next_sending_mark(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     with Store.open(path) as store:
@@ -185,6 +192,7 @@ def test_grouped_commits_let_sent_marks_ride_on_the_next_sending_mark(tmp_path: 
         assert store.sent_paper_ids("ada@example.org") == {"a", "b"}
 
 
+@pytest.mark.sqlite_only
 def test_a_process_killed_before_the_grouped_commit_leaves_sending_never_pending(tmp_path: Path) -> None:
     """The worst a deferred 'sent' can do: the message is reported unknown, never sent twice."""
     path = tmp_path / "d.sqlite3"
@@ -226,6 +234,7 @@ def test_suppressions_have_a_kind(tmp_path: Path) -> None:
         assert held["cy@example.org"].reason == "asked"
 
 
+@pytest.mark.sqlite_only
 def test_migration_5_sorts_the_suppressions_of_an_older_state_into_kinds(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)

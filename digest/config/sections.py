@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from digest.config.cron import make_trigger
+from digest.config.urls import http_url, postgres_url
 from digest.core.addresses import sender_address
 from digest.core.errors import ConfigError
 
@@ -33,14 +34,6 @@ HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
 # papers and explanations). Config sits below the plan; tests/test_retention.py checks they agree.
 MIN_KEEP_DAYS = 15
 ARXIV_API_URL = "https://export.arxiv.org/api/query"
-
-
-def http_url(value: str, example: str = "https://host/path") -> str:
-    """`value`, when it is an http(s) URL with a host; else a ValueError saying how to write one."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} is not an http(s) URL; write it as {example}")
-    return value
 
 
 class _Section(BaseModel):
@@ -57,6 +50,23 @@ class StateConfig(_Section):
     # unset, what later runs read whole: late digests' 15 days, or [output] feed_days if more
     # (digest.pipeline.retention.window_days).
     keep_days: int | None = Field(default=None, ge=0, le=3660)
+    # The state on a PostgreSQL server instead of the file at `path` ("postgresql://user@host/db",
+    # psycopg 3: `pip install 'digest[postgres]'`), so that several runners share one ledger.
+    # Secret (it may hold a password); DIGEST_STATE__URL sets it from the environment.
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        text = value.get_secret_value().strip() if value is not None else ""
+        return SecretStr(postgres_url(text)) if text else None
+
+    @property
+    def shared(self) -> bool:  # on PostgreSQL, which several runners may share
+        return self.url is not None
+
+    def exists(self) -> bool:  # a state to read may be there (the store says if a database has one)
+        return self.url is not None or self.path.exists()
 
     @field_validator("keep_days")
     @classmethod

@@ -358,6 +358,13 @@ def signing_key(settings: Settings, *, notice: Any = None, keep: bool = True) ->
     """
     if settings.secret is not None:
         return settings.secret.get_secret_value().encode()
+    if settings.state.shared:
+        # Runners on several hosts sign the same readers' links: a key file on one host would
+        # give each its own key, and one host's unsubscribe link would fail on another's.
+        raise ConfigError(
+            "[state] url: a state on PostgreSQL is shared by runners that must sign links alike: "
+            "set DIGEST_SECRET (the same on every runner)"
+        )
     key_file = settings.state_dir / "secret.key"
     if key_file.is_file():
         return key_file.read_text().strip().encode()

@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from digest.core.errors import ConfigError
+
 
 def write_atomic(path: Path, content: str | bytes, *, mode: int = 0o644, sync_folder: bool = True) -> None:
     """Write `content` (text as UTF-8, or bytes as they are) to `path`.
@@ -61,3 +63,18 @@ def sync_folder_of(folder: Path) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """ConfigError unless `folder` can be written to, or made in its nearest existing parent:
+    found before a run fetches and sends, not after. Nothing is created here."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {existing}"
+    if problem:
+        raise ConfigError(f"{key} = {str(folder)!r}: cannot write there: {problem}")

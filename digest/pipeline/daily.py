@@ -26,27 +26,27 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from digest.config import Settings, signing_key
-from digest.core.errors import ConfigError, DigestError, StoreError
+from digest.core.errors import DigestError, StoreError
+from digest.core.files import check_writable
 from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import RunStatus
-from digest.core.tldr import TldrBook
 from digest.digests import Tastes
 from digest.explain import similar_of
 from digest.pipeline import publishing, relevance, retention
 from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
+from digest.pipeline.joining import JOINERS_WAIT, join_run
 from digest.pipeline.readers import load_readers
-from digest.pipeline.sending import MessageBuilder, jobs_for, send_jobs, stop_on_signals
-from digest.pipeline.summarizing import summarize
-from digest.pipeline.summary import RunSummary, SummaryCounts, Timer
+from digest.pipeline.sending import MessageBuilder, jobs_for, send_mail
+from digest.pipeline.summarizing import summarize_sends
+from digest.pipeline.summary import RunSummary, Timer
 from digest.pipeline.trending import due_lists
 from digest.plan import (
     LATE_DAYS,
@@ -99,6 +99,9 @@ def run(
     store = Store.from_config(settings.state)
     signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
     with store, store.lock(), signals:
+        if not dry_run and store.join_day(date):  # a live runner planned this date (PostgreSQL)
+            return join_run(settings, store, subscribers, renderer, summary, now, stop=stop, progress=progress,
+                            signals=signals if catch_signals else None)  # fmt: skip
         key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
         # 2. fetch, parse, diff; a failed or stale source is left out of the snapshot and reported
         # (the others go on); only when every source failed does this raise, storing nothing
@@ -117,27 +120,23 @@ def run(
         _report_plan(summary, plan)
         if not dry_run:
             record_plan(store, plan, now)
-        tldrs = _summarize(settings, store, plan, summary, timer, dry_run=dry_run)  # 3b. [summaries]
+        store.planned()  # PostgreSQL: the next runner may take the plan lock (and join this plan)
+        tldrs = summarize_sends(settings, store, plan.sends, summary, timer, dry_run=dry_run)  # [summaries]
 
         # 4. render + send, lazily: one message is built just before it goes out
         with timer("send" if not dry_run else "render"):
             build = MessageBuilder(renderer, settings, key, date, now, tldrs)
             mail = [send for send in plan.sends if not is_channel(send.subscriber.email)]
-            jobs = list(jobs_for(mail, build, store))
             if dry_run:
-                _render_only(summary, jobs, progress)
-            elif jobs:
-                if catch_signals and stop is not None:
-                    # From the first message to the run's record (publishing included), SIGTERM
-                    # and Ctrl-C set `stop`: the messages in hand are finished, the rest pending.
-                    signals.callback(stop_on_signals(stop))
-                report = send_jobs(settings, store, jobs, stop=stop, progress=progress)
+                _render_only(summary, list(jobs_for(mail, build, store)), progress)
+            elif report := send_mail(settings, store, mail, build, run=date, stop=stop, progress=progress,
+                                     signals=signals if catch_signals else None):  # fmt: skip
                 summary.add_report(report)
         if not dry_run:  # after the emails: a channel's trouble never holds them up
             _post_channels(settings, store, plan, summary, timer)
         # Every digest is out: let the matches and the renderer's caches go before publishing,
         # which reads what it needs back from the ledger (the run's peak memory is here).
-        del plan, jobs, build
+        del plan, mail, build
         renderer.clear()
 
         # 5. publish feeds and archive. The emails are out and recorded: a failure here (a full
@@ -145,24 +144,6 @@ def run(
         if not dry_run:
             _publish_and_finish(settings, store, key, subscribers, summary, now, timer)
     return summary
-
-
-def _summarize(
-    settings: Settings, store: Store, plan: Plan, summary: RunSummary, timer: Timer, *, dry_run: bool
-) -> TldrBook:
-    """A TL;DR for each paper the digests hold ([summaries]): what fails there falls back to the
-    paper's own summary or abstract and is counted, never in the way of sending."""
-    if not settings.summaries.enabled:
-        return TldrBook()
-    try:
-        with timer("summaries"):
-            tldrs, summary.summaries = summarize(settings, store, plan.sends, summary.date, dry_run=dry_run)
-    except Exception as exc:
-        _log.exception("summaries skipped")
-        summary.summaries = SummaryCounts()
-        summary.summaries.fail(f"the summaries stage failed: {exc}")
-        return TldrBook()
-    return tldrs
 
 
 def _prepare(
@@ -179,9 +160,9 @@ def _prepare(
     retention.check_window(settings)
     relevance.check_engine(settings)
     if not dry_run:
-        _check_writable(settings.output.dir, "[output] dir")
+        check_writable(settings.output.dir, "[output] dir")
         if settings.transport == "outbox":
-            _check_writable(settings.delivery.outbox, "[delivery] outbox")
+            check_writable(settings.delivery.outbox, "[delivery] outbox")
     return subscribers, renderer
 
 
@@ -261,6 +242,11 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
                 total=digest.total_matched,
             )
         store.take_held(plan.taken, up_to=plan.recorded[-1])
+        # for runners that join this run (PostgreSQL); channels are posted by this runner alone
+        store.queue(
+            ((s.date, s.subscriber.email) for s in plan.sends if not is_channel(s.subscriber.email)),
+            plan.recorded[-1],
+        )
         for email, (kind, period) in plan.periods:  # trending readers: planned, so due no more
             store.mark_period(email, kind, period)
 
@@ -369,6 +355,9 @@ def _publish_and_finish(
     now: dt.datetime,
     timer: Timer,
 ) -> None:
+    # PostgreSQL: the runners that joined this run send their share first, so that the feeds and
+    # the archive hold every digest of the day (after JOINERS_WAIT, the next run publishes theirs)
+    store.wait_for_runners(summary.date, JOINERS_WAIT)
     try:
         with timer("publish"):
             summary.outputs = publishing.publish(settings, store, key, subscribers, summary.date, now)
@@ -383,18 +372,3 @@ def _publish_and_finish(
             retention.apply(settings, store, summary.date, now)
     except StoreError as exc:
         _log.warning("state retention skipped: %s", exc)
-
-
-def _check_writable(folder: Path, key: str) -> None:
-    """ConfigError unless `folder` can be written to, or made in its nearest existing parent:
-    found before a run fetches and sends, not after. Nothing is created here."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    problem = None
-    if not existing.is_dir():
-        problem = f"{existing} is not a folder"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"no permission to write in {existing}"
-    if problem:
-        raise ConfigError(f"{key} = {str(folder)!r}: cannot write there: {problem}")

@@ -70,7 +70,7 @@ def load_readers(settings: Settings, subscribers_path: Path | str | None, *, war
     toml = load_subscribers(path, source_names=names, hf_sources=settings.hf_source_names)
     web: list[Subscriber] = []
     warnings: list[str] = []
-    if settings.state.path.exists():
+    if settings.state.exists():
         with Store.from_config(settings.state, create=False) as store:
             stored = [r for r in store.web_readers() if r.active]
         for reader in stored:

@@ -58,15 +58,25 @@ class RenderPool:
     loop runs, so they inherit no running loop) and stopped on exit.
     """
 
-    def __init__(self, jobs: Sequence[Job], workers: int, *, ahead: int | None = None) -> None:
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        workers: int,
+        *,
+        ahead: int | None = None,
+        order: Iterator[int] | None = None,
+    ) -> None:
         self.jobs = jobs
+        # which jobs are sent, in order (`sending.claimed`: this runner's share), pulled lazily
+        self.order = order if order is not None else iter(range(len(jobs)))
+        self.taken: list[int] = []  # the indices pulled from `order` so far; positions index it
         self.workers = max(1, workers)
         self.ahead = ahead or AHEAD_PER_WORKER * self.workers
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
-        self.submitted = 0  # jobs asked of a worker (in order: worker i % n has job i)
-        self.ready: dict[int, asyncio.Future[OutgoingMessage]] = {}  # until the sender takes it
-        self.waiting: dict[int, asyncio.Future[OutgoingMessage]] = {}  # until the worker answers
+        self.submitted = 0  # positions asked of a worker (in order: worker p % n has position p)
+        self.ready: dict[int, asyncio.Future[OutgoingMessage]] = {}  # by position, until the sender takes it
+        self.waiting: dict[int, asyncio.Future[OutgoingMessage]] = {}  # by position, until the worker answers
         self.broken = False  # a worker died: the jobs not yet asked for are built here
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -109,23 +119,35 @@ class RenderPool:
         self.waiting.clear()
         self.ready.clear()
 
+    def _pull(self, position: int) -> bool:
+        """Whether there is a job at `position` of the order (pulling it when needed)."""
+        while len(self.taken) <= position:
+            index = next(self.order, None)
+            if index is None:
+                return False
+            self.taken.append(index)
+        return True
+
     def __iter__(self) -> Iterator[Job]:
-        for index, job in enumerate(self.jobs):
-            yield Job(job.date, job.subscriber, functools.partial(self._built, index))
+        position = 0
+        while self._pull(position):
+            job = self.jobs[self.taken[position]]
+            yield Job(job.date, job.subscriber, functools.partial(self._built, position))
+            position += 1
 
-    def _built(self, index: int) -> Any:
-        """The message of job `index`: a future when a worker renders it, else the message."""
-        self._ask_up_to(index + self.ahead)
-        future = self.ready.pop(index, None)
+    def _built(self, position: int) -> Any:
+        """The message of the job at `position`: a future when a worker renders it, else the message."""
+        self._ask_up_to(position + self.ahead)
+        future = self.ready.pop(position, None)
         if future is None:  # the pool is broken: build it here
-            return self.jobs[index].build()
-        return self._message(index, future)
+            return self.jobs[self.taken[position]].build()
+        return self._message(position, future)
 
-    async def _message(self, index: int, future: asyncio.Future[OutgoingMessage]) -> OutgoingMessage:
+    async def _message(self, position: int, future: asyncio.Future[OutgoingMessage]) -> OutgoingMessage:
         try:
             return await asyncio.wait_for(asyncio.shield(future), RENDER_TIMEOUT)
         except TimeoutError:
-            worker = index % len(self.conns)
+            worker = position % len(self.conns)
             self.procs[worker].kill()
             self._worker_died(worker)
             raise RenderError(
@@ -139,21 +161,21 @@ class RenderPool:
             self.loop = asyncio.get_running_loop()
             for worker, conn in enumerate(self.conns):
                 self.loop.add_reader(conn.fileno(), self._receive, worker)
-        while self.submitted < min(end, len(self.jobs)):
-            index, self.submitted = self.submitted, self.submitted + 1
-            self.waiting[index] = self.ready[index] = self.loop.create_future()
+        while self.submitted < end and self._pull(self.submitted):
+            position, self.submitted = self.submitted, self.submitted + 1
+            self.waiting[position] = self.ready[position] = self.loop.create_future()
             try:
-                self.conns[index % len(self.conns)].send(index)
+                self.conns[position % len(self.conns)].send((position, self.taken[position]))
             except OSError:
-                self._worker_died(index % len(self.conns))
+                self._worker_died(position % len(self.conns))
                 return
 
     def _receive(self, worker: int) -> None:
         conn = self.conns[worker]
         try:
             while conn.poll():
-                index, message, error = conn.recv()
-                future = self.waiting.pop(index, None)
+                position, message, error = conn.recv()
+                future = self.waiting.pop(position, None)
                 if future is None or future.done():
                     continue
                 if error is None:
@@ -174,8 +196,8 @@ class RenderPool:
         if not self.broken:
             _log.warning("%s: the rest of the messages are rendered in the main process", why)
         self.broken = True
-        for index in [i for i in self.waiting if i % len(self.conns) == worker]:
-            future = self.waiting.pop(index)
+        for position in [p for p in self.waiting if p % len(self.conns) == worker]:
+            future = self.waiting.pop(position)
             if not future.done():
                 future.set_exception(RenderError(why))
 
@@ -190,7 +212,8 @@ def _error(digest_error: bool, text: str, trace: str) -> Exception:
 
 
 def _serve(jobs: Sequence[Job], conn: Connection, inherited: list[Connection]) -> None:
-    """A worker: build the message of each job index read from `conn` and send it back, in order."""
+    """A worker: build the message of each (position, job index) read from `conn` and send it back
+    with its position, in order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for other in inherited:  # the main process's ends: only then does its death end our pipe
@@ -203,12 +226,12 @@ def _serve(jobs: Sequence[Job], conn: Connection, inherited: list[Connection]) -
     gc.freeze()  # what we inherited is never walked by our collector: its pages stay shared
     try:
         while True:
-            index = conn.recv()
+            position, index = conn.recv()
             try:
-                reply: tuple[int, Any, Any] = (index, jobs[index].build(), None)
+                reply: tuple[int, Any, Any] = (position, jobs[index].build(), None)
             except Exception as exc:  # the main process reports it, as it does its own
                 text = str(exc) if isinstance(exc, DigestError) else f"{type(exc).__name__}: {exc}"
-                reply = (index, None, (isinstance(exc, DigestError), text, traceback.format_exc()))
+                reply = (position, None, (isinstance(exc, DigestError), text, traceback.format_exc()))
             conn.send(reply)
     except (EOFError, OSError, KeyboardInterrupt):
         pass

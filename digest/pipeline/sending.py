@@ -147,6 +147,52 @@ def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Pap
     )
 
 
+def send_mail(
+    settings: Settings,
+    store: Store,
+    sends: Sequence[Send],
+    build: MessageBuilder,
+    *,
+    run: dt.date,
+    stop: threading.Event | None,
+    progress: Progress,
+    signals: contextlib.ExitStack | None,
+) -> SendReport | None:
+    """The run's emails, each rendered just before it goes out (None: there were none). With
+    `signals` (`digest run`), SIGTERM and Ctrl-C set `stop` from the first message to the end of
+    the run (publishing included): the messages in hand are finished, the rest stay pending."""
+    jobs = list(jobs_for(sends, build, store))
+    if not jobs:
+        return None
+    if signals is not None and stop is not None:
+        signals.callback(stop_on_signals(stop))
+    return send_jobs(settings, store, jobs, stop=stop, progress=progress, run=run)
+
+
+CLAIM_BATCH = 32  # digests claimed at once (one statement): a runner that dies frees as many
+
+
+def claimed(store: Store, jobs: Sequence[Job], run: dt.date) -> Iterator[int]:
+    """The indices of `jobs` this runner sends, claimed a batch at a time as the sender gets to
+    them (`Store.claim`; on a SQLite file, all of them). Jobs another runner held are tried once
+    more at the end, in case it died meanwhile, until a pass claims nothing."""
+    left = list(range(len(jobs)))
+    while left:
+        tried, left, claimed_any = left, [], False
+        for start in range(0, len(tried), CLAIM_BATCH):
+            batch = tried[start : start + CLAIM_BATCH]
+            keys = [(jobs[i].date, jobs[i].subscriber.email) for i in batch]
+            taken = store.claim(keys, run)
+            for index, key in zip(batch, keys, strict=True):
+                if key in taken:
+                    claimed_any = True
+                    yield index
+                else:
+                    left.append(index)
+        if not claimed_any:
+            return
+
+
 def send_jobs(
     settings: Settings,
     store: Store,
@@ -154,7 +200,10 @@ def send_jobs(
     *,
     stop: threading.Event | None,
     progress: Progress,
+    run: dt.date,
 ) -> SendReport:
+    """Send `jobs` (the run of `run`'s), each claimed first: on a PostgreSQL state that other
+    runners share, each runner sends the share it claims."""
     if settings.transport == "smtp":
         sink: Any = SmtpTransport(settings.smtp)
         concurrency = settings.smtp.concurrency
@@ -165,7 +214,8 @@ def send_jobs(
     # [delivery] render_workers: the messages are rendered ahead in forked processes (forked here,
     # before the event loop runs), so the connections never wait while Jinja holds the GIL.
     workers = settings.delivery.render_workers
-    pool = RenderPool(jobs, workers) if workers and jobs else None
+    order = claimed(store, jobs, run)
+    pool = RenderPool(jobs, workers, order=order) if workers and jobs else None
 
     async def go(todo: Iterable[Job]) -> SendReport:
         stop_event = _StopEvent(stop) if stop is not None else asyncio.Event()
@@ -191,7 +241,7 @@ def send_jobs(
     # message 'sending' (unknown). A rate-limited run has time for a commit per mark.
     limited = settings.transport == "smtp" and settings.smtp.rate > 0
     with pool or contextlib.nullcontext(), contextlib.nullcontext() if limited else store.grouped_commits():
-        return asyncio.run(go(pool or jobs))
+        return asyncio.run(go(pool or (jobs[index] for index in order)))
 
 
 class _StopEvent(asyncio.Event):

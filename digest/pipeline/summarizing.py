@@ -33,7 +33,7 @@ from digest.config import Settings, SummariesConfig
 from digest.core.errors import StoreError
 from digest.core.models import Paper
 from digest.core.tldr import Tldr, TldrBook
-from digest.pipeline.summary import SummaryCounts
+from digest.pipeline.summary import RunSummary, SummaryCounts, Timer
 from digest.plan import Send
 from digest.store import Store, SummaryRow
 from digest.summaries import PROMPT_ID, Answer, ChatClient, check_answer, request_body
@@ -181,3 +181,27 @@ def _counted(answer: Answer, body: dict[str, Any]) -> Answer:
         answer.error,
         answer.attempts,
     )
+
+
+def summarize_sends(
+    settings: Settings,
+    store: Store,
+    sends: Sequence[Send],
+    summary: RunSummary,
+    timer: Timer,
+    *,
+    dry_run: bool,
+) -> TldrBook:
+    """A TL;DR for each paper the digests hold ([summaries]): what fails there falls back to the
+    paper's own summary or abstract and is counted, never in the way of sending."""
+    if not settings.summaries.enabled:
+        return TldrBook()
+    try:
+        with timer("summaries"):
+            tldrs, summary.summaries = summarize(settings, store, sends, summary.date, dry_run=dry_run)
+    except Exception as exc:
+        _log.exception("summaries skipped")
+        summary.summaries = SummaryCounts()
+        summary.summaries.fail(f"the summaries stage failed: {exc}")
+        return TldrBook()
+    return tldrs

@@ -99,6 +99,9 @@ class RunSummary:
     held: int = 0  # weekly readers whose matches of the day wait for their week's digest
     channels: list[str] = field(default_factory=list)  # how each [[channels]] post went
     channel_trouble: bool = False  # a post failed, is unknown, or waits for the next run
+    # PostgreSQL state: this runner joined the run another live runner planned, sent a share of
+    # its digests and left fetching, channels and publishing to it
+    joined: bool = False
 
     def add_report(self, report: Any) -> None:
         """What sending reported (a `digest.deliver.sender.SendReport`)."""
@@ -140,6 +143,7 @@ class RunSummary:
             "channels": list(self.channels),
             "duplicate_ids": dict(self.duplicate_ids),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "joined": self.joined,
         } | ({"summaries": self.summaries.as_dict()} if self.summaries is not None else {})
 
     def lines(self) -> list[str]:
@@ -151,6 +155,11 @@ class RunSummary:
             f"{len(self.pending)} pending, {self.skipped} skipped, {len(self.suppressed)} suppressed"
             + (f", {self.rendered} rendered (not sent)" if self.dry_run else ""),
         ]
+        if self.joined:
+            out.append(
+                "joined the run another runner planned: sent a share of its digests (that runner "
+                "fetched, and publishes the feeds and archive)"
+            )
         out += [
             f"late: {day}: its digests were never recorded (its run stopped first, or only `digest fetch` "
             f"ran): {count} go out now as that day's"

@@ -11,6 +11,8 @@ a read-only folder, another process's lock, corruption) is a one-line `StoreErro
 (`sqlite`).
 
 - `sqlite.SqliteState`: the connection, transactions, migrations, the run lock, error messages.
+- `postgres.PgStore`: the same on a PostgreSQL server (`[state] url`, schema in `pg_schema`), with
+  the locks and claims that let several runners share one state.
 - `snapshots.SnapshotStore`: snapshots, the HTTP cache, run records.
 - `ledger.LedgerStore`: deliveries, papers sent, suppressions.
 - `held.HeldStore`: weekly readers' held days (`digest.cadence`).
@@ -22,6 +24,11 @@ a read-only folder, another process's lock, corruption) is a one-line `StoreErro
 
 from __future__ import annotations
 
+import functools
+from typing import Self, cast
+
+from digest.config import StateConfig
+from digest.core.errors import ConfigError
 from digest.core.models import Seen
 from digest.store.held import HeldDay, HeldStore
 from digest.store.ledger import LedgerStore
@@ -36,9 +43,40 @@ from digest.store.web_readers import WebReader, WebReaderStore
 class Store(
     SnapshotStore, LedgerStore, RetentionStore, SummaryStore, HeldStore, WebReaderStore, RelevanceStore
 ):
-    """The state file. Open with `Store.open(path)`; use as a context manager to close it."""
+    """The state. Open with `Store.from_config(settings.state)` (a SQLite file, or a PostgreSQL
+    database with `[state] url`) or `Store.open(path)`; use as a context manager to close it."""
 
     migrations = MIGRATIONS
 
+    @classmethod
+    def from_config(cls, state: StateConfig, *, create: bool = True) -> Self:
+        if state.url is None:
+            return super().from_config(state, create=create)
+        return cast(Self, postgres_store().from_config(state, create=create))
 
-__all__ = ["MIGRATIONS", "Drop", "Feedback", "HeldDay", "Seen", "Shrink", "Store", "SummaryRow", "WebReader"]
+
+@functools.cache
+def postgres_store() -> type[Store]:
+    """`Store` on PostgreSQL (`[state] url`): `postgres.PgState` in front of the same tables'
+    methods. Imported only here: psycopg is an extra (digest[postgres]) a SQLite state never needs."""
+    try:
+        from digest.store.postgres import PgState
+    except ImportError as exc:
+        raise ConfigError(
+            f"[state] url: PostgreSQL needs psycopg ({exc}); pip install 'digest[postgres]'"
+        ) from None
+    return type("PgStore", (PgState, Store), {"__doc__": postgres_store.__doc__})
+
+
+__all__ = [
+    "MIGRATIONS",
+    "Drop",
+    "Feedback",
+    "HeldDay",
+    "Seen",
+    "Shrink",
+    "Store",
+    "SummaryRow",
+    "WebReader",
+    "postgres_store",
+]

@@ -46,8 +46,11 @@ def pack_json(value: Any) -> bytes:
 
 
 def unpack_json(value: str | bytes) -> Any:
-    """What `pack_json` stored, or the plain JSON text of rows written before it."""
-    return json.loads(zlib.decompress(value) if isinstance(value, bytes) else value)
+    """What `pack_json` stored, or the plain JSON text of rows written before it (as text, or as
+    bytes in a PostgreSQL BYTEA column's default)."""
+    if isinstance(value, bytes) and value[:1] not in (b"[", b"{"):  # zlib's first byte is 0x78
+        value = zlib.decompress(value)
+    return json.loads(value)
 
 
 def pack_papers(papers: Sequence[Paper]) -> bytes:

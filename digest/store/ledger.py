@@ -122,7 +122,7 @@ class LedgerStore(SqliteState):
                 "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(date, email) DO UPDATE SET papers = excluded.papers, "
                 "explanations = excluded.explanations, total = excluded.total, "
-                "updated_at = excluded.updated_at WHERE status = ?",
+                "updated_at = excluded.updated_at WHERE deliveries.status = ?",
                 (
                     day,
                     email,
@@ -213,6 +213,25 @@ class LedgerStore(SqliteState):
                 "parts_done = COALESCE(?, parts_done) WHERE date = ? AND email = ?",
                 (DeliveryStatus(status), reply, iso(now), parts_done, date.isoformat(), email),
             )
+
+    # -- runners sharing a run (PostgreSQL: store/postgres.py) ------------------------------------
+    def queue(self, keys: Iterable[tuple[dt.date, str]], run: dt.date) -> None:
+        """The digests the run of `run` sends (its plan's), marked so that a runner joining that run
+        finds them (`queued`). Inside the transaction that records the plan."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET queued = ? WHERE date = ? AND email = ?",
+                [(run.isoformat(), date.isoformat(), email) for date, email in keys],
+            )
+
+    def queued(self, run: dt.date) -> list[Delivery]:
+        """The digests the run of `run` queued that are still to send (pending, or unknown ones
+        its plan resends), by date and address."""
+        rows = self.conn.execute(
+            f"{_DELIVERY} WHERE queued = ? AND status IN (?, ?) ORDER BY date, email",
+            (run.isoformat(), DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN),
+        )
+        return [_delivery(row) for row in rows]
 
     # -- papers sent -------------------------------------------------------------------------------
     # A digest of date D holds papers new on D (or, a weekly one, on the days of its week), so the

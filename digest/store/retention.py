@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from digest.core.errors import StoreError
 from digest.core.status import DeliveryStatus
-from digest.store.codec import bitmap, members, paper_key, unpack_json
+from digest.store.codec import bitmap, members, unpack_json
 from digest.store.sqlite import SqliteState, chunked, iso
 
 EPOCH = dt.date(1970, 1, 1)
@@ -209,10 +209,12 @@ class RetentionStore(SqliteState):
         ).fetchall()
         self.conn.executemany(
             "INSERT INTO seen_papers (paper_id, first_day, version) VALUES (?, ?, ?) "
-            "ON CONFLICT (paper_id) DO UPDATE SET first_day = MIN(first_day, excluded.first_day), "
-            "version = CASE WHEN version IS NULL THEN excluded.version "
-            "WHEN excluded.version IS NULL THEN version ELSE MAX(version, excluded.version) END",
-            [(paper_key(pid), first, version) for pid, first, version in folded],
+            # MIN/MAX of two values: LEAST/GREATEST on PostgreSQL
+            f"ON CONFLICT (paper_id) DO UPDATE SET first_day = {self.LEAST}(seen_papers.first_day, "
+            "excluded.first_day), version = CASE WHEN seen_papers.version IS NULL THEN excluded.version "
+            "WHEN excluded.version IS NULL THEN seen_papers.version "
+            f"ELSE {self.GREATEST}(seen_papers.version, excluded.version) END",
+            [(self.paper_key(pid), first, version) for pid, first, version in folded],
         )
         self.conn.execute("DELETE FROM listed WHERE day < ?", (first_kept,))
         self.conn.execute("DELETE FROM snapshot_papers WHERE date < ?", (day,))
@@ -220,9 +222,9 @@ class RetentionStore(SqliteState):
         # which announcement days a source listed: later runs read only the newest before a run
         # date (`last_days`), so of the compacted days each source keeps its newest
         self.conn.execute(
-            "DELETE FROM source_days WHERE date < ?1 AND day < (SELECT MAX(s.day) FROM source_days s "
-            "WHERE s.source = source_days.source AND s.date < ?1)",
-            (day,),
+            "DELETE FROM source_days WHERE date < ? AND day < (SELECT MAX(s.day) FROM source_days s "
+            "WHERE s.source = source_days.source AND s.date < ?)",
+            (day, day),
         )
         self.conn.execute(
             "UPDATE snapshots SET compacted_at = ? WHERE date < ? AND compacted_at IS NULL", (iso(now), day)
@@ -232,8 +234,9 @@ class RetentionStore(SqliteState):
         """Finished digests before `cutoff`: who got one, and who failed, into `ledger_days`."""
         day = cutoff.isoformat()
         self.conn.execute(
-            "INSERT OR IGNORE INTO readers (email) SELECT DISTINCT email FROM deliveries "
-            "WHERE date < ? AND status IN (?, ?)",
+            # only the new ones: a PostgreSQL identity would spend a number on each conflict
+            "INSERT INTO readers (email) SELECT DISTINCT email FROM deliveries "
+            "WHERE date < ? AND status IN (?, ?) AND email NOT IN (SELECT email FROM readers)",
             (day, *_FINISHED),
         )
         rows = self.conn.execute(

@@ -304,4 +304,12 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX paper_vectors_by_day ON paper_vectors (day)
     """,
+    # 18: several runners on one PostgreSQL state (store/postgres.py). `queued`: the run date whose
+    # plan sends this digest (the rows a runner that joins that run takes); `claimed_by`: the
+    # runner that took it (a number whose advisory lock the runner holds while it lives). On a
+    # SQLite file the run lock keeps one runner at a time: `queued` is written, `claimed_by` never.
+    """
+    ALTER TABLE deliveries ADD COLUMN queued TEXT;
+    ALTER TABLE deliveries ADD COLUMN claimed_by INTEGER
+    """,
 ]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from digest.core.models import CachedResponse, FetchResult, Paper, Seen
 from digest.core.status import RunStatus
-from digest.store.codec import pack_body, pack_papers, paper_id, paper_key, unpack_body, unpack_papers
+from digest.store.codec import pack_body, pack_papers, paper_id, unpack_body, unpack_papers
 from digest.store.retention import EPOCH, epoch_day
 from digest.store.sqlite import SqliteState, chunked, iso
 
@@ -196,7 +196,7 @@ class SnapshotStore(SqliteState):
             )
             for pid, first, version in rows:
                 out[pid] = Seen(EPOCH + dt.timedelta(days=first), version)
-            keys = [paper_key(pid) for pid in chunk]
+            keys = [self.paper_key(pid) for pid in chunk]
             rows = self.conn.execute(
                 f"SELECT paper_id, first_day, version FROM seen_papers WHERE first_day < ? AND paper_id IN ({marks})",
                 [before, *keys],

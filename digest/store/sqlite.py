@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from digest.config import StateConfig
 from digest.core.errors import LockedError, StoreError
+from digest.store import codec
 
 # The primary result codes (the low byte of the extended code Python reports).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _PERM, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 3, 26
@@ -178,9 +179,15 @@ class SqliteState:
     """
 
     migrations: Sequence[str] = ()
+    # The SQL dialect's few differences the tables' methods spell out (PgState sets its own):
+    # MIN and MAX of two values, and how `seen_papers` keys a paper id (an integer for an arXiv
+    # id, `codec.paper_key`).
+    LEAST, GREATEST = "MIN", "MAX"
+    paper_key = staticmethod(codec.paper_key)
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
+        self.where = str(path)  # the state as messages name it
         self.conn = conn
         self._lock_fd: int | None = None
         self._depth = 0  # transaction() blocks open, outermost first
@@ -344,6 +351,23 @@ class SqliteState:
             self._lock_fd = None
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    # -- runners: one at a time on a file (the run lock); PgState shares a state between several --
+    def planned(self) -> None:
+        """The run's plan is recorded: PgState lets the next runner in; a file keeps its run lock."""
+
+    def join_day(self, date: dt.date) -> bool:
+        """Whether a live runner planned `date` and this one only sends what it queued: never on a
+        file, where the run lock lets one runner in at a time."""
+        return False
+
+    def wait_for_runners(self, date: dt.date, timeout: float) -> bool:
+        """The runners that joined `date` are done (there are none on a file)."""
+        return True
+
+    def claim(self, keys: Sequence[tuple[dt.date, str]], run: dt.date) -> set[tuple[dt.date, str]]:
+        """The digests `keys` this runner sends: all of them, as the run lock keeps it alone."""
+        return set(keys)
 
     def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,375 @@
+"""The PostgreSQL plumbing under the store (`[state] url`): the connection, the store's SQL spoken
+to PostgreSQL, migrations, and the locks that let several runners share one state. No business
+logic: the tables' methods are the same mixins as on SQLite (`digest.store.Store`).
+
+The store's statements are written for SQLite; `_PgConnection` turns each into PostgreSQL once
+(and caches it): `?` placeholders, `INSERT OR IGNORE` (ON CONFLICT DO NOTHING) and `INSERT OR
+REPLACE` (ON CONFLICT on the table's primary key DO UPDATE, the other columns reset to their
+defaults as SQLite's REPLACE does), `BEGIN IMMEDIATE`. The rest of the store's SQL is the common
+subset. Transactions and savepoints are `SqliteState`'s, on a connection in autocommit mode.
+
+Runners (`digest run` on several hosts, or a GitHub Actions matrix) coordinate through
+PostgreSQL's advisory locks, which die with the session that holds them, so a runner killed
+anywhere leaves no lock behind:
+
+- the plan lock: one runner at a time fetches, plans and records a day (`lock`);
+- the day lock, held shared by every runner working on a run date: a runner that cannot take it
+  alone knows a live runner planned the day, and joins it instead of planning again
+  (`join_day`); the planner waits for it alone before publishing (`wait_for_runners`);
+- a runner lock per runner: `deliveries.claimed_by` names it, so a digest claimed by a runner
+  that died is free again at once (`claim`).
+
+A failure of the server or the connection is a one-line `StoreError` naming the database (its
+URL without the password); a bug (a statement PostgreSQL rejects) keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import pq
+
+from digest.config import StateConfig
+from digest.config.urls import redacted
+from digest.core.errors import StoreError
+from digest.core.status import DeliveryStatus
+from digest.store import pg_schema
+from digest.store.ledger import LedgerStore
+from digest.store.retention import Shrink, epoch_day
+from digest.store.sqlite import iso
+
+# Advisory lock spaces (the first of the two int4 keys); the second is 0, a day, or a runner.
+_PLAN, _DAY, _RUNNER, _MIGRATE = 0x64670001, 0x64670002, 0x64670003, 0x64670004
+_POLL = 0.2  # seconds between two tries of a lock held by another runner
+_BUGS = (pg_errors.ProgrammingError, pg_errors.IntegrityError, pg_errors.DataError)
+_INSERT_OR = re.compile(r"\s*INSERT OR (REPLACE|IGNORE) INTO (\w+)\s*\(([^)]*)\)", re.IGNORECASE)
+_CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN)  # an unknown one goes out when resent
+
+
+def describe(exc: BaseException, where: str, *, opening: bool = False) -> str:
+    """`exc` (a psycopg error) as one line naming the database, in plain words."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, pg_errors.DiskFull):
+        cause = f"the database server's disk is full ({text}); free space there and run again"
+    elif isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled | pg_errors.DeadlockDetected):
+        cause = f"another process holds a lock on the state ({text}); wait for it to finish and run again"
+    elif isinstance(exc, pg_errors.InsufficientPrivilege):
+        cause = f"no permission ({text}); grant the [state] url's user the rights to create and write tables"
+    elif isinstance(exc, psycopg.OperationalError) and opening:
+        cause = f"cannot connect ({text}); check [state] url and that the server is running"
+    else:
+        cause = f"the state database failed: {text}"
+    return f"{where}: cannot open the state database: {cause}" if opening else f"{where}: {cause}"
+
+
+@contextlib.contextmanager
+def _pg_errors(where: str, *, opening: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except _BUGS:
+        raise
+    except psycopg.Error as exc:
+        raise StoreError(describe(exc, where, opening=opening)) from exc
+
+
+def _param(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value  # 0/1 columns, as SQLite stores them
+
+
+class _PgConnection:
+    """The store's connection (`SqliteState.conn`) on a psycopg connection in autocommit mode."""
+
+    def __init__(self, raw: psycopg.Connection[Any], where: str) -> None:
+        self.raw = raw
+        self.where = where
+        self.opening = True
+        self.keys: dict[str, list[str]] = {}  # table -> primary key columns (for REPLACE)
+        self.columns: dict[str, list[str]] = {}
+        self._sql: dict[tuple[str, bool], str] = {}
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        return _pg_errors(self.where, opening=self.opening)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:  # a psycopg cursor
+        params = [_param(p) for p in parameters] or None
+        with self.errors():
+            return self.raw.execute(self.translate(sql, params is not None), params)
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+        rows = [[_param(p) for p in row] for row in seq_of_parameters]
+        with self.errors():
+            cursor = self.raw.cursor()
+            if rows:
+                cursor.executemany(self.translate(sql, True), rows)
+            return cursor
+
+    def close(self) -> None:
+        with self.errors():
+            self.raw.close()
+
+    def translate(self, sql: str, with_params: bool) -> str:
+        """`sql` (the store's SQLite text) as PostgreSQL runs it; cached."""
+        done = self._sql.get((sql, with_params))
+        if done is None:
+            done = self._sql[(sql, with_params)] = self._translate(sql, with_params)
+        return done
+
+    def _translate(self, sql: str, with_params: bool) -> str:
+        out = sql.replace("BEGIN IMMEDIATE", "BEGIN")
+        if with_params:  # psycopg reads %s; a literal % is written %%
+            out = out.replace("%", "%%").replace("?", "%s")
+        found = _INSERT_OR.match(out)
+        if found is None:
+            return out
+        verb, table = found.group(1).upper(), found.group(2)
+        out = "INSERT INTO " + out[found.start(2) :]
+        if verb == "IGNORE":
+            return out + " ON CONFLICT DO NOTHING"
+        keys = self.keys[table]
+        given = [c.strip() for c in found.group(3).split(",")]
+        sets = [f"{c} = EXCLUDED.{c}" for c in given if c not in keys]
+        # SQLite's REPLACE deletes the old row: a column the statement leaves out takes its default
+        sets += [f"{c} = DEFAULT" for c in self.columns[table] if c not in given and c not in keys]
+        return (
+            out
+            + f" ON CONFLICT ({', '.join(keys)}) DO "
+            + (f"UPDATE SET {', '.join(sets)}" if sets else "NOTHING")
+        )
+
+
+def _text_key(paper_id: str) -> int | str:
+    """How `seen_papers` keys a paper id here: as itself (a TEXT column: pg_schema)."""
+    return paper_id
+
+
+class PgState(LedgerStore):
+    """An open PostgreSQL state: `SqliteState`'s interface (transactions, `lock`) on a server,
+    with the locks and claims that let several runners share it. `digest.store.postgres_store`
+    mixes it in front of `Store` (the tables' methods); it derives from `LedgerStore` only to
+    guard `mark_sending`."""
+
+    LEAST, GREATEST = "LEAST", "GREATEST"
+    paper_key = staticmethod(_text_key)
+    conn: _PgConnection  # type: ignore[assignment]  # sqlite3.Connection's interface, as the mixins use it
+
+    def __init__(self, where: str, conn: Any) -> None:
+        super().__init__(Path(where), conn)
+        self.where = where
+        self._runner: int | None = None  # this runner's number, once it claims
+        self._plan_held = False
+        self._days: dict[int, str] = {}  # day lock -> "shared" | "exclusive", as held
+
+    # -- opening and migrations -----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, state: StateConfig, *, create: bool = True) -> Self:
+        assert state.url is not None
+        return cls.connect(state.url.get_secret_value(), create=create, busy_timeout=state.busy_timeout)
+
+    @classmethod
+    def connect(cls, url: str, *, create: bool = True, busy_timeout: float = 30.0) -> Self:
+        where = redacted(url)
+        with _pg_errors(where, opening=True):
+            raw = psycopg.connect(url, autocommit=True, connect_timeout=max(2, int(busy_timeout)))
+        conn = _PgConnection(raw, where)
+        store = cls(where, conn)
+        try:
+            # a statement waiting on another's row lock fails after busy_timeout, as on SQLite
+            conn.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
+            # `create` is the file's: a database named by [state] url is there to be used, and an
+            # empty one gets the tables (an empty state) whatever the command
+            store._migrate_pg()
+            store._read_tables()
+            conn.opening = False
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                conn.close()
+            raise
+        return store
+
+    def _migrate_pg(self) -> None:
+        known = pg_schema.BASE_VERSION + len(pg_schema.MIGRATIONS)
+        with self.transaction() as db:
+            db.execute(f"SELECT pg_advisory_xact_lock({_MIGRATE}, 0)")  # two runners opening a new database
+            exists = db.execute("SELECT to_regclass('digest_schema')").fetchone()[0] is not None
+            current = db.execute("SELECT version FROM digest_schema").fetchone()[0] if exists else 0
+            if current > known:
+                raise StoreError(
+                    f"{self.where}: written by a newer digest (schema {current}, this one knows {known}); upgrade digest"
+                )
+            scripts = ([pg_schema.BASE] if current == 0 else []) + pg_schema.MIGRATIONS[
+                max(0, current - pg_schema.BASE_VERSION) :
+            ]
+            for script in scripts:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if not exists:
+                db.execute("CREATE TABLE digest_schema (version INTEGER NOT NULL)")
+                db.execute("INSERT INTO digest_schema (version) VALUES (0)")
+            db.execute("UPDATE digest_schema SET version = ?", (known,))
+
+    def _read_tables(self) -> None:
+        """Each table's columns and primary key, for `INSERT OR REPLACE`."""
+        conn = self.conn
+        for table, column in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+        ):
+            conn.columns.setdefault(table, []).append(column)
+        for table, column in conn.execute(
+            "SELECT c.relname, a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indisprimary AND c.relnamespace = current_schema()::regnamespace "
+            "ORDER BY c.relname, array_position(i.indkey, a.attnum)"
+        ):
+            conn.keys.setdefault(table, []).append(column)
+
+    # -- the runners' locks ---------------------------------------------------------------------
+    def _try(self, space: int, key: int, *, shared: bool = False) -> bool:
+        kind = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        return bool(self.conn.execute(f"SELECT {kind}(?, ?)", (space, key)).fetchone()[0])
+
+    def _unlock(self, space: int, key: int, *, shared: bool = False) -> None:
+        kind = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+        self.conn.execute(f"SELECT {kind}(?, ?)", (space, key))
+
+    def _wait(self, take: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Try `take` every _POLL seconds until it works (True) or `timeout` passes (False). A
+        poll, not a blocking wait, so that a signal ends the wait as it ends any other."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not take():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+        return True
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """The plan lock: one runner at a time fetches, plans and records. A second runner waits
+        for it (the first one's plan is what it joins), rather than failing as on SQLite."""
+        self._wait(lambda: self._try(_PLAN, 0))
+        self._plan_held = True
+        try:
+            yield
+        finally:
+            with contextlib.suppress(StoreError):  # a lost connection has let go of them already
+                self.planned()
+                for key, kind in list(self._days.items()):
+                    self._unlock(_DAY, key, shared=kind == "shared")
+                self._days.clear()
+
+    def planned(self) -> None:
+        """The day's plan is recorded: let the next runner in (to join it)."""
+        if self._plan_held:
+            self._plan_held = False
+            self._unlock(_PLAN, 0)
+
+    def join_day(self, date: dt.date) -> bool:
+        """Under the plan lock: True when a live runner planned `date` (this one joins it and only
+        sends what that plan queued); False when this one is to plan it."""
+        key = epoch_day(date)
+        if self._try(_DAY, key):  # nobody alive works on this date: plan it, then hold it shared
+            self._try(_DAY, key, shared=True)
+            self._unlock(_DAY, key)
+            self._days[key] = "shared"
+            return False
+        if self._try(_DAY, key, shared=True):
+            self._days[key] = "shared"
+        return True
+
+    def wait_for_runners(self, date: dt.date, timeout: float) -> bool:
+        """The planner, before publishing: wait (up to `timeout` seconds) until the runners that
+        joined `date` are done. False when some still work on it (the next run publishes theirs)."""
+        key = epoch_day(date)
+        if self._days.pop(key, None) == "shared":
+            self._unlock(_DAY, key, shared=True)
+        if self._wait(lambda: self._try(_DAY, key), timeout):
+            self._days[key] = "exclusive"
+            return True
+        return False
+
+    # -- claims ---------------------------------------------------------------------------------
+    def _runner_number(self) -> int:
+        """This runner's number, whose advisory lock it holds while it lives (taken on first use)."""
+        while self._runner is None:
+            number = random.randrange(1, 2**31)
+            if self._try(_RUNNER, number):
+                self._runner = number
+        return self._runner
+
+    def claim(self, keys: Sequence[tuple[dt.date, str]], run: dt.date) -> set[tuple[dt.date, str]]:
+        """Which of the digests `keys` (queued by the run of `run`) this runner takes: those still
+        to send and taken by no live runner. Rows another runner is claiming at this instant are
+        skipped (SKIP LOCKED), never waited for, so runners split the digests with no other
+        coordination."""
+        if not keys:
+            return set()
+        me = self._runner_number()
+        with self.transaction(), self.conn.errors():
+            rows = self.conn.raw.execute(
+                "UPDATE deliveries d SET claimed_by = %(me)s FROM ("
+                " SELECT date, email FROM deliveries"
+                " WHERE (date, email) IN (SELECT * FROM unnest(%(dates)s::text[], %(emails)s::text[]))"
+                " AND status = ANY(%(claimable)s) AND queued = %(run)s"
+                " AND (claimed_by IS NULL OR claimed_by = %(me)s OR claimed_by NOT IN ("
+                "  SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid = %(space)s"
+                "  AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database"
+                "  WHERE datname = current_database())))"
+                " FOR UPDATE SKIP LOCKED) c WHERE d.date = c.date AND d.email = c.email"
+                " RETURNING d.date, d.email",
+                {
+                    "me": me,
+                    "dates": [d.isoformat() for d, _ in keys],
+                    "emails": [e for _, e in keys],
+                    "claimable": [str(s) for s in _CLAIMABLE],
+                    "run": run.isoformat(),
+                    "space": _RUNNER,
+                },
+            ).fetchall()
+        return {(dt.date.fromisoformat(d), e) for d, e in rows}
+
+    def mark_sending(self, date: dt.date, email: str, message_id: str, now: dt.datetime) -> None:
+        """As on SQLite, and only for a digest no other runner claimed: a second line of defence
+        behind `claim`, so that two runners can never both hand the same digest over."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT claimed_by FROM deliveries WHERE date = ? AND email = ? FOR UPDATE",
+                (date.isoformat(), email),
+            ).fetchone()
+            if row is not None and row[0] is not None and row[0] != self._runner:
+                raise StoreError(
+                    f"{self.where}: the digest of {date} for {email} was claimed by another runner"
+                )
+            super().mark_sending(date, email, message_id, now)
+
+    # -- size and upkeep ------------------------------------------------------------------------
+    def shrink(self, *, force: bool = False) -> Shrink:
+        """Nothing to do by hand: PostgreSQL's autovacuum reuses the space compaction frees."""
+        size = self.file_bytes()
+        return Shrink(size, size, False)
+
+    def file_bytes(self) -> int:
+        return int(self.conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def table_sizes(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+            "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace ORDER BY 2 DESC"
+        )
+        return {name: int(size) for name, size in rows}
+
+
+__all__ = ["PgState", "describe", "iso"]

@@ -1,0 +1,218 @@
+"""Issue 20, past one machine: the state on a real PostgreSQL server (`[state] url`), shared by
+several `digest run` processes that split the readers between them with no coordination but the
+database, each digest sent once, also when one runner is SIGKILLed mid-send.
+
+The server is Debian's PostgreSQL, started by the `pg_server` fixture (tests/pg_server.py) with a
+fresh database per test. The store's own tests run on it too: `DIGEST_TEST_STATE=postgres pytest`
+(tests/conftest.py; `.ci/run` runs that pass over the state's test modules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cli_runner import base_env, digest
+from pytest_httpserver import HTTPServer
+from smtp_servers import AcceptAll, smtp_server
+from test_hostile_smtp import DATE, serve_listings, write_config
+
+from digest.config.sections import StateConfig
+from digest.core.errors import StoreError
+from digest.store import MIGRATIONS, Store, pg_schema, postgres_store
+
+pytestmark = pytest.mark.e2e
+PgStore = postgres_store()
+
+ROOT = Path(__file__).parent.parent
+DAY = dt.date.fromisoformat(DATE)
+NOW = dt.datetime(2026, 6, 12, 7, 0, tzinfo=dt.UTC)
+
+
+class SlowAccept(AcceptAll):
+    """Accepts each message after `delay` seconds: a run long enough for three runners to overlap."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def pg_config(tmp_path: Path, httpserver: HTTPServer, port: int, url: str, readers: list[str]) -> Path:
+    config = write_config(tmp_path, httpserver, port, readers=readers)
+    text = config.read_text().replace('path = "state/digest.sqlite3"', f'url = "{url}"')
+    config.write_text(text)
+    return config
+
+
+def start(config: Path) -> subprocess.Popen[str]:
+    env = base_env() | {"PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
+        cwd=config.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def statuses(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT email, status FROM deliveries WHERE date = %s", (DATE,)).fetchall()
+    return dict(rows)
+
+
+def sent_counts(outs: list[str]) -> list[int]:
+    return [int(m.group(1)) if (m := re.search(r"emails sent\D+(\d+)", out)) else -1 for out in outs]
+
+
+# -- the schema -----------------------------------------------------------------------------------
+def test_postgres_has_the_schema_of_the_sqlite_file_at_the_same_version(tmp_path: Path, pg_url: str) -> None:
+    with Store.open(tmp_path / "d.sqlite3") as lite:
+        tables = [n for (n,) in lite.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        sqlite_schema = {
+            t: {(row[1], bool(row[5])) for row in lite.conn.execute(f"PRAGMA table_info({t})")} for t in tables
+        }
+        sqlite_keys = {t: [row[1] for row in sorted(lite.conn.execute(f"PRAGMA table_info({t})"), key=lambda r: r[5]) if row[5]] for t in tables}  # fmt: skip
+    with PgStore.connect(pg_url) as pg:
+        pg_schema_now = {
+            t: {(c, c in pg.conn.keys.get(t, [])) for c in cols} for t, cols in pg.conn.columns.items()
+        }
+        version = pg.conn.execute("SELECT version FROM digest_schema").fetchone()[0]
+        pg_keys = dict(pg.conn.keys)
+    del pg_schema_now["digest_schema"]  # PostgreSQL's PRAGMA user_version
+    pg_schema_now["snapshot_rows_v8"].remove(("rowid", False))  # SQLite's implicit rowid, spelt out
+    assert pg_schema_now == sqlite_schema
+    assert {t: k for t, k in pg_keys.items()} == {t: k for t, k in sqlite_keys.items() if k}
+    assert version == len(MIGRATIONS) == pg_schema.BASE_VERSION + len(pg_schema.MIGRATIONS)
+
+
+def test_a_second_open_keeps_the_state_and_a_newer_schema_is_refused(pg_url: str) -> None:
+    with PgStore.connect(pg_url) as store:
+        store.mark_pending(DAY, "ada@example.org", ["2406.00001"], NOW)
+    with PgStore.connect(pg_url) as store:
+        assert store.delivery(DAY, "ada@example.org") is not None
+        store.conn.execute("UPDATE digest_schema SET version = 999")
+    with pytest.raises(StoreError, match=r"newer digest \(schema 999"):
+        PgStore.connect(pg_url)
+
+
+def test_an_empty_database_opened_to_read_is_an_empty_state(pg_url: str) -> None:
+    with PgStore.connect(pg_url, create=False) as store:
+        assert store.snapshot_dates() == [] and store.deliveries(DAY) == {}
+
+
+def test_a_server_that_is_not_there_is_one_line_naming_the_url_without_its_password() -> None:
+    state = StateConfig(url="postgresql://digest:hunter2@127.0.0.1:9/nowhere")  # type: ignore[arg-type]
+    with pytest.raises(StoreError) as caught:
+        Store.from_config(state)
+    message = str(caught.value)
+    assert "\n" not in message and "hunter2" not in message
+    assert message.startswith("postgresql://digest:***@127.0.0.1:9/nowhere: cannot open the state database")
+    assert "check [state] url" in message
+
+
+def test_config_refuses_a_url_that_is_not_postgresql_and_a_shared_state_without_a_secret(
+    tmp_path: Path, pg_url: str
+) -> None:
+    (tmp_path / "digest.toml").write_text('[state]\nurl = "mysql://db/x"\n')
+    (tmp_path / "subscribers.toml").write_text('[[subscribers]]\nemail = "a@example.org"\nall = true\n')
+    result = digest("run", "--config", "digest.toml", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "[state] url" in result.stderr or "state.url" in result.stderr, result.stderr
+    assert "is not a PostgreSQL URL" in result.stderr
+
+    (tmp_path / "digest.toml").write_text(f'[state]\nurl = "{pg_url}"\n')
+    env = {k: v for k, v in base_env().items() if k != "DIGEST_SECRET"} | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "run", "--config", "digest.toml", "--date", DATE],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "set DIGEST_SECRET (the same on every runner)" in done.stderr, done.stderr
+
+
+# -- one runner, then several ---------------------------------------------------------------------
+def test_a_run_on_postgres_sends_each_reader_once_and_a_rerun_sends_nothing(
+    tmp_path: Path, httpserver: HTTPServer, pg_url: str
+) -> None:
+    serve_listings(httpserver)
+    readers = [f"reader{i}@example.org" for i in range(5)]
+    with smtp_server() as (_host, port, handler):
+        config = pg_config(tmp_path, httpserver, port, pg_url, readers)
+        first = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        assert first.returncode == 0, first.stdout + first.stderr
+        again = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert Counter(handler.recipients()) == Counter(readers)
+    assert set(statuses(pg_url).values()) == {"sent"}
+    assert not (tmp_path / "state" / "digest.sqlite3").exists()  # nothing went to a file
+    assert list((tmp_path / "public").glob("*.xml")), "the feeds were published"
+
+
+def test_three_runners_share_the_readers_and_send_each_digest_once(
+    tmp_path: Path, httpserver: HTTPServer, pg_url: str
+) -> None:
+    serve_listings(httpserver)
+    readers = [f"reader{i:03d}@example.org" for i in range(240)]
+    handler = SlowAccept(0.01)
+    with smtp_server(handler) as (_host, port, _):
+        config = pg_config(tmp_path, httpserver, port, pg_url, readers)
+        procs = [start(config) for _ in range(3)]
+        outs = [p.communicate(timeout=100)[0] + "" for p in procs]
+        codes = [p.returncode for p in procs]
+    assert codes == [0, 0, 0], outs
+    assert Counter(handler.recipients()) == Counter(readers), "every reader exactly once"
+    assert sum("joined the run another runner planned" in out for out in outs) == 2, outs
+    shares = sent_counts(outs)  # each runner's "emails sent"
+    assert sum(shares) == len(readers) and all(n > 0 for n in shares), shares
+    assert set(statuses(pg_url).values()) == {"sent"}
+
+
+def test_a_runner_killed_mid_send_leaves_no_reader_with_two_copies(
+    tmp_path: Path, httpserver: HTTPServer, pg_url: str
+) -> None:
+    serve_listings(httpserver)
+    readers = [f"reader{i:03d}@example.org" for i in range(240)]
+    handler = SlowAccept(0.01)
+    with smtp_server(handler) as (_host, port, _):
+        config = pg_config(tmp_path, httpserver, port, pg_url, readers)
+        procs = [start(config) for _ in range(3)]
+        assert handler.wait_for(60, timeout=60), "the runners never got going"
+        procs[0].send_signal(signal.SIGKILL)
+        outs = [p.communicate(timeout=100)[0] for p in procs]
+        assert procs[0].returncode == -signal.SIGKILL
+        assert [p.returncode for p in procs[1:]] != [None, None]
+        # a plain re-run afterwards: what the killed runner left pending goes out now
+        rerun = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    received = Counter(handler.recipients())
+    assert max(received.values()) == 1, "a reader got two copies"
+    rows = statuses(pg_url)
+    assert set(rows) == set(readers)
+    unknown = {email for email, status in rows.items() if status == "unknown"}
+    assert len(unknown) <= 1, rows  # at most the one message the killed runner had on the wire
+    assert {email for email, status in rows.items() if status == "sent"} | unknown == set(readers)
+    assert set(readers) - unknown <= set(received), "every reader not unknown got their digest"
+    assert rerun.returncode == (4 if unknown else 0), rerun.stdout + rerun.stderr + "\n".join(outs)
+
+
+def test_the_sqlite_file_still_refuses_a_second_run_at_once(tmp_path: Path) -> None:
+    """The file's run lock is unchanged: waiting and joining are PostgreSQL's."""
+    with Store.open(tmp_path / "d.sqlite3") as store, store.lock():
+        assert not store.join_day(DAY)
+        assert store.claim([(DAY, "a@example.org")], DAY) == {(DAY, "a@example.org")}
+        with sqlite3.connect(tmp_path / "d.sqlite3") as db:
+            assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+    time.sleep(0)
