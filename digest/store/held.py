@@ -37,7 +37,7 @@ class HeldStore(SqliteState):
             db.execute(
                 "INSERT INTO held (date, email, papers, explanations, total) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (email, date) DO UPDATE SET papers = excluded.papers, "
-                "explanations = excluded.explanations, total = excluded.total WHERE taken IS NULL",
+                "explanations = excluded.explanations, total = excluded.total WHERE held.taken IS NULL",
                 (
                     date.isoformat(),
                     email,
