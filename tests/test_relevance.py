@@ -202,6 +202,49 @@ def test_each_engine_has_a_floor() -> None:
         min_similarity("bm25")
 
 
+def test_tfidf_scores_take_off_each_papers_mean_similarity_to_the_rest_of_the_day() -> None:
+    day, earlier = _day()
+    day = tuple(sorted(day, key=lambda p: p.id)[:300])
+    liked = _liked("quant-ph")
+    (ranked,) = rank_day(day, {p.id: p for p in earlier}, [Taste(tuple(p.id for p in liked))])
+    x_day, x_liked = engines.tfidf_vectors(day, liked)
+    to_liked = (x_day @ x_liked.T).toarray().mean(axis=1)
+    others = (x_day @ x_day.T).toarray()
+    np.fill_diagonal(others, 0.0)
+    expected = to_liked - ranker.DAY_CONTRAST["tfidf"] * others.sum(axis=1) / (len(day) - 1)
+    score = {s.paper_id: s.score for s in ranked}
+    for n, paper in enumerate(day):
+        assert score[paper.id] == pytest.approx(expected[n], abs=2e-6)
+    # the embeddings keep plain similarity; one paper alone has no rest of the day to differ from
+    assert ranker.DAY_CONTRAST.get(engines.WORDLLAMA, 0.0) == 0.0
+    (alone,) = rank_day(day[:1], {p.id: p for p in earlier}, [Taste(tuple(p.id for p in liked))])
+    x_one, x_l = engines.tfidf_vectors(day[:1], liked)
+    assert alone[0].score == pytest.approx(float((x_one @ x_l.T).toarray().mean()), abs=2e-6)
+
+
+def test_a_paper_close_to_the_whole_day_ranks_below_one_close_to_the_liked_papers_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    day, earlier = _day()
+    liked = _liked("quant-ph")
+    # an "abstract" made of a bit of every paper of the day: near the liked papers, and near all
+    generic = Paper(
+        "2411.99990",
+        "A digest of the day",
+        " ".join(f"{p.title}. {p.abstract[:200]}" for p in day),
+        categories=("cs.CV",),
+    )
+    taste = Taste(tuple(p.id for p in liked))
+
+    def position() -> int:
+        (ranked,) = rank_day((*day, generic), {p.id: p for p in earlier}, [taste])
+        return [s.paper_id for s in ranked].index(generic.id)
+
+    assert position() >= 100
+    monkeypatch.setattr(ranker, "DAY_CONTRAST", {})  # plain similarity: it would lead the list
+    assert position() < 10
+
+
 # -- vectors ---------------------------------------------------------------------------------------
 def test_vectors_round_trip_as_float16_bytes() -> None:
     vector = np.random.default_rng(0).standard_normal(384).astype(np.float32)
