@@ -78,6 +78,7 @@ def sent_counts(outs: list[str]) -> list[int]:
 
 
 # -- the schema -----------------------------------------------------------------------------------
+@pytest.mark.sqlite_only  # opens the SQLite file beside the server: the default pass runs it
 def test_postgres_has_the_schema_of_the_sqlite_file_at_the_same_version(tmp_path: Path, pg_url: str) -> None:
     with Store.open(tmp_path / "d.sqlite3") as lite:
         tables = [n for (n,) in lite.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]

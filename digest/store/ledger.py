@@ -207,11 +207,15 @@ class LedgerStore(SqliteState):
     ) -> None:
         """'failed' (permanent), 'unknown' (maybe delivered), or back to 'pending' (retry next run);
         `parts_done`: how many parts of a channel's split post went out."""
+        status = DeliveryStatus(status)
+        # unknown or failed now: off the run's queue, so that no runner takes it again (`claim`)
+        settled = status in (DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED)
         with self.transaction() as db:
             db.execute(
                 "UPDATE deliveries SET status = ?, reply = ?, updated_at = ?, "
-                "parts_done = COALESCE(?, parts_done) WHERE date = ? AND email = ?",
-                (DeliveryStatus(status), reply, iso(now), parts_done, date.isoformat(), email),
+                "parts_done = COALESCE(?, parts_done), queued = CASE WHEN ? = 1 THEN NULL ELSE queued END "
+                "WHERE date = ? AND email = ?",
+                (status, reply, iso(now), parts_done, int(settled), date.isoformat(), email),
             )
 
     # -- runners sharing a run (PostgreSQL: store/postgres.py) ------------------------------------
@@ -219,6 +223,9 @@ class LedgerStore(SqliteState):
         """The digests the run of `run` sends (its plan's), marked so that a runner joining that run
         finds them (`queued`). Inside the transaction that records the plan."""
         with self.transaction() as db:
+            # a run of the same date planned again: only this plan's digests are to send (an
+            # unknown one it does not resend must not be taken by a runner joining it)
+            db.execute("UPDATE deliveries SET queued = NULL WHERE queued = ?", (run.isoformat(),))
             db.executemany(
                 "UPDATE deliveries SET queued = ? WHERE date = ? AND email = ?",
                 [(run.isoformat(), date.isoformat(), email) for date, email in keys],
