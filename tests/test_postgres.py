@@ -30,6 +30,7 @@ from test_hostile_smtp import DATE, serve_listings, write_config
 
 from digest.config.sections import StateConfig
 from digest.core.errors import StoreError
+from digest.core.status import DeliveryStatus
 from digest.store import MIGRATIONS, Store, pg_schema, postgres_store
 
 pytestmark = pytest.mark.e2e
@@ -217,3 +218,39 @@ def test_the_sqlite_file_still_refuses_a_second_run_at_once(tmp_path: Path) -> N
         with sqlite3.connect(tmp_path / "d.sqlite3") as db:
             assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
     time.sleep(0)
+
+
+# -- claims, at the store ---------------------------------------------------------------------------
+def test_a_claim_held_by_a_live_runner_is_skipped_and_freed_the_moment_its_connection_drops(pg_url: str) -> None:
+    keys = [(DAY, f"r{i}@example.org") for i in range(4)]
+    with PgStore.connect(pg_url) as store:
+        for _, email in keys:
+            store.mark_pending(DAY, email, ["2406.00001"], NOW)
+        store.queue(keys, DAY)
+    first, second = PgStore.connect(pg_url), PgStore.connect(pg_url)
+    try:
+        assert first.claim(keys[:2], DAY) == set(keys[:2])
+        assert second.claim(keys, DAY) == set(keys[2:])  # the first runner's two are skipped
+        assert first.claim(keys, DAY) == set(keys[:2])  # its own stay its own; the rest are taken
+        with pytest.raises(StoreError, match="claimed by another runner"):
+            second.mark_sending(DAY, keys[0][1], "<m@example.org>", NOW)
+        first.close()  # the runner dies: its advisory lock goes with its connection
+        assert second.claim(keys[:2], DAY) == set(keys[:2])
+        second.mark_sending(DAY, keys[0][1], "<m@example.org>", NOW)
+    finally:
+        second.close()
+
+
+def test_an_unknown_digest_the_plan_does_not_resend_is_never_claimed(pg_url: str) -> None:
+    a, b = (DAY, "a@example.org"), (DAY, "b@example.org")
+    with PgStore.connect(pg_url) as store:
+        for _, email in (a, b):
+            store.mark_pending(DAY, email, ["2406.00001"], NOW)
+        store.queue([a, b], DAY)
+        store.mark_status(DAY, a[1], DeliveryStatus.UNKNOWN, "timed out after the data", NOW)
+        assert store.claim([a, b], DAY) == {b}  # a runner's last pass does not take it up again
+        assert [row.email for row in store.queued(DAY)] == [b[1]]
+        store.queue([b], DAY)  # the date planned again, without it: still off the queue
+        assert store.claim([a], DAY) == set()
+        store.queue([a, b], DAY)  # planned to resend it (`--retry-unknown`): claimable once more
+        assert store.claim([a], DAY) == {a}
