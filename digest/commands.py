@@ -271,8 +271,8 @@ def undo_unsubscribe(settings: Settings, email: str) -> str:
 class StateReport:
     """The state file's size by table, its window, and what compaction drops (or dropped)."""
 
-    path: Path
-    file_bytes: int  # the file and its WAL
+    path: str  # the file, or the PostgreSQL database (its URL without the password)
+    file_bytes: int  # the file and its WAL, or the database
     tables: dict[str, int]  # bytes by table and index, largest first
     days: int  # snapshot days stored
     oldest_full: dt.date | None  # the oldest day kept whole
@@ -323,7 +323,7 @@ def state(settings: Settings, *, compact: bool = False, vacuum: bool = False) ->
         else:
             drop = store.preview_compaction(retention.cutoff(settings, store, today))
         return StateReport(
-            path=store.path,
+            path=store.where,
             file_bytes=store.file_bytes(),
             tables=store.table_sizes(),
             days=len(store.snapshot_dates()),

@@ -162,6 +162,11 @@ def test_a_run_on_postgres_sends_each_reader_once_and_a_rerun_sends_nothing(
     assert set(statuses(pg_url).values()) == {"sent"}
     assert not (tmp_path / "state" / "digest.sqlite3").exists()  # nothing went to a file
     assert list((tmp_path / "public").glob("*.xml")), "the feeds were published"
+    shown = digest("state", "--config", str(config), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(pg_url.split("@")[0]) and "1 days stored" in shown.stdout, shown.stdout
+    compacted = digest("state", "--config", str(config), "--compact", cwd=tmp_path)
+    assert compacted.returncode == 0, compacted.stderr
 
 
 def test_three_runners_share_the_readers_and_send_each_digest_once(
