@@ -129,14 +129,13 @@ def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Pap
     assert row is not None
     if row.date not in snapshots:
         snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
-    why = store.explanations(row.date, row.email)
+    why, total = store.recorded_digest(row.date, row.email)
     papers = _row_papers(store, row.papers, row.date, snapshots)
     # never a paper that reached the reader in another digest since this one was recorded
     already = store.sent_paper_ids(row.email, row.papers)
     matches = tuple(
         explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers and pid not in already
     )
-    total = store.delivery_total(row.date, row.email)
     similar = {m.paper.id: near for m in matches if (near := similar_of(why.get(m.paper.id)))}
     return Digest(
         subscriber=send.subscriber,

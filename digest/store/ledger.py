@@ -70,10 +70,16 @@ class LedgerStore(SqliteState):
 
     def delivery_total(self, date: dt.date, email: str) -> int | None:
         """How many papers matched in all for the digest of (date, email), when recorded."""
+        return self.recorded_digest(date, email)[1]
+
+    def recorded_digest(self, date: dt.date, email: str) -> tuple[dict[str, Any], int | None]:
+        """Why each paper of the digest of (date, email) matched (`explanations`) and how many
+        matched in all (`delivery_total`), in one query: what a late digest is rebuilt from."""
         row = self.conn.execute(
-            "SELECT total FROM deliveries WHERE date = ? AND email = ?", (date.isoformat(), email)
+            "SELECT papers, explanations, total FROM deliveries WHERE date = ? AND email = ?",
+            (date.isoformat(), email),
         ).fetchone()
-        return row[0] if row else None
+        return (self._why(date, email, row[0], row[1]), row[2]) if row else ({}, None)
 
     def explanations(self, date: dt.date, email: str) -> dict[str, Any]:
         """Why each paper of the digest of (date, email) matched, by paper id, as recorded (none
