@@ -7,6 +7,7 @@ and read the diff before committing it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -157,6 +158,19 @@ def test_subject_count_date_name_and_singular() -> None:
     assert r.render(digest, links()).subject == f"{digest.total_matched} new papers for Ada · 12 Jun 2026"
     one = Digest(READER, DATE, digest.matches[:1])
     assert r.render(one, links()).subject == "1 new paper for Ada · 12 Jun 2026"
+
+
+def test_a_weekly_readers_subject_says_the_papers_are_the_weeks() -> None:
+    r = EmailRenderer(Settings())
+    digest = golden_digest()
+    weekly = dataclasses.replace(digest, subscriber=dataclasses.replace(READER, cadence="weekly"))
+    assert (
+        r.render(weekly, links()).subject
+        == f"{digest.total_matched} new papers this week for you · 12 Jun 2026"
+    )
+    one = Digest(dataclasses.replace(READER, cadence="weekly"), DATE, digest.matches[:1])
+    assert r.render(one, links()).subject == "1 new paper this week for you · 12 Jun 2026"
+    assert r.render(digest, links()).subject == f"{digest.total_matched} new papers for you · 12 Jun 2026"
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,8 @@ class EmailRenderer:
         template = self._subject
         if digest.subscriber.trending:  # not the day's new papers: the period's most upvoted
             template = template.replace("new papers", "trending papers")
+        elif digest.subscriber.cadence == "weekly":  # the week's, not the day's
+            template = template.replace("new papers", "new papers this week")
         template = template.replace("papers", "paper") if count == 1 else template
         name = one_line(digest.subscriber.name) or digest.subscriber.email
         subject = template.format(count=count or "No", date=short_date(digest.date), name=name)
