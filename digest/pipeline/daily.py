@@ -60,7 +60,7 @@ from digest.plan import (
 )
 from digest.profiles.channels import channel_subscribers, is_channel
 from digest.render.email import EmailRenderer
-from digest.store import Store
+from digest.store import PendingDigest, Store
 
 _log = logging.getLogger(__name__)
 
@@ -221,18 +221,22 @@ def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
             store.lift_suppression(email)
         for change in plan.transitions:
             store.mark_status(change.date, change.email, change.status, change.reply, now)
-        for send in plan.sends:
-            if send.digest is not None:
-                store.mark_pending(
+        store.mark_pending_many(
+            (
+                PendingDigest(
                     send.date,
                     send.subscriber.email,
-                    [m.paper.id for m in send.digest.matches],
-                    now,
+                    tuple(m.paper.id for m in send.digest.matches),
                     # where=False: the views find where again
-                    explanations=explanations(send.digest.matches, where=False, similar=send.digest.similar),
-                    total=send.digest.total_matched,
+                    explanations(send.digest.matches, where=False, similar=send.digest.similar),
+                    send.digest.total_matched,
                     keep_explanations=send.subscriber.feed,  # once sent, only a private feed reads them
                 )
+                for send in plan.sends
+                if send.digest is not None
+            ),
+            now,
+        )
         for digest in plan.holds:  # weekly readers' days, for the week's digest and their feed
             store.hold(
                 digest.date,

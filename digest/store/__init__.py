@@ -31,7 +31,7 @@ from digest.config import StateConfig
 from digest.core.errors import ConfigError
 from digest.core.models import Seen
 from digest.store.held import HeldDay, HeldStore
-from digest.store.ledger import LedgerStore
+from digest.store.ledger import LedgerStore, PendingDigest
 from digest.store.relevance import Feedback, RelevanceStore
 from digest.store.retention import Drop, RetentionStore, Shrink
 from digest.store.schema import MIGRATIONS
@@ -73,6 +73,7 @@ __all__ = [
     "Drop",
     "Feedback",
     "HeldDay",
+    "PendingDigest",
     "Seen",
     "Shrink",
     "Store",

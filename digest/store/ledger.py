@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from digest.core.models import Delivery, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
@@ -21,6 +21,20 @@ from digest.store.sqlite import SqliteState, chunked, iso
 _DELIVERY = "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries"
 # not finished, and not given up on: sent again by a later run (unknown ones only when asked)
 _UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
+
+
+_PENDING = DeliveryStatus.PENDING
+
+
+class PendingDigest(NamedTuple):
+    """A digest to record as due (`LedgerStore.mark_pending_many`)."""
+
+    date: dt.date
+    email: str
+    paper_ids: tuple[str, ...]
+    explanations: Mapping[str, Any]  # why each paper matched, by paper id
+    total: int | None  # how many matched in all
+    keep_explanations: bool  # the reader has a private feed: kept once sent
 
 
 def _by_paper(papers: str | bytes, explanations: str | bytes) -> dict[str, Any]:
@@ -113,44 +127,46 @@ class LedgerStore(SqliteState):
         total: int | None = None,
         keep_explanations: bool = True,
     ) -> None:
-        """Record that `email` is due a digest of `paper_ids` for `date` (of `total` matched).
+        """Record that `email` is due a digest of `paper_ids` for `date` (of `total` matched): one
+        `mark_pending_many` row."""
+        row = PendingDigest(date, email, tuple(paper_ids), explanations or {}, total, keep_explanations)
+        self.mark_pending_many([row], now)
+
+    def mark_pending_many(self, digests: Iterable[PendingDigest], now: dt.datetime) -> None:
+        """Record each of `digests` as due, in one transaction and three statements for all.
 
         A row already past 'pending' is left alone; a pending one takes the new paper list (the
         profile may have been edited between two runs of the same date). `keep_explanations`
         (the reader has a private feed): why each paper matched stays with the row once sent;
         otherwise it is kept only until then (`forget_sent_explanations`)."""
-        # in the papers' order, without their ids again (`_by_paper` puts them back)
-        why = pack_json([(explanations or {}).get(pid) for pid in paper_ids])
-        day = date.isoformat()
+        rows, at = [], iso(now)
+        for d in digests:  # explanations in the papers' order, without their ids (`_by_paper`)
+            why = pack_json([d.explanations.get(pid) for pid in d.paper_ids])
+            rows.append(
+                (d.date.isoformat(), d.email, pack_json(list(d.paper_ids)), why, d.total, d.keep_explanations)
+            )
+        still_pending = (
+            "EXISTS (SELECT 1 FROM deliveries d WHERE d.date = ? AND d.email = ? AND d.status = ?)"
+        )
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO deliveries (date, email, status, papers, explanations, total, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(date, email) DO UPDATE SET papers = excluded.papers, "
                 "explanations = excluded.explanations, total = excluded.total, "
                 "updated_at = excluded.updated_at WHERE deliveries.status = ?",
-                (
-                    day,
-                    email,
-                    DeliveryStatus.PENDING,
-                    pack_json(list(paper_ids)),
-                    why if keep_explanations else "[]",
-                    total,
-                    iso(now),
-                    DeliveryStatus.PENDING,
-                ),
+                [(day, email, _PENDING, papers, why if keep else "[]", total, at, _PENDING)
+                 for day, email, papers, why, total, keep in rows],
+            )  # fmt: skip
+            db.executemany(
+                f"DELETE FROM unsent_explanations WHERE date = ? AND email = ? AND {still_pending}",
+                [(day, email, day, email, _PENDING) for day, email, _, _, _, keep in rows if keep],
             )
-            pending = db.execute(
-                "SELECT 1 FROM deliveries WHERE date = ? AND email = ? AND status = ?",
-                (day, email, DeliveryStatus.PENDING),
-            ).fetchone()
-            if pending and keep_explanations:
-                db.execute("DELETE FROM unsent_explanations WHERE date = ? AND email = ?", (day, email))
-            elif pending:
-                db.execute(
-                    "INSERT OR REPLACE INTO unsent_explanations (date, email, data) VALUES (?, ?, ?)",
-                    (day, email, why),
-                )
+            db.executemany(
+                "INSERT OR REPLACE INTO unsent_explanations (date, email, data) "
+                f"SELECT ?, ?, ? WHERE {still_pending}",
+                [(day, email, why, day, email, _PENDING) for day, email, _, why, _, keep in rows if not keep],
+            )
 
     def forget_sent_explanations(self) -> int:
         """Drop the explanations kept only until a digest is sent (or compacted): one DELETE
