@@ -215,6 +215,7 @@ def test_a_runner_killed_mid_send_leaves_no_reader_with_two_copies(
     assert rerun.returncode == (4 if unknown else 0), rerun.stdout + rerun.stderr + "\n".join(outs)
 
 
+@pytest.mark.sqlite_only
 def test_the_sqlite_file_still_refuses_a_second_run_at_once(tmp_path: Path) -> None:
     """The file's run lock is unchanged: waiting and joining are PostgreSQL's."""
     with Store.open(tmp_path / "d.sqlite3") as store, store.lock():

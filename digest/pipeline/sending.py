@@ -18,7 +18,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from digest.config import Settings
 from digest.core.models import Digest, Paper, Subscriber, utcnow
@@ -95,10 +95,16 @@ def jobs_for(sends: Sequence[Send], build: MessageBuilder, store: Store) -> Iter
     takes the job, so a run never holds every rendered email at once. A late digest is rebuilt
     from its ledger row and that day's snapshot."""
     snapshots: dict[dt.date, dict[str, Paper]] = {}
+    rows = [send.late for send in sends if send.late is not None]  # read from the ledger at once
+    recorded = store.recorded_digests([(row.date, row.email) for row in rows]) if rows else {}
+    sent = store.sent_papers_of(row.email for row in rows) if rows else {}
     for send in sends:
         digest, builder = send.digest, build
         if send.late is not None:
-            digest, builder = late_digest(store, send, snapshots), dataclasses.replace(build, date=send.date)
+            key = (send.late.date, send.late.email)
+            found = _Recorded(*recorded.get(key, ({}, None)), sent.get(send.late.email, set()))
+            digest = late_digest(store, send, snapshots, found)
+            builder = dataclasses.replace(build, date=send.date)
         assert digest is not None
         yield Job(
             date=send.date,
@@ -123,16 +129,29 @@ def _row_papers(
     return papers
 
 
-def late_digest(store: Store, send: Send, snapshots: dict[dt.date, dict[str, Paper]]) -> Digest:
-    """An earlier date's digest as it was recorded: its papers, why they matched, its total."""
+class _Recorded(NamedTuple):
+    """What the ledger holds of a recorded digest (read for many at once by `jobs_for`)."""
+
+    why: dict[str, Any]  # why each paper matched, by id
+    total: int | None  # how many matched in all
+    sent: set[str]  # every paper the reader was already emailed
+
+
+def late_digest(
+    store: Store, send: Send, snapshots: dict[dt.date, dict[str, Paper]], found: _Recorded | None = None
+) -> Digest:
+    """An earlier date's digest as it was recorded: its papers, why they matched, its total
+    (`found`, when read already)."""
     row = send.late
     assert row is not None
     if row.date not in snapshots:
         snapshots[row.date] = {p.id: p for p in store.snapshot(row.date) or []}
-    why, total = store.recorded_digest(row.date, row.email)
+    if found is None:
+        found = _Recorded(*store.recorded_digest(row.date, row.email), store.sent_paper_ids(row.email))
+    why, total = found.why, found.total
     papers = _row_papers(store, row.papers, row.date, snapshots)
     # never a paper that reached the reader in another digest since this one was recorded
-    already = store.sent_paper_ids(row.email, row.papers)
+    already = found.sent.intersection(row.papers)
     matches = tuple(
         explained(papers[pid], why.get(pid, {})) for pid in row.papers if pid in papers and pid not in already
     )

@@ -16,7 +16,7 @@ from digest.core.models import Delivery, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
 from digest.store.codec import pack_json, unpack_json
 from digest.store.retention import EPOCH as _EPOCH
-from digest.store.sqlite import SqliteState, chunked, iso
+from digest.store.sqlite import CHUNK, SqliteState, chunked, iso
 
 _DELIVERY = "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries"
 # not finished, and not given up on: sent again by a later run (unknown ones only when asked)
@@ -85,6 +85,37 @@ class LedgerStore(SqliteState):
     def delivery_total(self, date: dt.date, email: str) -> int | None:
         """How many papers matched in all for the digest of (date, email), when recorded."""
         return self.recorded_digest(date, email)[1]
+
+    def recorded_digests(
+        self, keys: Sequence[tuple[dt.date, str]]
+    ) -> dict[tuple[dt.date, str], tuple[dict[str, Any], int | None]]:
+        """`recorded_digest` of each of `keys` at once (a few statements for thousands: a runner
+        joining a run rebuilds every digest it queued)."""
+        out: dict[tuple[dt.date, str], tuple[dict[str, Any], int | None]] = {}
+        for start in range(0, len(keys), CHUNK // 2):
+            chunk = keys[start : start + CHUNK // 2]
+            pairs = ",".join("(?, ?)" for _ in chunk)
+            rows = self.conn.execute(
+                "SELECT date, email, papers, explanations, total FROM deliveries "
+                f"WHERE (date, email) IN (VALUES {pairs})",
+                [v for d, e in chunk for v in (d.isoformat(), e)],
+            ).fetchall()
+            for date, email, papers, why, total in rows:
+                day = dt.date.fromisoformat(date)
+                out[(day, email)] = (self._why(day, email, papers, why), total)
+        return out
+
+    def sent_papers_of(self, emails: Iterable[str]) -> dict[str, set[str]]:
+        """`sent_paper_ids` of each of `emails` (those with any), at once."""
+        out: dict[str, set[str]] = {}
+        for chunk, marks in chunked(set(emails)):
+            rows = self.conn.execute(
+                f"SELECT email, papers FROM deliveries WHERE status = ? AND email IN ({marks})",
+                [DeliveryStatus.SENT, *chunk],
+            )
+            for email, papers in rows:
+                out.setdefault(email, set()).update(unpack_json(papers))
+        return out
 
     def recorded_digest(self, date: dt.date, email: str) -> tuple[dict[str, Any], int | None]:
         """Why each paper of the digest of (date, email) matched (`explanations`) and how many
