@@ -31,10 +31,11 @@ for folder in (ROOT, ROOT / "tests"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from pg_server import PgServer  # noqa: E402
+
 from bench.run import ARXIV, CONCURRENCY, DATE, SECRET, SENDER, listings_server, load_papers  # noqa: E402
 from bench.scenario import generate, write_toml  # noqa: E402
 from bench.smtp_sink import Sink  # noqa: E402
-from pg_server import PgServer  # noqa: E402
 
 
 def config_text(url: str, base: str, sink: Sink, out: Path) -> str:
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result), flush=True)
     failed = [p for r in results for p in r["problems"]]
     one = statistics.median(r["wall"] for r in results if r["runners"] == counts[0])
-    print(f"\nS = {args.subscribers:,}, {args.runs} runs each, load {open('/proc/loadavg').read().split()[:3]}")
+    print(f"\nS = {args.subscribers:,}, {args.runs} runs each, load {Path('/proc/loadavg').read_text().split()[:3]}")
     print("| runners | wall (median) | vs first | shares (last run) | sink CPU / wall |")
     print("|---|---|---|---|---|")
     for runners in counts:

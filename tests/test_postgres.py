@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,9 +30,10 @@ from smtp_servers import AcceptAll, smtp_server
 from test_hostile_smtp import DATE, serve_listings, write_config
 
 from digest.config.sections import StateConfig
-from digest.core.errors import StoreError
+from digest.core.errors import LockedError, StoreError
 from digest.core.status import DeliveryStatus
 from digest.store import MIGRATIONS, Store, pg_schema, postgres_store
+from digest.store.retention import epoch_day
 
 pytestmark = pytest.mark.e2e
 PgStore = postgres_store()
@@ -84,7 +86,8 @@ def test_postgres_has_the_schema_of_the_sqlite_file_at_the_same_version(tmp_path
     with Store.open(tmp_path / "d.sqlite3") as lite:
         tables = [n for (n,) in lite.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         sqlite_schema = {
-            t: {(row[1], bool(row[5])) for row in lite.conn.execute(f"PRAGMA table_info({t})")} for t in tables
+            t: {(row[1], bool(row[5])) for row in lite.conn.execute(f"PRAGMA table_info({t})")}
+            for t in tables
         }
         sqlite_keys = {t: [row[1] for row in sorted(lite.conn.execute(f"PRAGMA table_info({t})"), key=lambda r: r[5]) if row[5]] for t in tables}  # fmt: skip
     with PgStore.connect(pg_url) as pg:
@@ -218,16 +221,20 @@ def test_a_runner_killed_mid_send_leaves_no_reader_with_two_copies(
 @pytest.mark.sqlite_only
 def test_the_sqlite_file_still_refuses_a_second_run_at_once(tmp_path: Path) -> None:
     """The file's run lock is unchanged: waiting and joining are PostgreSQL's."""
-    with Store.open(tmp_path / "d.sqlite3") as store, store.lock():
-        assert not store.join_day(DAY)
+    with Store.open(tmp_path / "d.sqlite3") as store, store.run_lock(DAY) as joined:
+        assert not joined
         assert store.claim([(DAY, "a@example.org")], DAY) == {(DAY, "a@example.org")}
+        with pytest.raises(LockedError), Store.open(tmp_path / "d.sqlite3") as second, second.lock():
+            pass
         with sqlite3.connect(tmp_path / "d.sqlite3") as db:
             assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
     time.sleep(0)
 
 
 # -- claims, at the store ---------------------------------------------------------------------------
-def test_a_claim_held_by_a_live_runner_is_skipped_and_freed_the_moment_its_connection_drops(pg_url: str) -> None:
+def test_a_claim_held_by_a_live_runner_is_skipped_and_freed_the_moment_its_connection_drops(
+    pg_url: str,
+) -> None:
     keys = [(DAY, f"r{i}@example.org") for i in range(4)]
     with PgStore.connect(pg_url) as store:
         for _, email in keys:
@@ -260,3 +267,94 @@ def test_an_unknown_digest_the_plan_does_not_resend_is_never_claimed(pg_url: str
         assert store.claim([a], DAY) == set()
         store.queue([a, b], DAY)  # planned to resend it (`--retry-unknown`): claimable once more
         assert store.claim([a], DAY) == {a}
+
+
+# -- the run locks ---------------------------------------------------------------------------------
+def _enter_in_thread(store: Any, date: dt.date, stop: threading.Event) -> tuple[threading.Thread, list[Any]]:
+    """`store.run_lock(date)` entered in a thread; `got` gets whether it joined, or the error."""
+    got: list[Any] = []
+    release = threading.Event()
+
+    def go() -> None:
+        try:
+            with store.run_lock(date, stop=stop) as joined:
+                got.append(joined)
+                release.wait(30)
+        except Exception as exc:
+            got.append(exc)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.release = release  # type: ignore[attr-defined]
+    return thread, got
+
+
+def test_runs_of_two_dates_never_overlap_and_a_runner_joins_only_a_recorded_plan(pg_url: str) -> None:
+    later = DAY + dt.timedelta(days=1)
+    planner, other, same, third = (PgStore.connect(pg_url) for _ in range(4))
+    try:
+        with planner.run_lock(DAY) as joined:
+            assert joined is False
+            # the next date's run waits for this one to end (it would see its digests in flight)
+            stop = threading.Event()
+            waiting, got = _enter_in_thread(other, later, stop)
+            # a runner of the same date waits while the plan is not recorded yet
+            joiner, joined_got = _enter_in_thread(same, DAY, threading.Event())
+            time.sleep(1.0)
+            assert got == [] and joined_got == []
+            planner.planned(DAY)
+            joiner.join(0)
+            deadline = time.monotonic() + 10
+            while not joined_got and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert joined_got == [True], "joins the recorded plan of the live planner"
+            assert got == [], "the other date still waits"
+            stop.set()  # SIGTERM, or `digest serve` stopping: the wait ends
+            waiting.join(10)
+            assert len(got) == 1 and isinstance(got[0], LockedError), got
+            assert planner.wait_for_runners(DAY, 0.5) is False  # the joiner still sends
+        # the planner is gone, the joiner still sends: the day is not planned again under it
+        assert third._enter(epoch_day(DAY)) is None
+        joiner.release.set()  # type: ignore[attr-defined]
+        joiner.join(10)
+        assert third._enter(epoch_day(DAY)) is False  # now it may plan the date again
+    finally:
+        for store in (planner, other, same, third):
+            store.close()
+
+
+def test_a_stop_ends_the_planners_wait_for_the_runners_that_joined(pg_url: str) -> None:
+    planner, joiner = PgStore.connect(pg_url), PgStore.connect(pg_url)
+    try:
+        with planner.run_lock(DAY):
+            planner.planned(DAY)
+            thread, got = _enter_in_thread(joiner, DAY, threading.Event())
+            deadline = time.monotonic() + 10
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert got == [True]
+            stop = threading.Event()
+            threading.Timer(0.5, stop.set).start()
+            started = time.monotonic()
+            assert planner.wait_for_runners(DAY, 600, stop=stop) is False
+            assert time.monotonic() - started < 5
+            thread.release.set()  # type: ignore[attr-defined]
+            thread.join(10)
+    finally:
+        planner.close()
+        joiner.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://digest:hunter/2@127.0.0.1:9/x",
+        "postgresql://digest:hunter#2@127.0.0.1:9/x",
+        "postgresql://digest:hunter?2@127.0.0.1:9/x",
+        "postgresql://digest@127.0.0.1:9/x?password=hunter2&sslmode=disable",
+    ],
+)
+def test_a_password_is_never_shown_however_it_is_written(url: str) -> None:
+    with pytest.raises(StoreError) as caught:
+        Store.from_config(StateConfig(url=url))  # type: ignore[arg-type]
+    assert "hunter" not in str(caught.value) and "127.0.0.1:9" in str(caught.value), caught.value

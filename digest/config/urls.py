@@ -3,7 +3,10 @@ and how a URL is shown without its password. No business logic."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
+
+_PASSWORD_PARAMETER = re.compile(r"([?&](?:ssl)?password=)[^&#]*", re.IGNORECASE)
 
 
 def http_url(value: str, example: str = "https://host/path") -> str:
@@ -15,12 +18,17 @@ def http_url(value: str, example: str = "https://host/path") -> str:
 
 
 def redacted(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+    """`url` without its password, for messages and logs: the user info shows only its user
+    (everything up to the last "@" goes, however the password was written: unencoded "/", "#" or
+    "?" in it included), and `password=` / `sslpassword=` parameters show `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"  # not a URL (a libpq "key=value" string, say): nothing of it is safe to show
+    at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        rest = rest[:at].split(":", 1)[0] + ":***" + rest[at:]
+    rest = _PASSWORD_PARAMETER.sub(r"\1***", rest)
+    return f"{scheme}://{rest}"
 
 
 def postgres_url(value: str) -> str:

@@ -98,8 +98,8 @@ def run(
 
     store = Store.from_config(settings.state)
     signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
-    with store, store.lock(), signals:
-        if not dry_run and store.join_day(date):  # a live runner planned this date (PostgreSQL)
+    with store, store.run_lock(date, stop=stop) as joined, signals:
+        if joined and not dry_run:  # a live runner planned this date (PostgreSQL)
             return join_run(settings, store, subscribers, renderer, summary, now, stop=stop, progress=progress,
                             signals=signals if catch_signals else None)  # fmt: skip
         key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
@@ -107,9 +107,7 @@ def run(
         # (the others go on); only when every source failed does this raise, storing nothing
         with timer("fetch"):
             result = _fetch(summary, settings, store, date, now, dry_run, transport, progress)
-            lists, tastes = _extra_inputs(
-                summary, settings, store, subscribers, date, now, result, dry_run, transport
-            )
+            lists, tastes = _extra_inputs(summary, settings, store, subscribers, date, now, result, dry_run, transport)  # fmt: skip
         if not dry_run:
             store.start_run(date, now)
 
@@ -120,8 +118,8 @@ def run(
         _report_plan(summary, plan)
         if not dry_run:
             record_plan(store, plan, now)
-        store.planned()  # PostgreSQL: the next runner may take the plan lock (and join this plan)
         tldrs = summarize_sends(settings, store, plan.sends, summary, timer, dry_run=dry_run)  # [summaries]
+        store.planned(date)  # PostgreSQL: runners of this date may join now (the TL;DRs are made)
 
         # 4. render + send, lazily: one message is built just before it goes out
         with timer("send" if not dry_run else "render"):
@@ -141,7 +139,8 @@ def run(
 
         # 5. publish feeds and archive. The emails are out and recorded: a failure here (a full
         # disk) is reported and makes the run partial; the next run publishes again.
-        if not dry_run:
+        if not dry_run:  # PostgreSQL: after the share of the runners that joined (JOINERS_WAIT)
+            store.wait_for_runners(date, JOINERS_WAIT, stop=stop)
             _publish_and_finish(settings, store, key, subscribers, summary, now, timer)
     return summary
 
@@ -359,9 +358,6 @@ def _publish_and_finish(
     now: dt.datetime,
     timer: Timer,
 ) -> None:
-    # PostgreSQL: the runners that joined this run send their share first, so that the feeds and
-    # the archive hold every digest of the day (after JOINERS_WAIT, the next run publishes theirs)
-    store.wait_for_runners(summary.date, JOINERS_WAIT)
     try:
         with timer("publish"):
             summary.outputs = publishing.publish(settings, store, key, subscribers, summary.date, now)

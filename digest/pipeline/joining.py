@@ -1,9 +1,9 @@
 """A runner joining a run another live runner planned (a state on PostgreSQL, `[state] url`).
 
 Several `digest run` started together (a GitHub Actions matrix, cron on several hosts) share one
-state: the first to take the plan lock fetches, plans and records the day as usual; each one after
-it finds the day planned by a runner still alive (`Store.join_day`) and, instead of planning
-again, sends the digests that plan queued. Every runner, the planner included, claims its digests
+state: the first to take the plan lock fetches, plans and records the day as usual, holding that
+lock to its end; each one of the same date finds the day planned by that live runner
+(`Store.run_lock`) and, instead of planning again, sends the digests its plan queued. Every runner, the planner included, claims its digests
 a batch at a time (`Store.claim`, SELECT ... FOR UPDATE SKIP LOCKED), so each digest goes out from
 exactly one runner; the ledger's order per message is the sender's, unchanged.
 
@@ -47,7 +47,6 @@ def join_run(
     signals: contextlib.ExitStack | None,
 ) -> RunSummary:
     """Send this runner's share of the digests the live planner of `summary.date` queued."""
-    store.planned()  # the next runner may come in and join too
     summary.joined = True
     timer = Timer(summary.timings)
     sends = queued_sends(store, subscribers, summary.date)

@@ -2,20 +2,20 @@
 to PostgreSQL, migrations, and the locks that let several runners share one state. No business
 logic: the tables' methods are the same mixins as on SQLite (`digest.store.Store`).
 
-The store's statements are written for SQLite; `_PgConnection` turns each into PostgreSQL once
-(and caches it): `?` placeholders, `INSERT OR IGNORE` (ON CONFLICT DO NOTHING) and `INSERT OR
-REPLACE` (ON CONFLICT on the table's primary key DO UPDATE, the other columns reset to their
-defaults as SQLite's REPLACE does), `BEGIN IMMEDIATE`. The rest of the store's SQL is the common
-subset. Transactions and savepoints are `SqliteState`'s, on a connection in autocommit mode.
+The store's statements are written for SQLite; `pg_connection.PgConnection` turns each into
+PostgreSQL once. Transactions and savepoints are `SqliteState`'s, on a connection in autocommit
+mode.
 
 Runners (`digest run` on several hosts, or a GitHub Actions matrix) coordinate through
 PostgreSQL's advisory locks, which die with the session that holds them, so a runner killed
 anywhere leaves no lock behind:
 
-- the plan lock: one runner at a time fetches, plans and records a day (`lock`);
-- the day lock, held shared by every runner working on a run date: a runner that cannot take it
-  alone knows a live runner planned the day, and joins it instead of planning again
-  (`join_day`); the planner waits for it alone before publishing (`wait_for_runners`);
+- the plan lock, held by a run to its end as SQLite's file lock (`lock`, `run_lock`): one run at
+  a time fetches, plans, sends and publishes; a run of another date waits for it;
+- the day lock of a run date: its planner holds it alone while planning, then shared
+  (`planned`); a runner of the same date that gets it shared while another holds it joins that
+  live plan instead of planning again, and the planner waits for it alone before publishing
+  (`wait_for_runners`), so that no day is planned again under a runner still sending;
 - a runner lock per runner: `deliveries.claimed_by` names it, so a digest claimed by a runner
   that died is free again at once (`claim`).
 
@@ -28,126 +28,27 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import psycopg
-from psycopg import errors as pg_errors
-from psycopg import pq
 
 from digest.config import StateConfig
 from digest.config.urls import redacted
-from digest.core.errors import StoreError
+from digest.core.errors import LockedError, StoreError
 from digest.core.status import DeliveryStatus
 from digest.store import pg_schema
 from digest.store.ledger import LedgerStore
+from digest.store.pg_connection import PgConnection, pg_failures
 from digest.store.retention import Shrink, epoch_day
 from digest.store.sqlite import iso
 
 # Advisory lock spaces (the first of the two int4 keys); the second is 0, a day, or a runner.
 _PLAN, _DAY, _RUNNER, _MIGRATE = 0x64670001, 0x64670002, 0x64670003, 0x64670004
 _POLL = 0.2  # seconds between two tries of a lock held by another runner
-_BUGS = (pg_errors.ProgrammingError, pg_errors.IntegrityError, pg_errors.DataError)
-_INSERT_OR = re.compile(r"\s*INSERT OR (REPLACE|IGNORE) INTO (\w+)\s*\(([^)]*)\)", re.IGNORECASE)
 _CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN)  # an unknown one goes out when resent
-
-
-def describe(exc: BaseException, where: str, *, opening: bool = False) -> str:
-    """`exc` (a psycopg error) as one line naming the database, in plain words."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, pg_errors.DiskFull):
-        cause = f"the database server's disk is full ({text}); free space there and run again"
-    elif isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled | pg_errors.DeadlockDetected):
-        cause = f"another process holds a lock on the state ({text}); wait for it to finish and run again"
-    elif isinstance(exc, pg_errors.InsufficientPrivilege):
-        cause = f"no permission ({text}); grant the [state] url's user the rights to create and write tables"
-    elif isinstance(exc, psycopg.OperationalError) and opening:
-        cause = f"cannot connect ({text}); check [state] url and that the server is running"
-    else:
-        cause = f"the state database failed: {text}"
-    return f"{where}: cannot open the state database: {cause}" if opening else f"{where}: {cause}"
-
-
-@contextlib.contextmanager
-def _pg_errors(where: str, *, opening: bool = False) -> Iterator[None]:
-    try:
-        yield
-    except _BUGS:
-        raise
-    except psycopg.Error as exc:
-        raise StoreError(describe(exc, where, opening=opening)) from exc
-
-
-def _param(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value  # 0/1 columns, as SQLite stores them
-
-
-class _PgConnection:
-    """The store's connection (`SqliteState.conn`) on a psycopg connection in autocommit mode."""
-
-    def __init__(self, raw: psycopg.Connection[Any], where: str) -> None:
-        self.raw = raw
-        self.where = where
-        self.opening = True
-        self.keys: dict[str, list[str]] = {}  # table -> primary key columns (for REPLACE)
-        self.columns: dict[str, list[str]] = {}
-        self._sql: dict[tuple[str, bool], str] = {}
-
-    def errors(self) -> contextlib.AbstractContextManager[None]:
-        return _pg_errors(self.where, opening=self.opening)
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
-
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:  # a psycopg cursor
-        params = [_param(p) for p in parameters] or None
-        with self.errors():
-            return self.raw.execute(self.translate(sql, params is not None), params)
-
-    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
-        rows = [[_param(p) for p in row] for row in seq_of_parameters]
-        with self.errors():
-            cursor = self.raw.cursor()
-            if rows:
-                cursor.executemany(self.translate(sql, True), rows)
-            return cursor
-
-    def close(self) -> None:
-        with self.errors():
-            self.raw.close()
-
-    def translate(self, sql: str, with_params: bool) -> str:
-        """`sql` (the store's SQLite text) as PostgreSQL runs it; cached."""
-        done = self._sql.get((sql, with_params))
-        if done is None:
-            done = self._sql[(sql, with_params)] = self._translate(sql, with_params)
-        return done
-
-    def _translate(self, sql: str, with_params: bool) -> str:
-        out = sql.replace("BEGIN IMMEDIATE", "BEGIN")
-        if with_params:  # psycopg reads %s; a literal % is written %%
-            out = out.replace("%", "%%").replace("?", "%s")
-        found = _INSERT_OR.match(out)
-        if found is None:
-            return out
-        verb, table = found.group(1).upper(), found.group(2)
-        out = "INSERT INTO " + out[found.start(2) :]
-        if verb == "IGNORE":
-            return out + " ON CONFLICT DO NOTHING"
-        keys = self.keys[table]
-        given = [c.strip() for c in found.group(3).split(",")]
-        sets = [f"{c} = EXCLUDED.{c}" for c in given if c not in keys]
-        # SQLite's REPLACE deletes the old row: a column the statement leaves out takes its default
-        sets += [f"{c} = DEFAULT" for c in self.columns[table] if c not in given and c not in keys]
-        return (
-            out
-            + f" ON CONFLICT ({', '.join(keys)}) DO "
-            + (f"UPDATE SET {', '.join(sets)}" if sets else "NOTHING")
-        )
 
 
 def _text_key(paper_id: str) -> int | str:
@@ -163,7 +64,7 @@ class PgState(LedgerStore):
 
     LEAST, GREATEST = "LEAST", "GREATEST"
     paper_key = staticmethod(_text_key)
-    conn: _PgConnection  # type: ignore[assignment]  # sqlite3.Connection's interface, as the mixins use it
+    conn: PgConnection  # type: ignore[assignment]  # sqlite3.Connection's interface, as the mixins use it
 
     def __init__(self, where: str, conn: Any) -> None:
         super().__init__(Path(where), conn)
@@ -181,9 +82,9 @@ class PgState(LedgerStore):
     @classmethod
     def connect(cls, url: str, *, create: bool = True, busy_timeout: float = 30.0) -> Self:
         where = redacted(url)
-        with _pg_errors(where, opening=True):
+        with pg_failures(where, opening=True):
             raw = psycopg.connect(url, autocommit=True, connect_timeout=max(2, int(busy_timeout)))
-        conn = _PgConnection(raw, where)
+        conn = PgConnection(raw, where)
         store = cls(where, conn)
         try:
             # a statement waiting on another's row lock fails after busy_timeout, as on SQLite
@@ -219,7 +120,8 @@ class PgState(LedgerStore):
             if not exists:
                 db.execute("CREATE TABLE digest_schema (version INTEGER NOT NULL)")
                 db.execute("INSERT INTO digest_schema (version) VALUES (0)")
-            db.execute("UPDATE digest_schema SET version = ?", (known,))
+            if current != known:  # a state already current is only read (a read-only role can use it)
+                db.execute("UPDATE digest_schema SET version = ?", (known,))
 
     def _read_tables(self) -> None:
         """Each table's columns and primary key, for `INSERT OR REPLACE`."""
@@ -246,57 +148,98 @@ class PgState(LedgerStore):
         kind = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
         self.conn.execute(f"SELECT {kind}(?, ?)", (space, key))
 
-    def _wait(self, take: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Try `take` every _POLL seconds until it works (True) or `timeout` passes (False). A
-        poll, not a blocking wait, so that a signal ends the wait as it ends any other."""
+    def _others_hold(self, space: int, key: int) -> bool:
+        """Whether another session holds the advisory lock (`space`, `key`)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = ? AND objid = ? "
+            "AND objsubid = 2 AND granted AND pid <> pg_backend_pid() AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            (space, key),
+        ).fetchone()
+        return bool(row[0])
+
+    def _wait(self, take: Callable[[], bool], *, timeout: float | None = None, stop: Any = None) -> bool:
+        """Try `take` every _POLL seconds until it works (True), or `timeout` passes or `stop`
+        (a threading.Event: SIGTERM while sending, `digest serve` stopping) is set (False)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not take():
-            if deadline is not None and time.monotonic() >= deadline:
+            if (deadline is not None and time.monotonic() >= deadline) or (
+                stop is not None and stop.is_set()
+            ):
                 return False
             time.sleep(_POLL)
         return True
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """The plan lock: one runner at a time fetches, plans and records. A second runner waits
-        for it (the first one's plan is what it joins), rather than failing as on SQLite."""
+        """The plan lock, which a run holds to its end as SQLite's file lock: one run at a time
+        (`digest fetch` and `digest state --compact` take it too). A second one waits for it
+        rather than failing at once, unless it joins the run (`run_lock`)."""
         self._wait(lambda: self._try(_PLAN, 0))
         self._plan_held = True
         try:
             yield
         finally:
-            with contextlib.suppress(StoreError):  # a lost connection has let go of them already
-                self.planned()
-                for key, kind in list(self._days.items()):
-                    self._unlock(_DAY, key, shared=kind == "shared")
-                self._days.clear()
+            self._release()
 
-    def planned(self) -> None:
-        """The day's plan is recorded: let the next runner in (to join it)."""
-        if self._plan_held:
-            self._plan_held = False
-            self._unlock(_PLAN, 0)
-
-    def join_day(self, date: dt.date) -> bool:
-        """Under the plan lock: True when a live runner planned `date` (this one joins it and only
-        sends what that plan queued); False when this one is to plan it."""
+    @contextlib.contextmanager
+    def run_lock(self, date: dt.date, *, stop: Any = None) -> Iterator[bool]:
+        """`digest run`'s locks: yields False to the runner that plans `date` (it holds the plan
+        lock to the end, and the day lock alone until `planned`), True to a runner that joins the
+        live planner of the same date once its plan is recorded. A run of another date, or a
+        runner of this date while another is still planning or publishing, waits; `stop` ends
+        the wait with LockedError."""
         key = epoch_day(date)
-        if self._try(_DAY, key):  # nobody alive works on this date: plan it, then hold it shared
+        while (joined := self._enter(key)) is None:
+            if stop is not None and stop.is_set():
+                raise LockedError("stopped while waiting for another digest run to finish (the plan lock)")
+            time.sleep(_POLL)
+        try:
+            yield joined
+        finally:
+            self._release()
+
+    def _enter(self, key: int) -> bool | None:
+        """One try of `run_lock`: False (plan), True (join) or None (wait)."""
+        if self._try(_PLAN, 0):
+            if self._try(_DAY, key):  # nobody works on this date: plan it
+                self._plan_held, self._days[key] = True, "exclusive"
+                return False
+            self._unlock(_PLAN, 0)  # a runner that joined an earlier run of this date still sends
+            return None
+        # the planner holds the day alone until its plan is recorded, then shared
+        if self._try(_DAY, key, shared=True):
+            if self._others_hold(_DAY, key):
+                self._days[key] = "shared"
+                return True
+            self._unlock(_DAY, key, shared=True)  # nobody on this date: a run of another date
+        return None
+
+    def _release(self) -> None:
+        with contextlib.suppress(StoreError):  # a lost connection has let go of them already
+            if self._plan_held:
+                self._plan_held = False
+                self._unlock(_PLAN, 0)
+            for key, kind in list(self._days.items()):
+                self._unlock(_DAY, key, shared=kind == "shared")
+            self._days.clear()
+
+    def planned(self, date: dt.date) -> None:
+        """The plan of `date` is recorded (and its TL;DRs made): runners of the date may join."""
+        key = epoch_day(date)
+        if self._days.get(key) == "exclusive":
             self._try(_DAY, key, shared=True)
             self._unlock(_DAY, key)
             self._days[key] = "shared"
-            return False
-        if self._try(_DAY, key, shared=True):
-            self._days[key] = "shared"
-        return True
 
-    def wait_for_runners(self, date: dt.date, timeout: float) -> bool:
-        """The planner, before publishing: wait (up to `timeout` seconds) until the runners that
-        joined `date` are done. False when some still work on it (the next run publishes theirs)."""
+    def wait_for_runners(self, date: dt.date, timeout: float, *, stop: Any = None) -> bool:
+        """The planner, before publishing: wait (up to `timeout` seconds, or until `stop`) until
+        the runners that joined `date` are done. False when some still work on it (the next run
+        publishes what they sent)."""
         key = epoch_day(date)
         if self._days.pop(key, None) == "shared":
             self._unlock(_DAY, key, shared=True)
-        if self._wait(lambda: self._try(_DAY, key), timeout):
+        if self._wait(lambda: self._try(_DAY, key), timeout=timeout, stop=stop):
             self._days[key] = "exclusive"
             return True
         return False
@@ -372,4 +315,4 @@ class PgState(LedgerStore):
         return {name: int(size) for name, size in rows}
 
 
-__all__ = ["PgState", "describe", "iso"]
+__all__ = ["PgState", "iso"]

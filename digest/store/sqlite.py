@@ -353,15 +353,17 @@ class SqliteState:
             os.close(fd)
 
     # -- runners: one at a time on a file (the run lock); PgState shares a state between several --
-    def planned(self) -> None:
-        """The run's plan is recorded: PgState lets the next runner in; a file keeps its run lock."""
+    @contextlib.contextmanager
+    def run_lock(self, date: dt.date, *, stop: Any = None) -> Iterator[bool]:
+        """`digest run`'s lock: the run lock (`lock`); yields whether this runner joins another's
+        plan of `date`, never on a file (PgState's can)."""
+        with self.lock():
+            yield False
 
-    def join_day(self, date: dt.date) -> bool:
-        """Whether a live runner planned `date` and this one only sends what it queued: never on a
-        file, where the run lock lets one runner in at a time."""
-        return False
+    def planned(self, date: dt.date) -> None:
+        """The plan of `date` is recorded: PgState lets runners of the date join it."""
 
-    def wait_for_runners(self, date: dt.date, timeout: float) -> bool:
+    def wait_for_runners(self, date: dt.date, timeout: float, *, stop: Any = None) -> bool:
         """The runners that joined `date` are done (there are none on a file)."""
         return True
 
