@@ -158,8 +158,8 @@ def _by_rules(
     out = []
     for sub in subscribers:
         found, total = ranked[sub.email]
-        already = sent.get(sub.email, set())
-        fresh = [m for m in found if m.paper.id not in already]
+        already = sent.get(sub.email)
+        fresh = [m for m in found if m.paper.id not in already] if already else found  # mostly none
         total -= len(found) - len(fresh) + below.get(sub.email, 0)
         out.append(Digest(sub, date, tuple(fresh[: sub.max_papers]), total))
     return out

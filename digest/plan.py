@@ -193,10 +193,15 @@ def _weekly_today(
     the day it is due, the week's (`cadence.week_digest`, taking the held days), else held. A
     reader with held days who is daily now (the profile changed) gets them today, the same way."""
     out = []
+    # The holds so far (unrecorded days') by reader: scanning them all for every digest was
+    # O(readers x holds). One digest a reader: a hold this loop adds is never another's.
+    holds: dict[str, list[Digest]] = {}
+    for h in plan.holds:
+        holds.setdefault(h.subscriber.email, []).append(h)
     for digest in plan.digests:
         sub = digest.subscriber
         row = ledger.today.get(sub.email)
-        held = [*ledger.held.get(sub.email, ()), *(h for h in plan.holds if h.subscriber.email == sub.email)]
+        held = [*ledger.held.get(sub.email, ()), *holds.get(sub.email, ())]
         if weekly(sub) and not due(sub, date, ledger.last_run):
             _hold_weekly(plan, [digest])
         elif weekly(sub) and row is not None and row.status != DeliveryStatus.SENT:
@@ -380,7 +385,9 @@ def _send(date: dt.date, digest: Digest, row: Delivery | None, *, late: bool) ->
     """The send of a digest that goes out; a late one is built from the row recorded for it (the
     day's date on the message), and an unknown one goes again under its first Message-ID."""
     resend = row.message_id if row is not None and row.status == DeliveryStatus.UNKNOWN else None
+    if not late:  # today's: sent from its digest; the row is a late send's (~290 B a reader)
+        return Send(date, digest.subscriber, digest=digest, resend_message_id=resend)
     if row is None or row.status == DeliveryStatus.PENDING:
         ids = tuple(m.paper.id for m in digest.matches)
         row = Delivery(date, digest.subscriber.email, DeliveryStatus.PENDING, 0, None, None, ids)
-    return Send(date, digest.subscriber, digest=digest, late=row if late else None, resend_message_id=resend)
+    return Send(date, digest.subscriber, digest=digest, late=row, resend_message_id=resend)

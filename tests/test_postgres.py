@@ -205,6 +205,8 @@ def test_a_runner_killed_mid_send_leaves_no_reader_with_two_copies(
         outs = [p.communicate(timeout=100)[0] for p in procs]
         assert procs[0].returncode == -signal.SIGKILL
         assert [p.returncode for p in procs[1:]] != [None, None]
+        # what the killed runner had claimed and not started, the others took before they ended
+        assert "pending" not in statuses(pg_url).values(), Counter(statuses(pg_url).values())
         # a plain re-run afterwards: what the killed runner left pending goes out now
         rerun = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
     received = Counter(handler.recipients())
@@ -352,9 +354,36 @@ def test_a_stop_ends_the_planners_wait_for_the_runners_that_joined(pg_url: str) 
         "postgresql://digest:hunter#2@127.0.0.1:9/x",
         "postgresql://digest:hunter?2@127.0.0.1:9/x",
         "postgresql://digest@127.0.0.1:9/x?password=hunter2&sslmode=disable",
+        "postgresql://digest:hunter@Pw2@127.0.0.1:9/x",  # an unencoded "@": libpq reads "Pw2@127..." as the host
+        "postgresql://digest:hunter pa ss@127.0.0.1:9/x",  # a space: the URL cannot be parsed at all
+        "postgresql://digest:hunter%zz@127.0.0.1:9/x",  # a bad percent-encoding
+        "postgresql://digest:p@ss:w/rd#%1 xhunter@127.0.0.1:9/x",
     ],
 )
 def test_a_password_is_never_shown_however_it_is_written(url: str) -> None:
     with pytest.raises(StoreError) as caught:
         Store.from_config(StateConfig(url=url))  # type: ignore[arg-type]
-    assert "hunter" not in str(caught.value) and "127.0.0.1:9" in str(caught.value), caught.value
+    message = str(caught.value)
+    assert "hunter" not in message and "Pw2" not in message and "\n" not in message, message
+    assert "127.0.0.1:9/x" in message, message
+
+
+def test_an_empty_url_is_refused_rather_than_falling_back_to_a_file(tmp_path: Path) -> None:
+    """An unset CI secret expands to "": each runner would plan on its own file and send again."""
+    (tmp_path / "digest.toml").write_text("")
+    (tmp_path / "subscribers.toml").write_text('[[subscribers]]\nemail = "a@example.org"\nall = true\n')
+    result = digest("run", "--config", "digest.toml", cwd=tmp_path, env={"DIGEST_STATE__URL": ""})
+    assert result.returncode != 0
+    assert "is set but empty" in result.stderr, result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_digest_web_with_a_state_it_cannot_open_fails_at_start_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text(
+        '[state]\nurl = "postgresql://digest:hunter2@127.0.0.1:9/x"\n[web]\nlisten = "127.0.0.1:8089"\n'
+        'base_url = "https://digest.example.org/"\n'
+    )
+    result = digest("web", "--config", "digest.toml", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot open the state database" in result.stderr and "hunter2" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr

@@ -51,15 +51,14 @@ class StateConfig(_Section):
     # (digest.pipeline.retention.window_days).
     keep_days: int | None = Field(default=None, ge=0, le=3660)
     # The state on a PostgreSQL server instead of the file at `path` ("postgresql://user@host/db",
-    # psycopg 3: `pip install 'digest[postgres]'`), so that several runners share one ledger.
+    # psycopg 3: `pip install '.[postgres]'`), so that several runners share one ledger.
     # Secret (it may hold a password); DIGEST_STATE__URL sets it from the environment.
     url: SecretStr | None = None
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: SecretStr | None) -> SecretStr | None:
-        text = value.get_secret_value().strip() if value is not None else ""
-        return SecretStr(postgres_url(text)) if text else None
+        return None if value is None else SecretStr(postgres_url(value.get_secret_value().strip()))
 
     @property
     def shared(self) -> bool:  # on PostgreSQL, which several runners may share

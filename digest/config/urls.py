@@ -33,6 +33,8 @@ def redacted(url: str) -> str:
 
 def postgres_url(value: str) -> str:
     """`value`, when it is a PostgreSQL URL; else a ValueError saying how to write one."""
+    if not value:  # an unset CI secret expands to "": never fall back to a file on one runner
+        raise ValueError("is set but empty; set it to postgresql://… or leave it out for the SQLite file")
     scheme = urlsplit(value).scheme
     if scheme not in ("postgresql", "postgres"):
         raise ValueError(

@@ -184,7 +184,30 @@ def send_mail(
         return None
     if signals is not None and stop is not None:
         signals.callback(stop_on_signals(stop))
-    return send_jobs(settings, store, jobs, stop=stop, progress=progress, run=run)
+    report = send_jobs(settings, store, jobs, stop=stop, progress=progress, run=run)
+    # PostgreSQL: a runner that died meanwhile left digests it had claimed. The claims made ahead
+    # for the render worker tried them again too early to see it die: take them now, until none
+    # is freed (on a SQLite file every job is in the report already, and nothing is left).
+    while report.stopped_reason is None and not (stop is not None and stop.is_set()):
+        done = {*report.sent, *report.pending, *(e for e, _ in (*report.failed, *report.unknown))}
+        rest = [job for job in jobs if job.subscriber.email not in done]
+        freed = store.claim([(job.date, job.subscriber.email) for job in rest], run) if rest else set()
+        if not freed:
+            break
+        again = [job for job in rest if (job.date, job.subscriber.email) in freed]
+        report = _merged(report, send_jobs(settings, store, again, stop=stop, progress=progress, run=run))
+    return report
+
+
+def _merged(first: SendReport, then: SendReport) -> SendReport:
+    return SendReport(
+        sent=first.sent + then.sent,
+        failed=first.failed + then.failed,
+        unknown=first.unknown + then.unknown,
+        pending=first.pending + then.pending,
+        errors=first.errors + then.errors,
+        stopped_reason=then.stopped_reason,
+    )
 
 
 CLAIM_BATCH = 32  # digests claimed at once (one statement): a runner that dies frees as many

@@ -157,8 +157,8 @@ class RunSummary:
         ]
         if self.joined:
             out.append(
-                "joined the run another runner planned: sent a share of its digests (that runner "
-                "fetched, and publishes the feeds and archive)"
+                f"joined the run another runner planned: sent {self.sent} of its digests (that "
+                "runner fetched, and publishes the feeds and archive)"
             )
         out += [
             f"late: {day}: its digests were never recorded (its run stopped first, or only `digest fetch` "

@@ -63,7 +63,7 @@ def postgres_store() -> type[Store]:
         from digest.store.postgres import PgState
     except ImportError as exc:
         raise ConfigError(
-            f"[state] url: PostgreSQL needs psycopg ({exc}); pip install 'digest[postgres]'"
+            f"[state] url: PostgreSQL needs psycopg ({exc}); install digest's postgres extra: pip install '.[postgres]' in its folder"
         ) from None
     return type("PgStore", (PgState, Store), {"__doc__": postgres_store.__doc__})
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,12 +43,13 @@ from digest.core.errors import LockedError, StoreError
 from digest.core.status import DeliveryStatus
 from digest.store import pg_schema
 from digest.store.ledger import LedgerStore
-from digest.store.pg_connection import PgConnection, pg_failures
+from digest.store.pg_connection import PgConnection
 from digest.store.retention import Shrink, epoch_day
 from digest.store.sqlite import iso
 
 # Advisory lock spaces (the first of the two int4 keys); the second is 0, a day, or a runner.
 _PLAN, _DAY, _RUNNER, _MIGRATE = 0x64670001, 0x64670002, 0x64670003, 0x64670004
+_log = logging.getLogger("digest")
 _POLL = 0.2  # seconds between two tries of a lock held by another runner
 _CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN)  # an unknown one goes out when resent
 
@@ -54,6 +57,23 @@ _CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN)  # an unknown one 
 def _text_key(paper_id: str) -> int | str:
     """How `seen_papers` keys a paper id here: as itself (a TEXT column: pg_schema)."""
     return paper_id
+
+
+_ENCODE = 'percent-encode "@", ":", "/", "?", "#", "%" and spaces in the user and password (%40, %3A, %2F, %3F, %23, %25, %20)'
+
+
+def _connect_failure(exc: psycopg.Error, url: str) -> str:
+    """Why connecting failed, in one line, with nothing of the password in it."""
+    if not isinstance(exc, psycopg.OperationalError):  # the URL itself could not be read
+        return f"[state] url cannot be read as a PostgreSQL URL; {_ENCODE}"
+    text = " ".join(str(exc).split())
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    secret = userinfo.partition(":")[2]
+    for piece in {secret, *re.split(r"[@:/?#%\s]+", secret)}:
+        if len(piece) >= 2:
+            text = text.replace(piece, "***")
+    hint = f"; {_ENCODE}" if any(c in secret for c in "@/?# ") else ""
+    return f"cannot connect ({text}); check [state] url and that the server is running{hint}"
 
 
 class PgState(LedgerStore):
@@ -82,8 +102,14 @@ class PgState(LedgerStore):
     @classmethod
     def connect(cls, url: str, *, create: bool = True, busy_timeout: float = 30.0) -> Self:
         where = redacted(url)
-        with pg_failures(where, opening=True):
+        try:
             raw = psycopg.connect(url, autocommit=True, connect_timeout=max(2, int(busy_timeout)))
+        except psycopg.Error as exc:
+            # libpq's words may quote any part of the URL, the password included (an unencoded
+            # "@" or "/" in it is read as part of the host): shown only without it
+            raise StoreError(
+                f"{where}: cannot open the state database: {_connect_failure(exc, url)}"
+            ) from None
         conn = PgConnection(raw, where)
         store = cls(where, conn)
         try:
@@ -175,7 +201,9 @@ class PgState(LedgerStore):
         """The plan lock, which a run holds to its end as SQLite's file lock: one run at a time
         (`digest fetch` and `digest state --compact` take it too). A second one waits for it
         rather than failing at once, unless it joins the run (`run_lock`)."""
-        self._wait(lambda: self._try(_PLAN, 0))
+        if not self._try(_PLAN, 0):
+            _log.warning("%s: another digest run holds the state (the plan lock): waiting for it", self.where)
+            self._wait(lambda: self._try(_PLAN, 0))
         self._plan_held = True
         try:
             yield
@@ -189,8 +217,11 @@ class PgState(LedgerStore):
         live planner of the same date once its plan is recorded. A run of another date, or a
         runner of this date while another is still planning or publishing, waits; `stop` ends
         the wait with LockedError."""
-        key = epoch_day(date)
+        key, told = epoch_day(date), False
         while (joined := self._enter(key)) is None:
+            if not told:
+                _log.warning("%s: waiting for another digest run to finish or to record its plan", self.where)
+                told = True
             if stop is not None and stop.is_set():
                 raise LockedError("stopped while waiting for another digest run to finish (the plan lock)")
             time.sleep(_POLL)

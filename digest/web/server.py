@@ -17,6 +17,7 @@ import uvicorn
 from digest.config import Settings
 from digest.core.errors import ConfigError
 from digest.pipeline import stop_on_signals
+from digest.store import Store
 from digest.web.app import create_app
 
 log = logging.getLogger("digest.web")
@@ -48,6 +49,9 @@ def make_server(settings: Settings) -> uvicorn.Server:
 
 def serve_web(settings: Settings, *, stop_event: threading.Event | None = None) -> int:
     """`digest web`: the web side alone, until SIGTERM, Ctrl-C or `stop_event`; returns 0."""
+    # the state, opened once now: a wrong [state] url or an unreadable file fails here, in one
+    # line, rather than on each reader's request
+    Store.from_config(settings.state).close()
     stop = stop_event or threading.Event()
     web = WebThread(settings)
     restore = stop_on_signals(stop)
