@@ -387,3 +387,23 @@ def test_digest_web_with_a_state_it_cannot_open_fails_at_start_in_one_line(tmp_p
     assert result.returncode == 1, result.stdout + result.stderr
     assert "cannot open the state database" in result.stderr and "hunter2" not in result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_what_a_dead_runner_left_unsent_is_counted_pending_by_the_planner(pg_url: str) -> None:
+    """A joiner that died after the others' last look: its digests are pending (exit 4), not served."""
+    from digest.config import Settings
+    from digest.pipeline.joining import wait_for_joiners
+    from digest.pipeline.summary import RunSummary
+
+    settings = Settings(state=StateConfig(url=pg_url), secret="s" * 32)  # type: ignore[arg-type]
+    with PgStore.connect(pg_url) as store, store.run_lock(DAY):
+        for email in ("a@example.org", "b@example.org"):
+            store.mark_pending(DAY, email, ["2406.00001"], NOW)
+        store.queue([(DAY, "a@example.org"), (DAY, "b@example.org")], DAY)
+        store.mark_sending(DAY, "b@example.org", "<m@example.org>", NOW)
+        store.mark_sent(DAY, "b@example.org", "250 ok", NOW)
+        store.planned(DAY)
+        summary = RunSummary(date=DAY)
+        summary.sent = 1
+        wait_for_joiners(settings, store, summary, None)
+    assert summary.pending == ["a@example.org"] and summary.exit_code == 4

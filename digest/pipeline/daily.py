@@ -42,7 +42,7 @@ from digest.explain import similar_of
 from digest.pipeline import publishing, relevance, retention
 from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
-from digest.pipeline.joining import JOINERS_WAIT, join_run
+from digest.pipeline.joining import join_run, wait_for_joiners
 from digest.pipeline.readers import load_readers
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_mail
 from digest.pipeline.summarizing import summarize_sends
@@ -139,8 +139,8 @@ def run(
 
         # 5. publish feeds and archive. The emails are out and recorded: a failure here (a full
         # disk) is reported and makes the run partial; the next run publishes again.
-        if not dry_run:  # PostgreSQL: after the share of the runners that joined (JOINERS_WAIT)
-            store.wait_for_runners(date, JOINERS_WAIT, stop=stop)
+        if not dry_run:  # PostgreSQL: after the share of the runners that joined
+            wait_for_joiners(settings, store, summary, stop)
             _publish_and_finish(settings, store, key, subscribers, summary, now, timer)
     return summary
 

@@ -77,3 +77,15 @@ def queued_sends(store: Store, subscribers: list[Subscriber], run: dt.date) -> l
         for row in store.queued(run)
         if row.email in by_email
     ]
+
+
+def wait_for_joiners(
+    settings: Settings, store: Store, summary: RunSummary, stop: threading.Event | None
+) -> None:
+    """The planner, before publishing: wait for the runners that joined (up to JOINERS_WAIT, or a
+    stop), so the feeds and archive hold their digests. Once they are all done, what the plan
+    queued and nobody sent (a runner that died after the others' last look) is pending for the
+    next run, and counted so (exit 4), not taken for served."""
+    if store.wait_for_runners(summary.date, JOINERS_WAIT, stop=stop) and settings.state.shared:
+        left = {row.email for row in store.queued(summary.date)}
+        summary.pending = sorted(left.union(summary.pending))
