@@ -10,6 +10,7 @@ fresh database per test. The store's own tests run on it too: `DIGEST_TEST_STATE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import signal
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from cli_runner import base_env, digest
 from pytest_httpserver import HTTPServer
 from smtp_servers import AcceptAll, smtp_server
 from test_hostile_smtp import DATE, serve_listings, write_config
+from test_kill_points import start
 
 from digest.config.sections import StateConfig
 from digest.core.errors import LockedError, StoreError
@@ -62,12 +65,17 @@ def pg_config(tmp_path: Path, httpserver: HTTPServer, port: int, url: str, reade
     return config
 
 
-def start(config: Path) -> subprocess.Popen[str]:
-    env = base_env() | {"PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE],
-        cwd=config.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+@contextlib.contextmanager
+def three_runners(
+    tmp_path: Path, httpserver: HTTPServer, url: str, readers: list[str]
+) -> Iterator[tuple[SlowAccept, Path, list[subprocess.Popen[str]]]]:
+    """Three `digest run` of DATE started at once on the database `url`, to a sink that takes
+    a hundredth of a second a message (long enough for them to overlap)."""
+    serve_listings(httpserver)
+    handler = SlowAccept(0.01)
+    with smtp_server(handler) as (_host, port, _):
+        config = pg_config(tmp_path, httpserver, port, url, readers)
+        yield handler, config, [start(config) for _ in range(3)]
 
 
 def statuses(url: str) -> dict[str, str]:
@@ -175,12 +183,8 @@ def test_a_run_on_postgres_sends_each_reader_once_and_a_rerun_sends_nothing(
 def test_three_runners_share_the_readers_and_send_each_digest_once(
     tmp_path: Path, httpserver: HTTPServer, pg_url: str
 ) -> None:
-    serve_listings(httpserver)
     readers = [f"reader{i:03d}@example.org" for i in range(240)]
-    handler = SlowAccept(0.01)
-    with smtp_server(handler) as (_host, port, _):
-        config = pg_config(tmp_path, httpserver, port, pg_url, readers)
-        procs = [start(config) for _ in range(3)]
+    with three_runners(tmp_path, httpserver, pg_url, readers) as (handler, _config, procs):
         outs = [p.communicate(timeout=100)[0] + "" for p in procs]
         codes = [p.returncode for p in procs]
     assert codes == [0, 0, 0], outs
@@ -194,12 +198,8 @@ def test_three_runners_share_the_readers_and_send_each_digest_once(
 def test_a_runner_killed_mid_send_leaves_no_reader_with_two_copies(
     tmp_path: Path, httpserver: HTTPServer, pg_url: str
 ) -> None:
-    serve_listings(httpserver)
     readers = [f"reader{i:03d}@example.org" for i in range(240)]
-    handler = SlowAccept(0.01)
-    with smtp_server(handler) as (_host, port, _):
-        config = pg_config(tmp_path, httpserver, port, pg_url, readers)
-        procs = [start(config) for _ in range(3)]
+    with three_runners(tmp_path, httpserver, pg_url, readers) as (handler, config, procs):
         assert handler.wait_for(60, timeout=60), "the runners never got going"
         procs[0].send_signal(signal.SIGKILL)
         outs = [p.communicate(timeout=100)[0] for p in procs]
