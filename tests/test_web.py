@@ -380,3 +380,14 @@ def test_digest_web_without_listen_and_base_url_says_what_to_set(tmp_path: Path)
     result = digest("web", "--config", str(tmp_path / "digest.toml"), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: [web]: set listen"), result.stderr
+
+
+def test_a_field_too_long_is_one_message_not_also_an_empty_profile() -> None:
+    from digest.web.forms import MAX_FIELD, draft
+
+    form = {"email": "ada@example.org", "keywords": "x" * (MAX_FIELD + 1)}
+    result = draft(form, source_names=["hf"], hf_sources=["hf"])
+    assert result.errors == {"keywords": [f"keywords: longer than {MAX_FIELD} characters; shorten it"]}
+    assert result.subscriber is None
+    empty = draft({"email": "ada@example.org"}, source_names=["hf"], hf_sources=["hf"])
+    assert any("empty profile" in m for ms in empty.errors.values() for m in ms)  # still said alone

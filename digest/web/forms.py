@@ -90,8 +90,11 @@ def draft(
     try:
         subscriber = check_profile(table, source_names=source_names, hf_sources=hf_sources, where=_WHERE)
     except ConfigError as exc:
+        refused = bool(errors)  # a field too long or too many items, left out of the table
         for line in exc.problems:
             message = _PREFIX.sub("", line)
+            if refused and message.startswith("empty profile"):
+                continue  # the profile is empty only because a field was refused: one message is enough
             key = message.split(":", 1)[0]
             errors.setdefault(key if key in KNOWN_KEYS else "", []).append(message)
     return Draft(values, table, subscriber if not errors else None, errors)
