@@ -31,7 +31,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -284,6 +284,13 @@ class PgState(LedgerStore):
                 self._runner = number
         return self._runner
 
+    def queue(self, keys: Iterable[tuple[dt.date, str]], run: dt.date) -> None:
+        """As on SQLite, then the ledger's statistics brought up to date: a run's thousands of new
+        rows, unseen by the planner until autovacuum's next look, would have each claim scan the
+        whole table instead of its index."""
+        super().queue(keys, run)
+        self.conn.execute("ANALYZE deliveries")
+
     def claim(self, keys: Sequence[tuple[dt.date, str]], run: dt.date) -> set[tuple[dt.date, str]]:
         """Which of the digests `keys` (queued by the run of `run`) this runner takes: those still
         to send and taken by no live runner. Rows another runner is claiming at this instant are
@@ -294,15 +301,17 @@ class PgState(LedgerStore):
         me = self._runner_number()
         with self.transaction(), self.conn.errors():
             rows = self.conn.raw.execute(
+                # the keys joined to the primary key's index: a scan of the whole ledger per
+                # batch would make a run's claims grow with the square of its readers
                 "UPDATE deliveries d SET claimed_by = %(me)s FROM ("
-                " SELECT date, email FROM deliveries"
-                " WHERE (date, email) IN (SELECT * FROM unnest(%(dates)s::text[], %(emails)s::text[]))"
-                " AND status = ANY(%(claimable)s) AND queued = %(run)s"
-                " AND (claimed_by IS NULL OR claimed_by = %(me)s OR claimed_by NOT IN ("
+                " SELECT r.date, r.email FROM unnest(%(dates)s::text[], %(emails)s::text[]) AS k(date, email)"
+                " JOIN deliveries r ON r.date = k.date AND r.email = k.email"
+                " WHERE r.status = ANY(%(claimable)s) AND r.queued = %(run)s"
+                " AND (r.claimed_by IS NULL OR r.claimed_by = %(me)s OR r.claimed_by NOT IN ("
                 "  SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid = %(space)s"
                 "  AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database"
                 "  WHERE datname = current_database())))"
-                " FOR UPDATE SKIP LOCKED) c WHERE d.date = c.date AND d.email = c.email"
+                " FOR UPDATE OF r SKIP LOCKED) c WHERE d.date = c.date AND d.email = c.email"
                 " RETURNING d.date, d.email",
                 {
                     "me": me,
@@ -316,18 +325,32 @@ class PgState(LedgerStore):
         return {(dt.date.fromisoformat(d), e) for d, e in rows}
 
     def mark_sending(self, date: dt.date, email: str, message_id: str, now: dt.datetime) -> None:
-        """As on SQLite, and only for a digest no other runner claimed: a second line of defence
-        behind `claim`, so that two runners can never both hand the same digest over."""
+        """As on SQLite (a resend of an unknown digest noted in `resends`), in one statement, and
+        only for a digest no other runner claimed: a second line of defence behind `claim`, so
+        that two runners can never both hand the same digest over."""
+        day, mine = date.isoformat(), self._runner
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT claimed_by FROM deliveries WHERE date = ? AND email = ? FOR UPDATE",
-                (date.isoformat(), email),
-            ).fetchone()
-            if row is not None and row[0] is not None and row[0] != self._runner:
+            done = db.execute(
+                "WITH target AS (SELECT status FROM deliveries WHERE date = ? AND email = ? "
+                # the status before this statement (its snapshot; FOR UPDATE would read the
+                # row this very UPDATE writes)
+                " AND (claimed_by IS NULL OR claimed_by = ?)), "
+                "noted AS (INSERT INTO resends (date, email, at) SELECT ?, ?, ? FROM target "
+                " WHERE status = ? ON CONFLICT DO NOTHING) "
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, message_id = ?, updated_at = ? "
+                "WHERE date = ? AND email = ? AND (claimed_by IS NULL OR claimed_by = ?) RETURNING 1",
+                (day, email, mine, day, email, iso(now), DeliveryStatus.UNKNOWN,
+                 DeliveryStatus.SENDING, message_id, iso(now), day, email, mine),
+            ).fetchone()  # fmt: skip
+            if (
+                done is None
+                and db.execute(
+                    "SELECT 1 FROM deliveries WHERE date = ? AND email = ?", (day, email)
+                ).fetchone()
+            ):
                 raise StoreError(
                     f"{self.where}: the digest of {date} for {email} was claimed by another runner"
                 )
-            super().mark_sending(date, email, message_id, now)
 
     # -- size and upkeep ------------------------------------------------------------------------
     def shrink(self, *, force: bool = False) -> Shrink:
