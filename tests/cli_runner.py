@@ -114,3 +114,28 @@ def digest_subprocess(
         text=True,
         timeout=120,
     )
+
+
+def offline_config(folder: Path, sources: str, extra: str = "") -> Path:
+    """`folder`/digest.toml for a run against local servers: the state file, `sources` (its
+    [[sources]] tables), no retries and no backfill, `public/` with a base URL, the outbox;
+    `extra` (more tables) after those."""
+    config = folder / "digest.toml"
+    config.write_text(
+        f"""
+[state]
+path = "state/digest.sqlite3"
+{sources}
+[fetch]
+retries = 0
+backfill_days = 0
+
+[output]
+dir = "public"
+base_url = "https://digest.example.org/"
+
+[delivery]
+transport = "outbox"
+{extra}"""
+    )
+    return config

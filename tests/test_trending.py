@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cli_runner import digest
+from cli_runner import digest, offline_config
 from pytest_httpserver import HTTPServer
 from webhook_servers import WebhookServer
 from werkzeug import Request, Response
@@ -137,7 +137,9 @@ def test_trending_needs_a_hugging_face_source(tmp_path: Path) -> None:
     path.write_text('[[subscribers]]\nemail = "a@example.org"\ntrending = "week"\nsources = ["arxiv"]\n')
     with pytest.raises(ConfigError) as err:
         load_subscribers(path, source_names=["arxiv", "hf"], hf_sources=["hf"])
-    assert "subscribers.toml:4: subscriber a@example.org: sources: names no Hugging Face source" in str(err.value)
+    assert "subscribers.toml:4: subscriber a@example.org: sources: names no Hugging Face source" in str(
+        err.value
+    )
     path.write_text('[[subscribers]]\nemail = "a@example.org"\ntrending = "day"\n')
     with pytest.raises(ConfigError) as err:
         load_subscribers(path, source_names=["hf"], hf_sources=["hf"])
@@ -197,30 +199,14 @@ class FakeHub:
 
 def setup(tmp: Path, server: HTTPServer, hub: FakeHub) -> Path:
     server.expect_request("/api/daily_papers").respond_with_handler(hub)
-    config = tmp / "digest.toml"
-    config.write_text(
-        f"""
-[state]
-path = "state/digest.sqlite3"
-
+    sources = f"""
 [[sources]]
 name = "hf"
 kind = "hf_daily"
 url = "{server.url_for("/api/daily_papers")}"
 days = 1
-
-[fetch]
-retries = 0
-backfill_days = 0
-
-[output]
-dir = "public"
-base_url = "https://digest.example.org/"
-
-[delivery]
-transport = "outbox"
 """
-    )
+    config = offline_config(tmp, sources)
     (tmp / "subscribers.toml").write_text(PROFILES)
     return config
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from arxiv_days import ids, new_items, rss_day
-from cli_runner import digest
+from cli_runner import digest, offline_config
 from pytest_httpserver import HTTPServer
 
 from digest.commands import PreviewDay, preview
@@ -65,30 +65,14 @@ cadence = "weekly"
 
 
 def setup(tmp: Path, server: HTTPServer, extra: str = "") -> Path:
-    config = tmp / "digest.toml"
-    config.write_text(
-        f"""
-[state]
-path = "state/digest.sqlite3"
-
+    sources = f"""
 [[sources]]
 name = "arxiv"
 kind = "arxiv_rss"
 url = "{server.url_for("/rss/cs")}"
 api_url = "{server.url_for("/api/query")}"
-
-[fetch]
-retries = 0
-backfill_days = 0
-
-[output]
-dir = "public"
-base_url = "https://digest.example.org/"
-
-[delivery]
-transport = "outbox"
-{extra}"""
-    )
+"""
+    config = offline_config(tmp, sources, extra)
     (tmp / "subscribers.toml").write_text(PROFILES)
     return config
 

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from digest.core.errors import ConfigError, DigestError
 from digest.core.progress import LogProgress, RichProgress
+from digest.web.cli import ConfigOpt as ConfigOpt  # `--config`: defined with the web side's commands
 
 app = typer.Typer(
     help="A daily research-paper digest: fetch listings, find what is new, match reader profiles, email it.\n\n"
@@ -27,15 +28,6 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 verbose = {"on": False}  # -v: tracebacks and debug logs
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml).",
-        show_default=False,
-    ),
-]
 SubscribersOpt = Annotated[
     Path | None,
     typer.Option(

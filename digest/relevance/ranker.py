@@ -38,8 +38,9 @@ from digest.relevance.taste import min_similarity as min_similarity
 
 DISLIKE_WEIGHT = 0.5  # how hard a disliked paper pushes its neighbours down (Rocchio's gamma/beta)
 # How much of a day paper's mean similarity to the day's other papers is taken off its score, per
-# engine. Chosen and confirmed on real day-pairs (bench/RELEVANCE.md: +0.02 P@10 on average, NDCG up
-# on all seven evaluations); measured for TF-IDF only, so the embeddings keep plain similarity.
+# engine. Chosen and confirmed on real day-pairs (bench/RELEVANCE.md: +0.02 P@10 on average over
+# seven evaluations, +0.01 on the three held out, NDCG up on all seven); measured for TF-IDF only,
+# so the embeddings keep plain similarity.
 DAY_CONTRAST = {TFIDF: 1.0}
 CHUNK = 256  # readers per matrix product: bounds memory at days x (CHUNK x liked) floats
 WHOLE_CELLS = 16_000_000  # day x liked similarities computed at once up to this many (64 MB)

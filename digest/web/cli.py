@@ -17,6 +17,7 @@ from digest.core.files import write_atomic
 from digest.web.server import serve_web
 from digest.web.service import export_toml
 
+# `--config`, shared with `digest.cli` (which sits above this layer and imports it from here)
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
