@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,10 @@ class Uss:
     process's children other than `skip`: a forked render worker's RSS counts every page it still
     shares with the run, its USS only what it added."""
 
-    def __init__(self, skip: set[int]) -> None:
+    def __init__(self, skip: set[int], stage: Callable[[], str] | None = None) -> None:
         self.skip, self.peak_mb, self.together_mb, self.done = skip, 0.0, 0.0, threading.Event()
+        self.stage = stage  # the run's stage now: the children's peak USS is kept per stage too
+        self.by_stage: dict[str, float] = {}
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
@@ -71,6 +74,9 @@ class Uss:
                     with contextlib.suppress(psutil.Error):
                         uss += child.memory_full_info().uss / (1024 * 1024)
             self.peak_mb = max(self.peak_mb, uss)
+            if self.stage is not None:
+                label = self.stage()
+                self.by_stage[label] = max(self.by_stage.get(label, 0.0), uss)
             self.together_mb = max(self.together_mb, uss + me.memory_info().rss / (1024 * 1024))
 
     def __enter__(self) -> Uss:

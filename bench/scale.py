@@ -53,12 +53,16 @@ STAGES = (
     ("gather", "digest.pipeline.daily", "_extra_inputs"),
     ("read ledger", "digest.pipeline.daily", "read_ledger"),
     ("match (plan)", "digest.pipeline.daily", "_plan"),
-    ("record plan", "digest.pipeline.daily", "record_plan"),
+    ("record plan", "digest.pipeline.recording:PlanRecorder", "head"),
+    ("record slices", "digest.pipeline.recording:PlanRecorder", "_next_slice"),
     ("send", "digest.pipeline.sending", "send_jobs"),
     ("publish", "digest.pipeline.publishing", "publish"),
     ("retention", "digest.pipeline.retention", "apply"),
 )
 NESTED = {"diff": "fetch+parse+store"}  # timed inside the other: reported as its own line, taken out
+# Recorded between messages while sending (`digest.pipeline.recording`): reported as its own line
+# (CPU the run spent on it), left in the send's wall, which it overlaps, and out of `other`.
+OVERLAPPED = {"record slices": "send"}
 
 
 def current_rss_mb() -> float:
@@ -90,7 +94,8 @@ class Clock:
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if label in NESTED and self.active[-1:] != [NESTED[label]]:
+            inside = NESTED.get(label) or OVERLAPPED.get(label)
+            if inside and self.active[-1:] != [inside]:
                 return original(*args, **kwargs)  # timed only inside its outer stage
             self.active.append(label)
             try:
@@ -105,7 +110,7 @@ class Clock:
     @contextlib.contextmanager
     def stage(self, label: str) -> Iterator[None]:
         profiler = None
-        if self.profile_dir and label not in NESTED:
+        if self.profile_dir and label not in NESTED and label not in OVERLAPPED:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.002)
@@ -141,8 +146,10 @@ class Clock:
         import importlib
         import threading
 
-        for label, module, name in STAGES:
-            self.wrap(label, importlib.import_module(module), name)
+        for label, where, name in STAGES:
+            module, _, cls = where.partition(":")  # "module:Class": a method of the class
+            found = importlib.import_module(module)
+            self.wrap(label, getattr(found, cls) if cls else found, name)
         self.timeline: list[tuple[float, int, str]] = []
         self.peaks: dict[str, float] = {}
         self.started, self.done = time.perf_counter(), threading.Event()
@@ -201,7 +208,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             undo.enter_context(clock)
             undo.callback(clock_stage_start(sent_by))
             sink_cpu, start, cpu = sink.cpu(), time.perf_counter(), time.process_time()
-            with Uss({c.pid for c in psutil.Process().children()}) as uss:
+            stage = lambda: clock.active[-1] if clock.active else "between stages"  # noqa: E731
+            with Uss({c.pid for c in psutil.Process().children()}, stage) as uss:
                 summary = pipeline.run(
                     settings, subscribers_path=spec["profiles"], date=DATE, now=NOW,
                     transport=httpx.HTTPTransport(),
@@ -242,6 +250,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": rss,
         "children_peak_rss_mb": children,
         "children_peak_uss_mb": uss.peak_mb,
+        "children_peak_uss_by_stage_mb": {k: round(v) for k, v in uss.by_stage.items()},
         "together_peak_mb": uss.together_mb,
         "stages": clock.times,
         "rss_peaks": clock.peaks,  # the largest RSS sampled in each stage and between stages
@@ -336,7 +345,7 @@ def stage_walls(r: dict[str, Any], key: str = "wall") -> dict[str, float]:
     for inner, outer in NESTED.items():
         if inner in walls and outer in walls:
             walls[outer] -= walls[inner]
-    walls["other"] = r[key] - sum(walls.values())
+    walls["other"] = r[key] - sum(v for k, v in walls.items() if k not in OVERLAPPED)
     return walls
 
 

@@ -10,7 +10,9 @@ one only calls them in the order that makes a run safe to kill and re-run:
    left out of it and reported, and only when every source fails is nothing stored;
 3. the plan is made from the diff, the profiles and the ledger, and its state changes (lifted
    suppressions, 'sending' rows found unknown, digests given up, today's digests as pending, and
-   that the day's digests are recorded) are recorded in one transaction; an earlier stored day
+   that the day's digests are recorded) are recorded: what must come first in one transaction,
+   the digests in slices while the first emails go out, each before it is claimed, the day
+   marked recorded after the last slice (`recording`); an earlier stored day
    whose digests never were (its run died first, or only `digest fetch` ran) is planned too;
    then, with `[summaries]`, a TL;DR is made (or found cached) for each paper a digest holds
    (`summarizing`): whatever fails there falls back and is counted, never stops the run;
@@ -37,6 +39,8 @@ from digest.core.files import check_writable
 from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import RunStatus
+from digest.core.tldr import TldrBook
+from digest.deliver.sender import SendReport
 from digest.digests import Tastes
 from digest.explain import similar_of
 from digest.pipeline import publishing, relevance, retention
@@ -44,6 +48,9 @@ from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
 from digest.pipeline.joining import join_run, wait_for_joiners
 from digest.pipeline.readers import load_readers
+from digest.pipeline.recording import PlanRecorder
+from digest.pipeline.recording import record_plan as record_plan  # tests and bench/ record plans whole
+from digest.pipeline.render_workers import RenderWorkers
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_mail
 from digest.pipeline.summarizing import summarize_sends
 from digest.pipeline.summary import RunSummary, Timer
@@ -55,12 +62,11 @@ from digest.plan import (
     StoredDay,
     TrendingList,
     explained,
-    explanations,
     plan_run,
 )
 from digest.profiles.channels import channel_subscribers, is_channel
 from digest.render.email import EmailRenderer
-from digest.store import PendingDigest, Store
+from digest.store import Store
 
 _log = logging.getLogger(__name__)
 
@@ -92,57 +98,56 @@ def run(
     summary = RunSummary(date=date, dry_run=dry_run)
     timer = Timer(summary.timings)
 
-    # 1. everything that can fail without the network fails first
-    subscribers, renderer = _prepare(settings, subscribers_path, dry_run=dry_run)
-    summary.subscribers = sum(1 for sub in subscribers if not is_channel(sub.email))
+    # Forked first, while the run holds little: they render the emails (`render_workers`)
+    with RenderWorkers(settings, 0 if dry_run else settings.delivery.render_workers) as early:
+        # 1. everything that can fail without the network fails first
+        subscribers, renderer = _prepare(settings, subscribers_path, dry_run=dry_run)
+        summary.subscribers = sum(1 for sub in subscribers if not is_channel(sub.email))
 
-    store = Store.from_config(settings.state)
-    signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
-    with store, store.run_lock(date, stop=stop) as joined, signals:
-        if joined and not dry_run:  # a live runner planned this date (PostgreSQL)
-            return join_run(settings, store, subscribers, renderer, summary, now, stop=stop, progress=progress,
-                            signals=signals if catch_signals else None)  # fmt: skip
-        key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
-        # 2. fetch, parse, diff; a failed or stale source is left out of the snapshot and reported
-        # (the others go on); only when every source failed does this raise, storing nothing
-        with timer("fetch"):
-            result = _fetch(summary, settings, store, date, now, dry_run, transport, progress)
-            lists, tastes = _extra_inputs(summary, settings, store, subscribers, date, now, result, dry_run, transport)  # fmt: skip
-        if not dry_run:
-            store.start_run(date, now)
+        store = Store.from_config(settings.state)
+        signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
+        with store, store.run_lock(date, stop=stop) as joined, signals:
+            if joined and not dry_run:  # a live runner planned this date (PostgreSQL)
+                return join_run(settings, store, subscribers, renderer, summary, now, stop=stop, progress=progress,
+                                signals=signals if catch_signals else None, early=early)  # fmt: skip
+            key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
+            # 2. fetch, parse, diff; a failed or stale source is left out of the snapshot and reported
+            # (the others go on); only when every source failed does this raise, storing nothing
+            with timer("fetch"):
+                result = _fetch(summary, settings, store, date, now, dry_run, transport, progress)
+                lists, tastes = _extra_inputs(summary, settings, store, subscribers, date, now, result, dry_run, transport)  # fmt: skip
+            if not dry_run:
+                store.start_run(date, now)
 
-        # 3. plan (matching is most of it) and record what it decided
-        with timer("match"):
-            ledger = dataclasses.replace(read_ledger(store, date, result), trending=lists, tastes=tastes)
-            plan = _plan(settings, subscribers, date, result, ledger, (retry_unknown, retry_failed))
-        _report_plan(summary, plan)
-        if not dry_run:
-            record_plan(store, plan, now)
-        tldrs = summarize_sends(settings, store, plan.sends, summary, timer, dry_run=dry_run)  # [summaries]
-        store.planned(date)  # PostgreSQL: runners of this date may join now (the TL;DRs are made)
+            # 3. plan (matching is most of it) and record what it decided
+            with timer("match"):
+                ledger = dataclasses.replace(read_ledger(store, date, result), trending=lists, tastes=tastes)
+                plan = _plan(settings, subscribers, date, result, ledger, (retry_unknown, retry_failed))
+            recorder, tldrs = _record_head(settings, store, plan, summary, now, timer, dry_run=dry_run)
 
-        # 4. render + send, lazily: one message is built just before it goes out
-        with timer("send" if not dry_run else "render"):
-            build = MessageBuilder(renderer, settings, key, date, now, tldrs)
-            mail = [send for send in plan.sends if not is_channel(send.subscriber.email)]
-            if dry_run:
-                _render_only(summary, list(jobs_for(mail, build, store)), progress)
-            elif report := send_mail(settings, store, mail, build, run=date, stop=stop, progress=progress,
-                                     signals=signals if catch_signals else None):  # fmt: skip
-                summary.add_report(report)
-        if not dry_run:  # after the emails: a channel's trouble never holds them up
-            _post_channels(settings, store, plan, summary, timer)
-        # Every digest is out: let the matches and the renderer's caches go before publishing,
-        # which reads what it needs back from the ledger (the run's peak memory is here).
-        del plan, mail, build
-        renderer.clear()
+            # 4. render + send, lazily: one message is built just before it goes out
+            with timer("send" if not dry_run else "render"):
+                build = MessageBuilder(renderer, settings, key, date, now, tldrs)
+                mail = recorder.jobs
+                if dry_run:
+                    _render_only(summary, list(jobs_for(mail, build, store)), progress)
+                elif report := _send_recording(settings, store, recorder, build, date, stop, progress,
+                                               signals if catch_signals else None, early):  # fmt: skip
+                    summary.add_report(report)
+            early.stop()  # the emails are out
+            if not dry_run:  # after the emails: a channel's trouble never holds them up
+                _post_channels(settings, store, plan, summary, timer)
+            # Every digest is out: let the matches and the renderer's caches go before publishing,
+            # which reads what it needs back from the ledger (the run's peak memory is here).
+            del plan, mail, build
+            renderer.clear()
 
-        # 5. publish feeds and archive. The emails are out and recorded: a failure here (a full
-        # disk) is reported and makes the run partial; the next run publishes again.
-        if not dry_run:  # PostgreSQL: after the share of the runners that joined
-            wait_for_joiners(settings, store, summary, stop)
-            _publish_and_finish(settings, store, key, subscribers, summary, now, timer)
-    return summary
+            # 5. publish feeds and archive. The emails are out and recorded: a failure here (a full
+            # disk) is reported and makes the run partial; the next run publishes again.
+            if not dry_run:  # PostgreSQL: after the share of the runners that joined
+                wait_for_joiners(settings, store, summary, stop)
+                _publish_and_finish(settings, store, key, subscribers, summary, now, timer)
+        return summary
 
 
 def _prepare(
@@ -211,47 +216,50 @@ def _stored_day(store: Store, date: dt.date) -> StoredDay:
     return StoredDay(date, papers, rows=store.deliveries(date), sent=sent)
 
 
-def record_plan(store: Store, plan: Plan, now: dt.datetime) -> None:
-    """The plan's state changes, in one transaction: either all of them are recorded or none."""
-    with store.transaction():
-        for day in plan.recorded:
-            store.mark_recorded(day, now, by=plan.recorded[-1])  # the run date is the last
-        for email in plan.lift:
-            store.lift_suppression(email)
-        for change in plan.transitions:
-            store.mark_status(change.date, change.email, change.status, change.reply, now)
-        store.mark_pending_many(
-            (
-                PendingDigest(
-                    send.date,
-                    send.subscriber.email,
-                    tuple(m.paper.id for m in send.digest.matches),
-                    # where=False: the views find where again
-                    explanations(send.digest.matches, where=False, similar=send.digest.similar),
-                    send.digest.total_matched,
-                    keep_explanations=send.subscriber.feed,  # once sent, only a private feed reads them
-                )
-                for send in plan.sends
-                if send.digest is not None
-            ),
-            now,
-        )
-        for digest in plan.holds:  # weekly readers' days, for the week's digest and their feed
-            store.hold(
-                digest.date,
-                digest.subscriber.email,
-                [m.paper.id for m in digest.matches],
-                explanations=explanations(digest.matches, where=False, similar=digest.similar),
-                total=digest.total_matched,
-            )
-        store.take_held(plan.taken, up_to=plan.recorded[-1])
-        # for runners that join this run (PostgreSQL); channels are posted by this runner alone
-        store.queue(
-            ((s.date, s.subscriber.email) for s in plan.sends if not is_channel(s.subscriber.email)),
-            plan.recorded[-1],
-        )
-        for email, (kind, period) in plan.periods:  # trending readers: planned, so due no more
-            store.mark_period(email, kind, period)
+def _record_head(
+    settings: Settings,
+    store: Store,
+    plan: Plan,
+    summary: RunSummary,
+    now: dt.datetime,
+    timer: Timer,
+    *,
+    dry_run: bool,
+) -> tuple[PlanRecorder, TldrBook]:
+    """What of the plan is recorded before sending (the digests are recorded in slices as they
+    are sent: `recording`), and the TL;DRs of the papers it sends ([summaries])."""
+    _report_plan(summary, plan)
+    # PostgreSQL: once the plan is whole in the ledger, runners of this date may join it
+    recorder = PlanRecorder(store, plan, now, on_finish=lambda: store.planned(summary.date))
+    if not dry_run:
+        with timer("record"):
+            recorder.head()
+    return recorder, summarize_sends(settings, store, plan.sends, summary, timer, dry_run=dry_run)
+
+
+def _send_recording(
+    settings: Settings,
+    store: Store,
+    recorder: PlanRecorder,
+    build: MessageBuilder,
+    date: dt.date,
+    stop: threading.Event | None,
+    progress: Progress,
+    signals: contextlib.ExitStack | None,
+    early: RenderWorkers,
+) -> SendReport | None:
+    """The plan's emails sent while its digests are recorded (`recording`): each slice before its
+    digests are claimed, the rest between messages. However sending ends, the plan is whole in
+    the ledger after it (a stopped run leaves the rest pending, as ever)."""
+    try:
+        report = send_mail(settings, store, recorder.jobs, build, run=date, stop=stop, progress=progress,
+                           signals=signals, recorder=recorder, early=early)  # fmt: skip
+    except BaseException:
+        with contextlib.suppress(Exception):  # the sending's own error is the one to report
+            recorder.finish()
+        raise
+    recorder.finish()
+    return report
 
 
 def _fetch(

@@ -21,6 +21,7 @@ from digest.config import Settings, signing_key
 from digest.core.models import Subscriber
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import DeliveryStatus
+from digest.pipeline.render_workers import RenderWorkers
 from digest.pipeline.sending import MessageBuilder, send_mail
 from digest.pipeline.summarizing import summarize_sends
 from digest.pipeline.summary import RunSummary, Timer
@@ -45,8 +46,10 @@ def join_run(
     stop: threading.Event | None,
     progress: Progress | None,
     signals: contextlib.ExitStack | None,
+    early: RenderWorkers | None = None,
 ) -> RunSummary:
-    """Send this runner's share of the digests the live planner of `summary.date` queued."""
+    """Send this runner's share of the digests the live planner of `summary.date` queued
+    (rendered by `early`, the run's render workers)."""
     summary.joined = True
     timer = Timer(summary.timings)
     sends = queued_sends(store, subscribers, summary.date)
@@ -56,7 +59,7 @@ def join_run(
         build = MessageBuilder(renderer, settings, key, summary.date, now, tldrs)
         progress = progress or QuietProgress()
         if report := send_mail(settings, store, sends, build, run=summary.date, stop=stop, progress=progress,
-                               signals=signals):  # fmt: skip
+                               signals=signals, early=early):  # fmt: skip
             summary.add_report(report)
     return summary
 

@@ -2,12 +2,14 @@
 from the stored history (the last feed_days snapshot days) and the ledger.
 
 Runs after the emails are out and recorded: a failure here is reported and makes the run
-partial; the next run publishes again. Each file is written atomically.
+partial; the next run publishes again. Each file is written atomically. With many feed readers
+(`publish_pool.PARALLEL_AT`), their private feeds are written by forked workers (`publish_pool`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,10 +22,22 @@ from digest.core.tldr import TldrBook
 from digest.core.tokens import feed_token
 from digest.deliver.message import feedback_urls
 from digest.explain import similar_of
+from digest.pipeline import publish_pool
 from digest.pipeline.fetching import new_on
 from digest.plan import explained
-from digest.render.archive import Day, PrivateFeed, private_feed_name, private_feed_path, publish_site
+from digest.render.archive import (
+    Day,
+    PrivateFeed,
+    SpreadFeeds,
+    private_feed_name,
+    private_feed_path,
+    publish_site,
+)
 from digest.store import Store
+
+# Feed readers whose matched history is read at once (a statement or two a day for them all): the
+# block of feeds a worker writes at a time, too (`publish_pool`)
+READERS_PER_QUERY = 250
 
 
 def publish(
@@ -49,13 +63,28 @@ def publish(
     private = _PrivateFeeds(settings, store, key, readers, dates, by_id)
     matched = {d: store.matched_counts(d) for d in dates}  # the most matched are shown in full
     tldrs = _tldrs(settings, store, readers, by_id)
-    written = publish_site(settings, days, private=private, now=now, matched=matched, tldrs=tldrs)
+    spread = _spread(settings, store, private)
+    written = publish_site(
+        settings, days, private=private, now=now, matched=matched, tldrs=tldrs, spread=spread
+    )
     tokens = [feed_token(key, sub.email) for sub in readers]
     # a reader's feed under its name, and under the name it had before `private_feed_name`
     _remove_stale_private_feeds(
         settings, {private_feed_name(t) for t in tokens} | {f"{t}.xml" for t in tokens}
     )
     return written
+
+
+def _spread(settings: Settings, store: Store, private: _PrivateFeeds) -> SpreadFeeds | None:
+    """Many private feeds are written by forked workers (`publish_pool`), each reading the
+    ledger on a state connection of its own; a few, here."""
+    workers = publish_pool.worker_count()
+    if len(private) < publish_pool.PARALLEL_AT or workers < 1:
+        return None
+    return functools.partial(
+        publish_pool.write_in_workers, workers=workers, block=READERS_PER_QUERY, store=store,
+        reopen=private.reopen, folder=private_feed_path(settings, "x").parent,
+    )  # fmt: skip
 
 
 def _tldrs(
@@ -99,7 +128,8 @@ class _PrivateFeeds(Sequence[PrivateFeed]):
     """Each feed reader's private feed, built from the ledger when `publish_site` reaches it.
 
     A list of them all would hold every reader's matches and explanations at once (over 100 MB
-    for 10,000 readers); `publish_site` takes them one at a time and lets each go.
+    for 10,000 readers); `publish_site` takes them one at a time and lets each go. Their history
+    is read for `READERS_PER_QUERY` readers at a time, in order (in a worker, its block's).
     """
 
     def __init__(
@@ -108,6 +138,18 @@ class _PrivateFeeds(Sequence[PrivateFeed]):
     ) -> None:  # fmt: skip
         self.settings, self.store, self.key = settings, store, key
         self.readers, self.dates, self.papers = readers, dates, papers
+        self.batch: tuple[int, dict[str, Any]] = (-1, {})  # (first reader, their history by email)
+
+    def reopen(self) -> None:
+        """In a forked worker: the ledger is read on a state connection of its own."""
+        self.store = Store.from_config(self.settings.state, create=False)
+
+    def _history(self, index: int) -> dict[dt.date, list[tuple[str, dict[str, Any]]]]:
+        first = index - index % READERS_PER_QUERY
+        if self.batch[0] != first:
+            emails = [sub.email for sub in self.readers[first : first + READERS_PER_QUERY]]
+            self.batch = (first, self.store.matched_histories(emails, self.dates))
+        return self.batch[1].get(self.readers[index].email, {})
 
     def __len__(self) -> int:
         return len(self.readers)
@@ -119,8 +161,9 @@ class _PrivateFeeds(Sequence[PrivateFeed]):
     def __getitem__(self, index: int | slice) -> PrivateFeed | Sequence[PrivateFeed]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
+        index = index + len(self) if index < 0 else index
         sub = self.readers[index]
-        history = self.store.matched_history(sub.email, self.dates)
+        history = self._history(index)
         wanted = {pid for entries in history.values() for pid, _ in entries}
         if missing := wanted.difference(self.papers):  # a trending digest's: no day listed them
             self.papers.update(self.store.papers(missing))

@@ -41,6 +41,7 @@ from typing import Any
 from digest.core.errors import DigestError, RenderError
 from digest.deliver import OutgoingMessage
 from digest.deliver.sender import Job
+from digest.pipeline.render_workers import RenderWorkers
 
 _log = logging.getLogger("digest")
 
@@ -65,8 +66,12 @@ class RenderPool:
         *,
         ahead: int | None = None,
         order: Iterator[int] | None = None,
+        early: RenderWorkers | None = None,
     ) -> None:
         self.jobs = jobs
+        # workers forked at the start of the run (`render_workers`), fed each job's recipe;
+        # without them (or when they cannot take these jobs), workers forked on enter
+        self.early = early
         # which jobs are sent, in order (`sending.claimed`: this runner's share), pulled lazily
         self.order = order if order is not None else iter(range(len(jobs)))
         self.taken: list[int] = []  # the indices pulled from `order` so far; positions index it
@@ -81,6 +86,10 @@ class RenderPool:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> RenderPool:
+        if self.early is not None and self.early.start(self.jobs):
+            self.conns, self.procs = self.early.conns, self.early.procs
+            return self
+        self.early = None
         if "fork" not in multiprocessing.get_all_start_methods():
             _log.info("no fork on this platform: rendering in the main process")
             self.broken = True
@@ -101,12 +110,15 @@ class RenderPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.early is not None and self.loop is not None and not self.loop.is_closed():
+            self.early.stop_writing(self.loop)
         for conn in self.conns:
             if self.loop is not None and not self.loop.is_closed():
                 with contextlib.suppress(Exception):
                     self.loop.remove_reader(conn.fileno())
-            conn.close()  # the worker reads the end of its pipe and exits
-        for process in self.procs:
+            if self.early is None:  # else the early workers' owner stops them
+                conn.close()  # the worker reads the end of its pipe and exits
+        for process in self.procs if self.early is None else ():
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
@@ -165,7 +177,11 @@ class RenderPool:
             position, self.submitted = self.submitted, self.submitted + 1
             self.waiting[position] = self.ready[position] = self.loop.create_future()
             try:
-                self.conns[position % len(self.conns)].send((position, self.taken[position]))
+                worker, index = position % len(self.conns), self.taken[position]
+                if self.early is not None:
+                    self.early.ask(worker, position, self.jobs[index], self.loop)
+                else:
+                    self.conns[worker].send((position, index))
             except OSError:
                 self._worker_died(position % len(self.conns))
                 return

@@ -20,9 +20,10 @@ are removed, so the site is bounded too (a year of all arXiv: ~110 MB of day pag
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,11 @@ PrivateFeed = (
     tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]]]
     | tuple[Subscriber, str, Sequence[tuple[dt.date, Sequence[Match]]], Mapping[str, str]]
 )
+# Writes the private feeds at these indices, each file atomically, and returns the paths written
+WriteFeeds = Callable[[Sequence[int]], list[Path]]
+# How the private feeds are written: `spread(write, count)` has `write` cover every index below
+# `count` and returns the paths in index order (`digest.pipeline.publish_pool`: forked workers)
+SpreadFeeds = Callable[[WriteFeeds, int], list[Path]]
 
 
 def archive_path(date: dt.date) -> str:
@@ -85,6 +91,7 @@ def publish_site(
     now: dt.datetime,
     matched: Mapping[dt.date, Mapping[str, int]] | None = None,
     tldrs: TldrBook | None = None,
+    spread: SpreadFeeds | None = None,
 ) -> list[Path]:
     """Write the public feeds, the archive pages and the private feeds; return the paths written.
 
@@ -92,7 +99,7 @@ def publish_site(
     newest day given; there is a page for every day given. `matched` says, per day, how many
     readers each paper matched: the papers shown in full are the most matched. `tldrs`
     ([summaries]): the day pages show those in the list's language, a private feed those in its
-    reader's.
+    reader's. `spread`: who writes the private feeds (in this process without).
     """
     tldrs = tldrs or TldrBook()
     page_tldrs = tldrs.for_language(settings.summaries.language)  # the list's language
@@ -144,12 +151,15 @@ def publish_site(
             writer.write(path, content)
         if days:
             _remove_old_pages(settings, days[-1].date)
-        _write_private_feeds(writer, settings, env, private, days, views, tldrs, now)
-    return writer.written
+    write = functools.partial(_write_private_feeds, settings, env, private, days, views, tldrs, now)
+    return writer.written + (spread or _in_this_process)(write, len(private))
+
+
+def _in_this_process(write: WriteFeeds, count: int) -> list[Path]:
+    return write(range(count))
 
 
 def _write_private_feeds(
-    writer: _Writer,
     settings: Settings,
     env: Any,
     private: Sequence[PrivateFeed],
@@ -157,21 +167,37 @@ def _write_private_feeds(
     views: Views,
     tldrs: TldrBook,
     now: dt.datetime,
+    indices: Sequence[int],
+) -> list[Path]:
+    """The private feeds at `indices`, each written as soon as it is rendered, with the TL;DRs
+    in the reader's language; the paths written, in order."""
+    with _Writer() as writer:
+        for index in indices:
+            _write_private_feed(writer, settings, env, private[index], days, views, tldrs, now)
+    return writer.written
+
+
+def _write_private_feed(
+    writer: _Writer,
+    settings: Settings,
+    env: Any,
+    feed: PrivateFeed,
+    days: Sequence[Day],
+    views: Views,
+    tldrs: TldrBook,
+    now: dt.datetime,
 ) -> None:
-    """Each reader's private feed, written as soon as it is rendered, with the TL;DRs in the
-    reader's language."""
-    for feed in private:
-        subscriber, token, entries = feed[0], feed[1], feed[2]
-        dates = [d for d, _ in entries] + [d.date for d in days]
-        feed_items = items(
-            entries,
-            oldest=window(dates, settings.output.feed_days),
-            views=views,
-            tldrs=tldrs.for_language(settings.summaries.language_for(subscriber.language)),
-            extras=feed[3] if len(feed) > 3 else NO_EXTRAS,
-        )
-        meta = private_meta(settings, subscriber, token, now)
-        _write_private(writer, private_feed_path(settings, token), token, render_rss(env, meta, feed_items))
+    subscriber, token, entries = feed[0], feed[1], feed[2]
+    dates = [d for d, _ in entries] + [d.date for d in days]
+    feed_items = items(
+        entries,
+        oldest=window(dates, settings.output.feed_days),
+        views=views,
+        tldrs=tldrs.for_language(settings.summaries.language_for(subscriber.language)),
+        extras=feed[3] if len(feed) > 3 else NO_EXTRAS,
+    )
+    meta = private_meta(settings, subscriber, token, now)
+    _write_private(writer, private_feed_path(settings, token), token, render_rss(env, meta, feed_items))
 
 
 def _write_private(writer: _Writer, path: Path, token: str, xml: str) -> None:

@@ -16,6 +16,7 @@ a read-only folder, another process's lock, corruption) is a one-line `StoreErro
 - `snapshots.SnapshotStore`: snapshots, the HTTP cache, run records.
 - `ledger.LedgerStore`: deliveries, papers sent, suppressions.
 - `held.HeldStore`: weekly readers' held days (`digest.cadence`).
+- `queue.QueueStore`: which digests a run's plan sends, for runners joining it (PostgreSQL).
 - `retention.RetentionStore`: what a day keeps past `[state] keep_days`, and shrinking the file.
 - `summaries.SummaryStore`: the cache of generated TL;DRs (`[summaries]`).
 - `web_readers.WebReaderStore`: readers who subscribed on the web (`digest.web`).
@@ -32,6 +33,7 @@ from digest.core.errors import ConfigError
 from digest.core.models import Seen
 from digest.store.held import HeldDay, HeldStore
 from digest.store.ledger import LedgerStore, PendingDigest
+from digest.store.queue import QueueStore
 from digest.store.relevance import Feedback, RelevanceStore
 from digest.store.retention import Drop, RetentionStore, Shrink
 from digest.store.schema import MIGRATIONS
@@ -41,7 +43,14 @@ from digest.store.web_readers import WebReader, WebReaderStore
 
 
 class Store(
-    SnapshotStore, LedgerStore, RetentionStore, SummaryStore, HeldStore, WebReaderStore, RelevanceStore
+    SnapshotStore,
+    LedgerStore,
+    QueueStore,
+    RetentionStore,
+    SummaryStore,
+    HeldStore,
+    WebReaderStore,
+    RelevanceStore,
 ):
     """The state. Open with `Store.from_config(settings.state)` (a SQLite file, or a PostgreSQL
     database with `[state] url`) or `Store.open(path)`; use as a context manager to close it."""

@@ -24,6 +24,7 @@ _UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.UN
 
 
 _PENDING = DeliveryStatus.PENDING
+_History = dict[dt.date, list[tuple[str, dict[str, Any]]]]  # a reader's papers by day, with why
 
 
 class PendingDigest(NamedTuple):
@@ -271,27 +272,7 @@ class LedgerStore(SqliteState):
                 (status, reply, iso(now), parts_done, int(settled), date.isoformat(), email),
             )
 
-    # -- runners sharing a run (PostgreSQL: store/postgres.py) ------------------------------------
-    def queue(self, keys: Iterable[tuple[dt.date, str]], run: dt.date) -> None:
-        """The digests the run of `run` sends (its plan's), marked so that a runner joining that run
-        finds them (`queued`). Inside the transaction that records the plan."""
-        with self.transaction() as db:
-            # a run of the same date planned again: only this plan's digests are to send (an
-            # unknown one it does not resend must not be taken by a runner joining it)
-            db.execute("UPDATE deliveries SET queued = NULL WHERE queued = ?", (run.isoformat(),))
-            db.executemany(
-                "UPDATE deliveries SET queued = ? WHERE date = ? AND email = ?",
-                [(run.isoformat(), date.isoformat(), email) for date, email in keys],
-            )
-
-    def queued(self, run: dt.date) -> list[Delivery]:
-        """The digests the run of `run` queued that are still to send (pending, or unknown ones
-        its plan resends), by date and address."""
-        rows = self.conn.execute(
-            f"{_DELIVERY} WHERE queued = ? AND status IN (?, ?) ORDER BY date, email",
-            (run.isoformat(), DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN),
-        )
-        return [_delivery(row) for row in rows]
+    # -- runners sharing a run: store/queue.py -----------------------------------------------------
 
     # -- papers sent -------------------------------------------------------------------------------
     # A digest of date D holds papers new on D (or, a weekly one, on the days of its week), so the
@@ -344,28 +325,26 @@ class LedgerStore(SqliteState):
                 counts[pid] = counts.get(pid, 0) + 1
         return counts
 
-    def matched_history(
-        self, email: str, dates: Sequence[dt.date]
-    ) -> dict[dt.date, list[tuple[str, dict[str, Any]]]]:
-        """The papers of `email`'s sent digests on `dates`, each with its stored explanation
-        (for the private feed)."""
-        out: dict[dt.date, list[tuple[str, dict[str, Any]]]] = {}
-        for d in dates:
-            row = self.conn.execute(
-                "SELECT papers, explanations FROM deliveries WHERE date = ? AND email = ? AND status = ?",
-                (d.isoformat(), email, DeliveryStatus.SENT),
-            ).fetchone()
-            if row:
-                why = self._why(d, email, row[0], row[1])
-                out[d] = [(pid, why.get(pid, {})) for pid in unpack_json(row[0])]
-            elif (
-                held := self.conn.execute(  # a weekly reader's day, held for the week's digest
-                    "SELECT papers, explanations FROM held WHERE email = ? AND date = ? AND taken IS NULL",
-                    (email, d.isoformat()),
-                ).fetchone()
-            ) is not None:
-                why = _by_paper(held[0], held[1])
-                out[d] = [(pid, why.get(pid, {})) for pid in unpack_json(held[0])]
+    def matched_history(self, email: str, dates: Sequence[dt.date]) -> _History:
+        """The papers of `email`'s sent digests on `dates`, each with its stored explanation (for
+        the private feed)."""
+        return self.matched_histories([email], dates).get(email, {})
+
+    def matched_histories(self, emails: Sequence[str], dates: Sequence[dt.date]) -> dict[str, _History]:
+        """`matched_history` of each of `emails` (those with any), in two statements a day per
+        CHUNK readers (not two per reader and day): their sent digests, then their held days."""
+        out: dict[str, _History] = {}
+        for d, (chunk, marks) in [(d, c) for d in dates for c in chunked(emails)]:
+            of = f"SELECT email, papers, explanations FROM {{}} WHERE date = ? AND email IN ({marks}) AND "
+            sent = self.conn.execute(
+                of.format("deliveries") + "status = ?", (d.isoformat(), *chunk, DeliveryStatus.SENT)
+            )
+            found = {email: (ids, self._why(d, email, ids, why)) for email, ids, why in sent.fetchall()}
+            held = self.conn.execute(of.format("held") + "taken IS NULL", (d.isoformat(), *chunk))
+            for email, ids, why in held:  # a weekly reader's day, held for the week's digest
+                found.setdefault(email, (ids, _by_paper(ids, why)))  # but a sent digest comes first
+            for email, (ids, why) in found.items():
+                out.setdefault(email, {})[d] = [(pid, why.get(pid, {})) for pid in unpack_json(ids)]
         return out
 
     # -- suppressions ------------------------------------------------------------------------------

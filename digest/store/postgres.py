@@ -44,6 +44,7 @@ from digest.core.status import DeliveryStatus
 from digest.store import pg_schema
 from digest.store.ledger import LedgerStore
 from digest.store.pg_connection import PgConnection
+from digest.store.queue import QueueStore
 from digest.store.retention import Shrink, epoch_day
 from digest.store.sqlite import iso
 
@@ -76,7 +77,7 @@ def _connect_failure(exc: psycopg.Error, url: str) -> str:
     return f"cannot connect ({text}); check [state] url and that the server is running{hint}"
 
 
-class PgState(LedgerStore):
+class PgState(LedgerStore, QueueStore):
     """An open PostgreSQL state: `SqliteState`'s interface (transactions, `lock`) on a server,
     with the locks and claims that let several runners share it. `digest.store.postgres_store`
     mixes it in front of `Store` (the tables' methods); it derives from `LedgerStore` only to
@@ -92,6 +93,8 @@ class PgState(LedgerStore):
         self._runner: int | None = None  # this runner's number, once it claims
         self._plan_held = False
         self._days: dict[int, str] = {}  # day lock -> "shared" | "exclusive", as held
+        self._analyzed = 0  # rows queued when the ledger's statistics were last refreshed
+        self._queued = 0  # and since
 
     # -- opening and migrations -----------------------------------------------------------------
     @classmethod
@@ -284,12 +287,18 @@ class PgState(LedgerStore):
                 self._runner = number
         return self._runner
 
-    def queue(self, keys: Iterable[tuple[dt.date, str]], run: dt.date) -> None:
-        """As on SQLite, then the ledger's statistics brought up to date: a run's thousands of new
-        rows, unseen by the planner until autovacuum's next look, would have each claim scan the
-        whole table instead of its index."""
-        super().queue(keys, run)
-        self.conn.execute("ANALYZE deliveries")
+    def enqueue(self, keys: Iterable[tuple[dt.date, str]], run: dt.date) -> None:
+        """As on SQLite, then the ledger's statistics brought up to date whenever the rows queued
+        since they last were outnumber those before: a run's thousands of new rows, unseen by the
+        planner until autovacuum's next look, would have each claim scan the whole table instead
+        of its index. A plan recorded in slices (`pipeline.recording`) analyzes a few times (at
+        64, 128, 256 … rows), not once a slice."""
+        keys = list(keys)
+        super().enqueue(keys, run)
+        self._queued += len(keys)
+        if self._queued >= max(self._analyzed, 1):
+            self.conn.execute("ANALYZE deliveries")
+            self._analyzed, self._queued = self._analyzed + self._queued, 0
 
     def claim(self, keys: Sequence[tuple[dt.date, str]], run: dt.date) -> set[tuple[dt.date, str]]:
         """Which of the digests `keys` (queued by the run of `run`) this runner takes: those still

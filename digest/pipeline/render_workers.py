@@ -1,0 +1,237 @@
+"""Render workers forked at the start of a run, before it loads the profiles or plans anything.
+
+Helper for `pipeline/render_pool.py`; no business logic. A worker forked when sending starts
+inherits the whole run: every reader's profile and digest. Those pages stay shared only while the
+run leaves them alone, and it does not: it records the plan while sending, counts references,
+frees what was sent, so page by page the worker ends up with a copy of all of it (477 MB beside
+the run's 664 MB at 100,000 readers). A worker forked first holds nothing of the kind: each
+message's recipe (`Recipe`: the reader's digest, the builder of its links and headers) is pickled
+to it as the sender gets near it, with the papers sent once, when sending starts, and named by
+their number in each recipe, and the run's renderer, settings and TL;DRs named, never copied.
+
+Everything else (how many are asked ahead, a worker that dies or is stuck, the ledger staying
+the main process's) is `RenderPool`'s, the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copyreg
+import gc
+import io
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import struct
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from digest.config import Settings
+from digest.core.errors import DigestError
+from digest.core.models import Digest, Hit, Match, Paper
+from digest.core.tldr import TldrBook
+from digest.deliver import OutgoingMessage
+from digest.deliver.sender import Job
+from digest.render.email import EmailRenderer
+
+_log = logging.getLogger("digest")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """How to build one message: `builder(digest, message_id)`, where `builder` (a
+    `sending.MessageBuilder`) holds the run's renderer, settings and TL;DRs."""
+
+    builder: Any
+    digest: Digest
+    message_id: str | None = None
+
+    def __call__(self) -> OutgoingMessage:
+        message: OutgoingMessage = self.builder(self.digest, self.message_id)
+        return message
+
+
+# What a worker's recipes name rather than carry: its own renderer, the settings it was forked
+# with, the run's TL;DRs and papers (sent once); filled in the worker only.
+_SHARED: dict[str, Any] = {}
+
+
+def _shared(kind: str, number: int = 0) -> Any:
+    """The worker's object a recipe names (unpickling calls this)."""
+    return _SHARED["papers"][number] if kind == "paper" else _SHARED[kind]
+
+
+class RenderWorkers:
+    """`count` processes forked on enter (before the run holds much), fed recipes by one
+    `RenderPool` (`start`), stopped on exit."""
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings, self.count = settings, count
+        self.conns: list[Connection] = []  # each worker's replies (read by `RenderPool`)
+        self.requests: list[Connection] = []  # each worker's recipes, written without blocking
+        self.unsent: list[bytearray] = []  # by worker: what its pipe could not take yet
+        self.procs: list[Any] = []
+        self.used = False  # one pool feeds them: replies are numbered by its positions
+        self._papers: dict[int, int] = {}  # id(paper) -> its number in the worker
+        self._tldrs: TldrBook | None = None
+        self._table: dict[type, Any] = {}  # how the recipes name the run's objects (`_named`)
+
+    def __enter__(self) -> RenderWorkers:
+        if self.count < 1 or "fork" not in multiprocessing.get_all_start_methods():
+            return self
+        context = multiprocessing.get_context("fork")
+        for _ in range(self.count):
+            # One pipe each way: a recipe is tens of KB and a message too, so on one two-way
+            # pipe the two could fill it from both ends at once and wait on each other forever.
+            recipes, requests = context.Pipe(duplex=False)
+            replies, answers = context.Pipe(duplex=False)
+            ours = [*self.conns, *self.requests, requests, replies]
+            process = context.Process(
+                target=_serve, args=(self.settings, recipes, answers, ours), name="digest-render", daemon=True
+            )
+            process.start()
+            recipes.close()
+            answers.close()
+            os.set_blocking(requests.fileno(), False)  # the event loop writes what the pipe takes
+            self.conns.append(replies)
+            self.requests.append(requests)
+            self.unsent.append(bytearray())
+            self.procs.append(process)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """The workers exit (once the emails are out: publishing has no use for them)."""
+        for conn in [*self.requests, *self.conns]:
+            conn.close()  # the worker reads the end of its pipe and exits
+        for process in self.procs:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self.requests, self.conns, self.procs = [], [], []
+
+    def start(self, jobs: Sequence[Job]) -> bool:
+        """Give the workers what `jobs`' recipes name (their papers, the TL;DRs): whether they take
+        these jobs (no: not started, used already, or a job that is no recipe)."""
+        recipes = [job.build for job in jobs if isinstance(job.build, Recipe)]
+        if self.used or not self.conns or len(recipes) < len(jobs):
+            return False
+        self.used = True
+        papers = {id(m.paper): m.paper for r in recipes for m in r.digest.matches}
+        self._papers = {key: number for number, key in enumerate(papers)}
+        self._tldrs = recipes[0].builder.tldrs if recipes else None
+        self._table = self._named()
+        start = pickle.dumps(("start", list(papers.values()), self._tldrs), protocol=pickle.HIGHEST_PROTOCOL)
+        for worker in range(len(self.requests)):
+            self.unsent[worker] += _framed(start)
+        return True
+
+    def ask(self, worker: int, position: int, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker `worker` builds `job`'s message (its reply carries `position`); what its pipe
+        cannot take now, `loop` writes when it can."""
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dispatch_table = self._table
+        pickler.dump((position, job.build))
+        self.unsent[worker] += _framed(buffer.getvalue())
+        self._write(worker, loop)
+
+    def _write(self, worker: int, loop: asyncio.AbstractEventLoop) -> None:
+        unsent, fd = self.unsent[worker], self.requests[worker].fileno()
+        try:
+            while unsent:
+                del unsent[: os.write(fd, unsent)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the worker is gone: its end of the replies says so to `RenderPool`
+            unsent.clear()
+        if unsent:
+            loop.add_writer(fd, self._write, worker, loop)
+        else:
+            loop.remove_writer(fd)
+
+    def stop_writing(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The pool is done (its loop is closing): no more writes wait on it."""
+        for conn in self.requests:
+            with contextlib.suppress(Exception):
+                loop.remove_writer(conn.fileno())
+
+    def _named(self) -> dict[type, Any]:
+        """How a recipe names the run's objects (a reduce by type: the pickler asks nothing of
+        the recipe's other objects)."""
+        papers, settings, tldrs = self._papers, self.settings, self._tldrs
+
+        def paper(obj: Paper) -> Any:
+            number = papers.get(id(obj))
+            return (
+                (_shared, ("paper", number))
+                if number is not None
+                else obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+            )
+
+        def named(kind: str, own: Any) -> Any:
+            return lambda obj: (_shared, (kind,)) if own is None or obj is own else obj.__reduce_ex__(5)
+
+        table = copyreg.dispatch_table.copy()
+        table |= {
+            Paper: paper,
+            EmailRenderer: named("renderer", None),
+            type(settings): named("settings", settings),
+            # a digest's matches and their hits, a few dozen named tuples: as plain tuples, a
+            # third of the time their own reduce takes
+            Match: lambda m: (Match, tuple(m)),
+            Hit: lambda h: (Hit, tuple(h)),
+        }
+        if tldrs is not None:
+            table[TldrBook] = named("tldrs", tldrs)
+        return table
+
+
+def _framed(payload: bytes) -> bytes:
+    """`payload` as `Connection.recv_bytes` reads it: its length first."""
+    return struct.pack("!i", len(payload)) + payload
+
+
+def _serve(settings: Settings, recipes: Connection, conn: Connection, inherited: list[Connection]) -> None:
+    """A worker: on "start", what the recipes name; then build each recipe read from `recipes`
+    and send its message back on `conn` with its position, in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for other in inherited:  # the main process's ends: only then does its death end our pipe
+        other.close()
+    low, high = sorted((recipes.fileno(), conn.fileno()))  # every other descriptor is the run's
+    os.closerange(3, low)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, os.sysconf("SC_OPEN_MAX"))
+    gc.freeze()
+    try:
+        while True:
+            message = pickle.loads(recipes.recv_bytes())
+            if message[0] == "start":
+                _, papers, tldrs = message
+                _SHARED.update(papers=papers, tldrs=tldrs, settings=settings)
+                _SHARED.setdefault("renderer", EmailRenderer(settings))
+                continue
+            position, recipe = message
+            conn.send(_built(position, recipe))
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass
+    finally:
+        os._exit(0)  # nothing inherited (atexit hooks) runs here
+
+
+def _built(position: int, recipe: Recipe) -> tuple[int, Any, Any]:
+    try:
+        return (position, recipe(), None)
+    except Exception as exc:  # the main process reports it, as it does its own
+        text = str(exc) if isinstance(exc, DigestError) else f"{type(exc).__name__}: {exc}"
+        return (position, None, (isinstance(exc, DigestError), text, traceback.format_exc()))

@@ -1,0 +1,102 @@
+"""Loading 10,000 profiles quickly says exactly what it said before (digest.profiles.schema).
+
+`check_email` checks a plain address's domain once per domain rather than once per reader; its
+answer must stay email-validator's, word for word, whichever address of a domain comes first."""
+
+from __future__ import annotations
+
+import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from digest.profiles.schema import _checked_domain, check_email
+
+pytestmark = pytest.mark.unit
+
+DOMAINS = [
+    "example.org",
+    "EXAMPLE.org",
+    "example.org.",
+    "mail.example.co.uk",
+    "münchen.de",
+    "xn--mnchen-3ya.de",
+    "faß.de",
+    "b.c",
+    "com",
+    "-bad.org",
+    "a..b.org",
+    ".example.org",
+    "exa mple.org",
+    "example.invalid",
+    "test",
+    "[127.0.0.1]",
+    "\u0338example.org",
+    "x" * 63 + ".org",
+    "x" * 64 + ".org",
+    ".".join(["abcdefghij" * 6] * 4),  # 243 characters
+    "",
+]
+LOCALS = [
+    "ada",
+    "ada.lovelace",
+    "ada+digest",
+    "a_b-c",
+    "0",
+    "Ada",
+    "postmaster",
+    "Postmaster",
+    "ada..lovelace",
+    ".ada",
+    "ada.",
+    "a" * 64,
+    "a" * 65,
+    "a" * 200,
+    '"ada lovelace"',
+    "adá",
+    "ada@home",
+    "Ada <ada",
+    "",
+]
+
+
+def expected(address: str) -> str:
+    """What check_email said before it checked a domain once: email-validator's own answer."""
+    try:
+        return validate_email(
+            address, check_deliverability=False, test_environment=True, allow_smtputf8=False
+        ).normalized
+    except EmailNotValidError as exc:
+        return f"ValueError: {exc}"
+
+
+def answer(address: str) -> str:
+    try:
+        return check_email(address)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["forward", "backward"])
+def test_every_address_gets_email_validators_answer(order: int) -> None:
+    _checked_domain.cache_clear()
+    addresses = [f"{local}@{domain}" for domain in DOMAINS for local in LOCALS][::order]
+    for address in addresses + addresses:  # the second time, every domain has been seen
+        assert answer(address) == expected(address), address
+
+
+def test_an_address_too_long_only_with_its_domain_is_refused() -> None:
+    domain = ".".join(["abcdefghij" * 6] * 4)
+    assert check_email(f"ab@{domain}") == f"ab@{domain}"  # 246 characters
+    with pytest.raises(ValueError, match="too long"):
+        check_email(f"{'a' * 20}@{domain}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    local=st.text(alphabet="abcXYZ019._+-'!#~\"é@ ", min_size=0, max_size=70),
+    domain=st.sampled_from(DOMAINS),
+)
+def test_any_local_part_gets_email_validators_answer(local: str, domain: str) -> None:
+    address = f"{local}@{domain}"
+    assert answer(address) == expected(address)
