@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copyreg
+import dataclasses
 import gc
 import io
 import logging
@@ -34,7 +35,7 @@ from typing import Any
 
 from digest.config import Settings
 from digest.core.errors import DigestError
-from digest.core.models import Digest, Hit, Match, Paper
+from digest.core.models import Digest, Hit, Match, Paper, Subscriber
 from digest.core.tldr import TldrBook
 from digest.deliver import OutgoingMessage
 from digest.deliver.sender import Job
@@ -60,6 +61,10 @@ class Recipe:
 # What a worker's recipes name rather than carry: its own renderer, the settings it was forked
 # with, the run's TL;DRs and papers (sent once); filled in the worker only.
 _SHARED: dict[str, Any] = {}
+
+
+# A reader goes to a worker as its fields' values, in the order `Subscriber(*values)` takes them.
+_SUBSCRIBER_FIELDS = tuple(f.name for f in dataclasses.fields(Subscriber))
 
 
 def _shared(kind: str, number: int = 0) -> Any:
@@ -130,7 +135,13 @@ class RenderWorkers:
         self._papers = {key: number for number, key in enumerate(papers)}
         self._tldrs = recipes[0].builder.tldrs if recipes else None
         self._table = self._named()
-        start = pickle.dumps(("start", list(papers.values()), self._tldrs), protocol=pickle.HIGHEST_PROTOCOL)
+        buffer = io.BytesIO()  # the run's builder, its renderer, settings and TL;DRs named
+        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dispatch_table = self._table
+        pickler.dump(recipes[0].builder if recipes else None)
+        start = pickle.dumps(
+            ("start", list(papers.values()), self._tldrs, buffer.getvalue()), protocol=pickle.HIGHEST_PROTOCOL
+        )
         for worker in range(len(self.requests)):
             self.unsent[worker] += _framed(start)
         return True
@@ -138,12 +149,33 @@ class RenderWorkers:
     def ask(self, worker: int, position: int, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """Worker `worker` builds `job`'s message (its reply carries `position`); what its pipe
         cannot take now, `loop` writes when it can."""
-        buffer = io.BytesIO()
-        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.dispatch_table = self._table
-        pickler.dump((position, job.build))
-        self.unsent[worker] += _framed(buffer.getvalue())
+        recipe = job.build
+        assert isinstance(recipe, Recipe)  # `start` took only recipes
+        payload = pickle.dumps((position, self._flat(recipe)), protocol=pickle.HIGHEST_PROTOCOL)
+        self.unsent[worker] += _framed(payload)
         self._write(worker, loop)
+
+    def _flat(self, recipe: Recipe) -> tuple[Any, ...]:
+        """`recipe` as plain tuples, numbers and strings, which pickle at C speed (its dataclasses
+        and named tuples, reduced one by one in Python, took three times as long): the builder by
+        its date, the reader by its fields, each paper by its number (one the workers were not
+        given, whole), each hit as a tuple. `_rebuilt` makes it whole again in the worker."""
+        digest, numbers = recipe.digest, self._papers
+        sub = digest.subscriber
+        return (
+            recipe.builder.date,
+            recipe.message_id,
+            tuple([getattr(sub, name) for name in _SUBSCRIBER_FIELDS]),
+            digest.date,
+            digest.total_matched,
+            dict(digest.similar),
+            tuple(
+                [
+                    (numbers.get(id(m.paper), m.paper), m.score, tuple(map(tuple, m.hits)))
+                    for m in digest.matches
+                ]
+            ),
+        )
 
     def _write(self, worker: int, loop: asyncio.AbstractEventLoop) -> None:
         unsent, fd = self.unsent[worker], self.requests[worker].fileno()
@@ -217,21 +249,35 @@ def _serve(settings: Settings, recipes: Connection, conn: Connection, inherited:
         while True:
             message = pickle.loads(recipes.recv_bytes())
             if message[0] == "start":
-                _, papers, tldrs = message
+                _, papers, tldrs, builder = message
                 _SHARED.update(papers=papers, tldrs=tldrs, settings=settings)
                 _SHARED.setdefault("renderer", EmailRenderer(settings))
+                _SHARED["builder"] = pickle.loads(builder)
                 continue
-            position, recipe = message
-            conn.send(_built(position, recipe))
+            position, flat = message
+            conn.send(_built(position, flat))
     except (EOFError, OSError, KeyboardInterrupt):
         pass
     finally:
         os._exit(0)  # nothing inherited (atexit hooks) runs here
 
 
-def _built(position: int, recipe: Recipe) -> tuple[int, Any, Any]:
+def _rebuilt(flat: tuple[Any, ...]) -> Recipe:
+    """The recipe `RenderWorkers._flat` made `flat` of."""
+    date, message_id, reader, day, total, similar, matches = flat
+    papers, builder = _SHARED["papers"], _SHARED["builder"]
+    if builder.date != date:  # a late digest: its own day's date on the message
+        builder = dataclasses.replace(builder, date=date)
+    found = tuple(
+        Match(papers[p] if type(p) is int else p, score, tuple([Hit(*hit) for hit in hits]))
+        for p, score, hits in matches
+    )
+    return Recipe(builder, Digest(Subscriber(*reader), day, found, total, similar), message_id)
+
+
+def _built(position: int, flat: tuple[Any, ...]) -> tuple[int, Any, Any]:
     try:
-        return (position, recipe(), None)
+        return (position, _rebuilt(flat)(), None)
     except Exception as exc:  # the main process reports it, as it does its own
         text = str(exc) if isinstance(exc, DigestError) else f"{type(exc).__name__}: {exc}"
         return (position, None, (isinstance(exc, DigestError), text, traceback.format_exc()))
