@@ -144,19 +144,3 @@ def plain_escape_in(template: _CompiledTemplate) -> bool:
         return False
     namespace["escape"] = escape_for_output
     return True
-
-
-@contextmanager
-def heap_frozen() -> Iterator[None]:
-    """Every object alive now left out of the cyclic collector's walks for the block (then put
-    back): the run's profiles and plan, a million objects at 10,000 readers that live until it
-    ends, which each full collection triggered by what sending allocates would walk again.
-    Skipped when the program froze objects itself."""
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()

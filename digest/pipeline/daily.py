@@ -38,7 +38,6 @@ from digest.core.errors import DigestError, StoreError
 from digest.core.files import check_writable
 from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
-from digest.core.speed import heap_frozen
 from digest.core.status import RunStatus
 from digest.core.tldr import TldrBook
 from digest.deliver.sender import SendReport
@@ -253,9 +252,8 @@ def _send_recording(
     digests are claimed, the rest between messages. However sending ends, the plan is whole in
     the ledger after it (a stopped run leaves the rest pending, as ever)."""
     try:
-        with heap_frozen():
-            report = send_mail(settings, store, recorder.jobs, build, run=date, stop=stop,
-                               progress=progress, signals=signals, recorder=recorder, early=early)  # fmt: skip
+        report = send_mail(settings, store, recorder.jobs, build, run=date, stop=stop, progress=progress,
+                           signals=signals, recorder=recorder, early=early)  # fmt: skip
     except BaseException:
         with contextlib.suppress(Exception):  # the sending's own error is the one to report
             recorder.finish()
