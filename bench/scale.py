@@ -53,16 +53,12 @@ STAGES = (
     ("gather", "digest.pipeline.daily", "_extra_inputs"),
     ("read ledger", "digest.pipeline.daily", "read_ledger"),
     ("match (plan)", "digest.pipeline.daily", "_plan"),
-    ("record plan", "digest.pipeline.recording:PlanRecorder", "head"),
-    ("record slices", "digest.pipeline.recording:PlanRecorder", "_next_slice"),
+    ("record plan", "digest.pipeline.daily", "record_plan"),
     ("send", "digest.pipeline.sending", "send_jobs"),
     ("publish", "digest.pipeline.publishing", "publish"),
     ("retention", "digest.pipeline.retention", "apply"),
 )
 NESTED = {"diff": "fetch+parse+store"}  # timed inside the other: reported as its own line, taken out
-# Recorded between messages while sending (`digest.pipeline.recording`): reported as its own line
-# (CPU the run spent on it), left in the send's wall, which it overlaps, and out of `other`.
-OVERLAPPED = {"record slices": "send"}
 
 
 def current_rss_mb() -> float:
@@ -94,8 +90,7 @@ class Clock:
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            inside = NESTED.get(label) or OVERLAPPED.get(label)
-            if inside and self.active[-1:] != [inside]:
+            if label in NESTED and self.active[-1:] != [NESTED[label]]:
                 return original(*args, **kwargs)  # timed only inside its outer stage
             self.active.append(label)
             try:
@@ -110,7 +105,7 @@ class Clock:
     @contextlib.contextmanager
     def stage(self, label: str) -> Iterator[None]:
         profiler = None
-        if self.profile_dir and label not in NESTED and label not in OVERLAPPED:
+        if self.profile_dir and label not in NESTED:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.002)
@@ -345,7 +340,7 @@ def stage_walls(r: dict[str, Any], key: str = "wall") -> dict[str, float]:
     for inner, outer in NESTED.items():
         if inner in walls and outer in walls:
             walls[outer] -= walls[inner]
-    walls["other"] = r[key] - sum(v for k, v in walls.items() if k not in OVERLAPPED)
+    walls["other"] = r[key] - sum(walls.values())
     return walls
 
 

@@ -4,8 +4,7 @@ Given the day's new papers, the readers' profiles and what the ledger says (`Led
 `plan_run` decides who is suppressed, what each reader's digest holds, which earlier digests go out
 late, which are given up, which are reported as unknown, and which ledger rows change status. It
 reads no database, network or clock: the pipeline gathers the inputs, applies the plan's state
-changes (`Plan.transitions`, `Plan.sends` with `record`: `pipeline.recording`, in slices while
-the first emails go out, each digest before it is sent), and sends.
+changes in one transaction (`Plan.transitions`, `Plan.sends` with `record`), then sends.
 (The shape of lemon24/reader's update decider: decisions as values, effects at the edge.)
 
 The rules, one place each:

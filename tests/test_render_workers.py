@@ -40,10 +40,10 @@ def test_early_workers_build_the_messages_the_run_builds(
     settings = load_settings(config)
     with (
         RenderWorkers(settings, 1) as early,  # forked first, as a run does
-        planned(tmp_path, config, httpserver, monkeypatch) as (store, recorder),
+        planned(tmp_path, config, httpserver, monkeypatch) as (store, plan),
     ):
         build = MessageBuilder(EmailRenderer(settings), settings, KEY, DAY, NOW)
-        jobs = list(jobs_for(recorder.jobs, build, store))
+        jobs = list(jobs_for(plan.sends, build, store))
         assert jobs and all(isinstance(job.build, Recipe) for job in jobs)
         here = [same_but_random(job.build()) for job in jobs]  # type: ignore[arg-type]
 

@@ -10,9 +10,7 @@ one only calls them in the order that makes a run safe to kill and re-run:
    left out of it and reported, and only when every source fails is nothing stored;
 3. the plan is made from the diff, the profiles and the ledger, and its state changes (lifted
    suppressions, 'sending' rows found unknown, digests given up, today's digests as pending, and
-   that the day's digests are recorded) are recorded: what must come first in one transaction,
-   the digests in slices while the first emails go out, each before it is claimed, the day
-   marked recorded after the last slice (`recording`); an earlier stored day
+   that the day's digests are recorded) are recorded in one transaction (`recording`); an earlier stored day
    whose digests never were (its run died first, or only `digest fetch` ran) is planned too;
    then, with `[summaries]`, a TL;DR is made (or found cached) for each paper a digest holds
    (`summarizing`): whatever fails there falls back and is counted, never stops the run;
@@ -40,7 +38,6 @@ from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
 from digest.core.status import RunStatus
 from digest.core.tldr import TldrBook
-from digest.deliver.sender import SendReport
 from digest.digests import Tastes
 from digest.explain import similar_of
 from digest.pipeline import publishing, relevance, retention
@@ -48,8 +45,7 @@ from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
 from digest.pipeline.joining import join_run, wait_for_joiners
 from digest.pipeline.readers import load_readers
-from digest.pipeline.recording import PlanRecorder
-from digest.pipeline.recording import record_plan as record_plan  # tests and bench/ record plans whole
+from digest.pipeline.recording import record_plan
 from digest.pipeline.render_workers import RenderWorkers
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_mail
 from digest.pipeline.summarizing import summarize_sends
@@ -123,16 +119,16 @@ def run(
             with timer("match"):
                 ledger = dataclasses.replace(read_ledger(store, date, result), trending=lists, tastes=tastes)
                 plan = _plan(settings, subscribers, date, result, ledger, (retry_unknown, retry_failed))
-            recorder, tldrs = _record_head(settings, store, plan, summary, now, timer, dry_run=dry_run)
+            tldrs = _record(settings, store, plan, summary, now, timer, dry_run=dry_run)
 
             # 4. render + send, lazily: one message is built just before it goes out
             with timer("send" if not dry_run else "render"):
                 build = MessageBuilder(renderer, settings, key, date, now, tldrs)
-                mail = recorder.jobs
+                mail = [send for send in plan.sends if not is_channel(send.subscriber.email)]
                 if dry_run:
                     _render_only(summary, list(jobs_for(mail, build, store)), progress)
-                elif report := _send_recording(settings, store, recorder, build, date, stop, progress,
-                                               signals if catch_signals else None, early):  # fmt: skip
+                elif report := send_mail(settings, store, mail, build, run=date, stop=stop, progress=progress,
+                                         signals=signals if catch_signals else None, early=early):  # fmt: skip
                     summary.add_report(report)
             early.stop()  # the emails are out
             if not dry_run:  # after the emails: a channel's trouble never holds them up
@@ -216,7 +212,7 @@ def _stored_day(store: Store, date: dt.date) -> StoredDay:
     return StoredDay(date, papers, rows=store.deliveries(date), sent=sent)
 
 
-def _record_head(
+def _record(
     settings: Settings,
     store: Store,
     plan: Plan,
@@ -225,41 +221,16 @@ def _record_head(
     timer: Timer,
     *,
     dry_run: bool,
-) -> tuple[PlanRecorder, TldrBook]:
-    """What of the plan is recorded before sending (the digests are recorded in slices as they
-    are sent: `recording`), and the TL;DRs of the papers it sends ([summaries])."""
+) -> TldrBook:
+    """The plan recorded (`recording`: one transaction) and reported, and the TL;DRs of the
+    papers it sends ([summaries]); then runners of the date may join it (PostgreSQL)."""
     _report_plan(summary, plan)
-    # PostgreSQL: once the plan is whole in the ledger, runners of this date may join it
-    recorder = PlanRecorder(store, plan, now, on_finish=lambda: store.planned(summary.date))
     if not dry_run:
         with timer("record"):
-            recorder.head()
-    return recorder, summarize_sends(settings, store, plan.sends, summary, timer, dry_run=dry_run)
-
-
-def _send_recording(
-    settings: Settings,
-    store: Store,
-    recorder: PlanRecorder,
-    build: MessageBuilder,
-    date: dt.date,
-    stop: threading.Event | None,
-    progress: Progress,
-    signals: contextlib.ExitStack | None,
-    early: RenderWorkers,
-) -> SendReport | None:
-    """The plan's emails sent while its digests are recorded (`recording`): each slice before its
-    digests are claimed, the rest between messages. However sending ends, the plan is whole in
-    the ledger after it (a stopped run leaves the rest pending, as ever)."""
-    try:
-        report = send_mail(settings, store, recorder.jobs, build, run=date, stop=stop, progress=progress,
-                           signals=signals, recorder=recorder, early=early)  # fmt: skip
-    except BaseException:
-        with contextlib.suppress(Exception):  # the sending's own error is the one to report
-            recorder.finish()
-        raise
-    recorder.finish()
-    return report
+            record_plan(store, plan, now)
+    tldrs = summarize_sends(settings, store, plan.sends, summary, timer, dry_run=dry_run)
+    store.planned(summary.date)  # the TL;DRs are made
+    return tldrs
 
 
 def _fetch(

@@ -29,7 +29,6 @@ from digest.deliver.outbox import OutboxTransport
 from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
 from digest.explain import similar_of
-from digest.pipeline.recording import PlanRecorder
 from digest.pipeline.render_pool import RenderPool
 from digest.pipeline.render_workers import Recipe, RenderWorkers
 from digest.plan import Send, explained
@@ -174,22 +173,18 @@ def send_mail(
     stop: threading.Event | None,
     progress: Progress,
     signals: contextlib.ExitStack | None,
-    recorder: PlanRecorder | None = None,
     early: RenderWorkers | None = None,
 ) -> SendReport | None:
     """The run's emails, each rendered just before it goes out (None: there were none). With
     `signals` (`digest run`), SIGTERM and Ctrl-C set `stop` from the first message to the end of
     the run (publishing included): the messages in hand are finished, the rest stay pending.
-    With `recorder`, `sends` are its jobs, recorded in slices as they are sent (`recording`);
     `early`: render workers forked at the start of the run, which render them."""
     jobs = list(jobs_for(sends, build, store))
     if not jobs:
         return None
     if signals is not None and stop is not None:
         signals.callback(stop_on_signals(stop))
-    report = send_jobs(
-        settings, store, jobs, stop=stop, progress=progress, run=run, recorder=recorder, early=early
-    )
+    report = send_jobs(settings, store, jobs, stop=stop, progress=progress, run=run, early=early)
     # PostgreSQL: a runner that died meanwhile left digests it had claimed. The claims made ahead
     # for the render worker tried them again too early to see it die: take them now, until none
     # is freed (on a SQLite file every job is in the report already, and nothing is left).
@@ -218,20 +213,15 @@ def _merged(first: SendReport, then: SendReport) -> SendReport:
 CLAIM_BATCH = 32  # digests claimed at once (one statement): a runner that dies frees as many
 
 
-def claimed(
-    store: Store, jobs: Sequence[Job], run: dt.date, *, recorder: PlanRecorder | None = None
-) -> Iterator[int]:
+def claimed(store: Store, jobs: Sequence[Job], run: dt.date) -> Iterator[int]:
     """The indices of `jobs` this runner sends, claimed a batch at a time as the sender gets to
-    them (`Store.claim`; on a SQLite file, all of them), each batch's digests recorded first
-    (`recorder`). Jobs another runner held are tried once more at the end, in case it died
-    meanwhile, until a pass claims nothing."""
+    them (`Store.claim`; on a SQLite file, all of them). Jobs another runner held are tried once
+    more at the end, in case it died meanwhile, until a pass claims nothing."""
     left = list(range(len(jobs)))
     while left:
         tried, left, claimed_any = left, [], False
         for start in range(0, len(tried), CLAIM_BATCH):
             batch = tried[start : start + CLAIM_BATCH]
-            if recorder is not None:
-                recorder.through(batch[-1])
             keys = [(jobs[i].date, jobs[i].subscriber.email) for i in batch]
             taken = store.claim(keys, run)
             for index, key in zip(batch, keys, strict=True):
@@ -252,12 +242,11 @@ def send_jobs(
     stop: threading.Event | None,
     progress: Progress,
     run: dt.date,
-    recorder: PlanRecorder | None = None,
     early: RenderWorkers | None = None,
 ) -> SendReport:
     """Send `jobs` (the run of `run`'s), each claimed first: on a PostgreSQL state that other
-    runners share, each runner sends the share it claims. With `recorder`, the jobs' digests are
-    recorded in slices: each before it is claimed, the rest between messages."""
+    runners share, each runner sends the share it claims. `early`: render workers forked at the
+    start of the run (without them, they are forked here)."""
     if settings.transport == "smtp":
         sink: Any = SmtpTransport(settings.smtp)
         concurrency = settings.smtp.concurrency
@@ -265,17 +254,16 @@ def send_jobs(
         sink = OutboxTransport(settings.delivery.outbox)
         concurrency = 1
     advance = progress.stage("send", len(jobs))
-    # [delivery] render_workers: the messages are rendered ahead in forked processes (forked here,
-    # before the event loop runs), so the connections never wait while Jinja holds the GIL.
+    # [delivery] render_workers: the messages are rendered ahead in forked processes (`early`, or
+    # forked here, before the event loop runs), so the connections never wait while Jinja holds
+    # the GIL.
     workers = settings.delivery.render_workers
-    order = claimed(store, jobs, run, recorder=recorder)
+    order = claimed(store, jobs, run)
     pool = RenderPool(jobs, workers, order=order, early=early) if workers and jobs else None
 
     async def go(todo: Iterable[Job]) -> SendReport:
         stop_event = _StopEvent(stop) if stop is not None else asyncio.Event()
         watcher = asyncio.create_task(_mirror(stop, stop_event)) if stop is not None else None
-        # between messages; cancelled (between two slices) when sending ends first
-        recording = asyncio.create_task(recorder.record_in_background()) if recorder is not None else None
         try:
             async with sink:
                 return await send_all(
@@ -289,11 +277,8 @@ def send_jobs(
                     on_progress=lambda email, outcome: advance(f"{email}: {outcome.status}"),
                 )
         finally:
-            for task in (watcher, recording):
-                if task is not None:
-                    task.cancel()
-            if recording is not None and recording.done() and not recording.cancelled():
-                recording.exception()  # retrieved: a slice that failed fails again in `finish`
+            if watcher is not None:
+                watcher.cancel()
 
     # A 'sent' mark may share the next 'sending' commit (`grouped_commits`); under a rate limit
     # the next one waits for its turn first, and a run killed meanwhile would leave the accepted
