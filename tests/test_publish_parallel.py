@@ -9,6 +9,7 @@ a few dozen feeds make several blocks for two workers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -245,12 +246,19 @@ def test_workers_of_a_killed_run_hold_no_lock_and_exit(ran: tuple[Settings, Path
     run = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out"), str(profiles)], cwd=ROOT)
     parent = psutil.Process(run.pid)
     deadline = time.monotonic() + 60
-    while len(children := parent.children()) < 2:
+    lock = settings.state.path.with_name(settings.state.path.name + ".lock")
+
+    def started(children: list[psutil.Process]) -> bool:
+        """Past the fork's first moments, when a worker still has the run's descriptors."""
+        with contextlib.suppress(psutil.Error):
+            return all(str(lock) not in {f.path for f in child.open_files()} for child in children)
+        return False
+
+    while len(children := parent.children()) < 2 or not started(children):
         assert run.poll() is None and time.monotonic() < deadline, "no workers started"
         time.sleep(0.05)
     run.kill()
     run.wait()
-    lock = settings.state.path.with_name(settings.state.path.name + ".lock")
     fd = os.open(lock, os.O_RDWR)
     try:  # the next run may start at once, workers or not
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -77,7 +77,11 @@ def write_in_workers(
     are written (a worker killed half-way through a write leaves its temporary file there)."""
     blocks = [range(start, min(start + block, count)) for start in range(0, count, block)]
     done: dict[int, list[Path]] = {}
-    if "fork" in multiprocessing.get_all_start_methods() and workers >= 1 and len(blocks) > 1:
+    # never with a transaction open here: a forked copy of a SQLite connection in the middle of
+    # a write would roll it back on close, over the run's shared memory index (none is open when
+    # publishing runs; this keeps it so)
+    idle = not getattr(store.conn, "in_transaction", False)
+    if "fork" in multiprocessing.get_all_start_methods() and workers >= 1 and len(blocks) > 1 and idle:
         with _Pool(write, blocks, workers, store, reopen, folder) as pool:
             done = pool.run()
     for n, indices in enumerate(blocks):  # what no worker wrote (one died, or none started)
