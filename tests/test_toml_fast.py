@@ -52,12 +52,13 @@ local_datetime = 1979-05-27T07:32:00
 local_date = 1979-05-27
 local_time = 00:32:00.5
 array = [1, 2, 3,]
-nested = [[1, 2], ["a", 'b'], [1.5, {x = 1}], []]
+nested = [[1, 2], ["a", 'b'], [1.5, 2], []]
+nested_tables = [[1, 2], [1.5, {x = 1}], []]
 multiline_array = [
     "cs.CV",  # a comment
     "e.g. this",
 ]
-inline = {a = 1, b = "x", c = {d = [1, 2]}, e = {}}
+inline = {a = 1, b = 2.5, c = {d = [1, 2]}, e = {}}
 dates = [1979-05-27, 1979-05-27T07:32:00Z]
 
 [table]
@@ -108,6 +109,10 @@ INVALID = [
     "a = {x = 1,\n  y = 2}\n",
     "a = {x = 1, }\n",
     'a = {x = "}",\n  y = 2}\n',
+    # braces a string or a comment balances on a line (found by the acceptance review)
+    'x = { b = "}",\n  c = "{" }\n',
+    'defaults = { cadence = "weekly",   # }: closes below\n  weekday = "friday" }  # {\n',
+    "x = { b = '}',\n  c = '{' }\n",
     'a = "\\e"\n',
     'a = "\\x41"\n',
     "a = 1979-05-27T07:32Z\n",

@@ -90,8 +90,13 @@ def _needs_tomllib(text: str) -> bool:
 
 
 def _inline_table_across_lines(text: str) -> bool:
-    """A line whose braces do not pair up: TOML 1.0 keeps an inline table on one line."""
-    return any(line.count("{") != line.count("}") for line in text.split("\n") if "{" in line or "}" in line)
+    """A line whose braces do not pair up (TOML 1.0 keeps an inline table on one line), or may
+    only seem to: a brace in a string or a comment on it could balance the count."""
+    return any(
+        line.count("{") != line.count("}") or any(mark in line for mark in "#\"'")
+        for line in text.split("\n")
+        if "{" in line or "}" in line
+    )
 
 
 def _stdlib_timezones(value: Any) -> Any:
