@@ -3,19 +3,13 @@
 tomllib gives no positions for values, so `locate` finds the line of a key by scanning the text:
 the n-th `[[table]]` header, then the first `key =` below it. Good enough to point a user at the
 right line; when it cannot tell, the message simply has no line number.
-
-The parse itself is rtoml's where it has a wheel (10x faster than tomllib on a subscribers.toml of
-10,000 readers), with tomllib's result and tomllib's errors: a file rtoml refuses, or may read
-otherwise (what only TOML 1.1 allows, a dotted key), is parsed by tomllib, which says what is
-wrong as it always did.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +17,7 @@ from pydantic import ValidationError
 
 from digest.core.errors import ConfigError
 
-_fast_loads: Callable[[str], dict[str, Any]] | None
-try:
-    from rtoml import loads as _fast_loads
-except ImportError:  # no wheel for this platform: tomllib alone, as before
-    _fast_loads = None
-
 _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\"]+)\s*\]\]?")
-# What TOML 1.1 added and tomllib (TOML 1.0) refuses; rtoml reads it, so a file with any of it is left
-# to tomllib, which refuses it as before. Each starts with a literal, so a scan of 3 MB takes a
-# millisecond; a hit inside a string only costs the slower parse.
-_NEW_ESCAPE = re.compile(r"\\[ex]")  # "\e", "\x41"
-_TIME_WITHOUT_SECONDS = re.compile(r":(?<=\d\d:)(?<![\d:+\-]\d\d:)\d\d(?!:)")  # 07:32, 1979-05-27T07:32Z
-_TRAILING_COMMA = re.compile(r",\s*\}")  # {a = 1, }
-# The end of a dotted key (`a.b = 1`, `[a.b]`, `[[a."b"]]`): given one, rtoml may order the tables
-# it makes otherwise and let a key reach into an array of tables, where tomllib says it cannot.
-_DOTTED_KEY = re.compile(r"""\.[ \t]*(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')[ \t]*[=\]]""")
-_OFFSET = re.compile(r":\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")  # the end of an offset datetime
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -53,7 +31,7 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
-        return _loads(text), text
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already ends with "(at line N, column M)"
         message = str(exc)
@@ -62,54 +40,6 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
             message = message[: m.start()].strip()
             raise ConfigError(f"{path}:{m.group(1)}: invalid TOML: {message} (column {m.group(2)})") from None
         raise ConfigError(f"{path}: invalid TOML: {message}") from None
-
-
-def _loads(text: str) -> dict[str, Any]:
-    """tomllib.loads(text), from rtoml where it gives the same."""
-    if _fast_loads is None or _needs_tomllib(text):
-        return tomllib.loads(text)
-    try:
-        # tomllib reads CRLF as LF everywhere, inside multi-line strings too
-        data = _fast_loads(text.replace("\r\n", "\n") if "\r" in text else text)
-    except Exception:  # whatever rtoml refuses, tomllib words (or reads: it takes what rtoml may not)
-        return tomllib.loads(text)
-    return _stdlib_timezones(data) if _OFFSET.search(text) else data
-
-
-def _needs_tomllib(text: str) -> bool:
-    """Whether `text` may hold what rtoml reads otherwise than tomllib: what TOML 1.1 allows and
-    1.0 does not (see `_NEW_ESCAPE`), a dotted key (`_DOTTED_KEY`), a byte order mark."""
-    return (
-        text.startswith("\ufeff")  # rtoml skips a byte order mark; read_toml strips only one
-        or ("." in text and _DOTTED_KEY.search(text) is not None)
-        or ("\\" in text and _NEW_ESCAPE.search(text) is not None)
-        or (":" in text and _TIME_WITHOUT_SECONDS.search(text) is not None)
-        or ("}" in text and _TRAILING_COMMA.search(text) is not None)
-        or (("{" in text or "}" in text) and _inline_table_across_lines(text))
-    )
-
-
-def _inline_table_across_lines(text: str) -> bool:
-    """A line whose braces do not pair up (TOML 1.0 keeps an inline table on one line), or may
-    only seem to: a brace in a string or a comment on it could balance the count."""
-    return any(
-        line.count("{") != line.count("}") or any(mark in line for mark in "#\"'")
-        for line in text.split("\n")
-        if "{" in line or "}" in line
-    )
-
-
-def _stdlib_timezones(value: Any) -> Any:
-    """`value` with each offset datetime's tzinfo a `datetime.timezone`, as tomllib gives it (rtoml
-    has a class of its own, which compares equal but is not what the rest of digest expects)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            value[key] = _stdlib_timezones(item)
-    elif isinstance(value, list):
-        value[:] = [_stdlib_timezones(item) for item in value]
-    elif isinstance(value, datetime) and (offset := value.utcoffset()) is not None:
-        return value.replace(tzinfo=timezone(offset))
-    return value
 
 
 def locate(text: str, loc: Sequence[str | int]) -> int | None:
