@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import digest, offline_config
+from cli_runner import digest
 from pytest_httpserver import HTTPServer
 from test_weekly import WEEKDAYS, mails, serve
+from test_weekly import setup as weekly_setup
 
 from digest import pipeline
 from digest.config import Settings, load_settings
@@ -48,16 +49,11 @@ max_papers = {3 + n % 5}
 
 
 def setup(tmp: Path, server: HTTPServer) -> Path:
-    sources = f"""
-[[sources]]
-name = "arxiv"
-kind = "arxiv_rss"
-url = "{server.url_for("/rss/cs")}"
-api_url = "{server.url_for("/api/query")}"
-"""
+    """test_weekly's digest.toml (the local arXiv listings, the outbox), with these 30 readers."""
     tmp.mkdir(parents=True, exist_ok=True)
+    config = weekly_setup(tmp, server)
     (tmp / "subscribers.toml").write_text(PROFILES)
-    return offline_config(tmp, sources)
+    return config
 
 
 def run(tmp: Path, config: Path, server: HTTPServer, day: dt.date) -> None:
