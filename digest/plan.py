@@ -167,7 +167,8 @@ def plan_run(
             _plan_today(plan, day.date, day.rows, policy, digests, late=True)
             plan.recovered.append((day.date, len(plan.sends) - before))
             plan.recorded.append(day.date)
-    today = _weekly_today(plan, date, ledger, policy, retry_failed=retry_failed)
+    listed = {p.id for p in papers}
+    today = _weekly_today(plan, date, ledger, policy, listed, retry_failed=retry_failed)
     today += _trending_today(plan, date, ledger, policy, retry_failed=retry_failed)
     _plan_today(plan, date, ledger.today, policy, today, retry_failed=retry_failed)
     plan.recorded.append(date)
@@ -187,11 +188,12 @@ def _hold_weekly(plan: Plan, digests: Sequence[Digest]) -> list[Digest]:
 
 
 def _weekly_today(
-    plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown, *, retry_failed: bool
+    plan: Plan, date: dt.date, ledger: LedgerView, policy: _Unknown, listed: Set[str], *, retry_failed: bool
 ) -> list[Digest]:
     """The run date's digests as they go out: a daily reader's as matched; a weekly reader's, on
     the day it is due, the week's (`cadence.week_digest`, taking the held days), else held. A
-    reader with held days who is daily now (the profile changed) gets them today, the same way."""
+    reader with held days who is daily now (the profile changed) gets them today, the same way,
+    and a re-run of the date sends that from its row (one with papers not `listed` that day)."""
     out = []
     # The holds so far (unrecorded days') by reader: scanning them all for every digest was
     # O(readers x holds). One digest a reader: a hold this loop adds is never another's.
@@ -204,10 +206,12 @@ def _weekly_today(
         held = [*ledger.held.get(sub.email, ()), *holds.get(sub.email, ())]
         if weekly(sub) and not due(sub, date, ledger.last_run):
             _hold_weekly(plan, [digest])
-        elif weekly(sub) and row is not None and row.status != DeliveryStatus.SENT:
-            _resume_week(
-                plan, sub, row, policy, retry_failed=retry_failed
-            )  # an earlier run of the date recorded it
+        elif (
+            row is not None
+            and row.status != DeliveryStatus.SENT
+            and (weekly(sub) or not listed >= set(row.papers))
+        ):
+            _resume_week(plan, sub, row, policy, retry_failed=retry_failed)  # the week's, recorded
         elif held and row is None:
             plan.taken.append(sub.email)
             out.append(week_digest(digest, held))

@@ -64,18 +64,19 @@ def run(tmp: Path, config: Path, server: HTTPServer, day: dt.date) -> None:
 
 @contextlib.contextmanager
 def planned(
-    tmp: Path, config: Path, server: HTTPServer, monkeypatch: pytest.MonkeyPatch
+    tmp: Path, config: Path, server: HTTPServer, monkeypatch: pytest.MonkeyPatch, day: dt.date = DAY
 ) -> Iterator[tuple[Store, Plan]]:
-    """A run of DAY up to its plan, recorded."""
-    serve(server, DAY)
+    """A run of `day` up to its plan, recorded (what a run killed before its first email leaves)."""
+    serve(server, day)
     monkeypatch.chdir(tmp)
     settings = load_settings(config)
+    now = dt.datetime.combine(day, dt.time(7), dt.UTC)
     with Store.from_config(settings.state) as store:
-        result = fetch_day(settings, store, DAY, NOW, plans=True).result
-        store.start_run(DAY, NOW)
+        result = fetch_day(settings, store, day, now, plans=True).result
+        store.start_run(day, now)
         readers = load_readers(settings, None).all
-        plan = plan_run(DAY, readers, result.new, read_ledger(store, DAY, result))
-        record_plan(store, plan, NOW)
+        plan = plan_run(day, readers, result.new, read_ledger(store, day, result))
+        record_plan(store, plan, now)
         yield store, plan
 
 
@@ -144,3 +145,31 @@ def test_a_stopped_run_leaves_the_whole_plan_recorded(
     run(stopped, config, httpserver, NEXT)
     run(clean, setup(clean, httpserver), httpserver, NEXT)
     assert papers_by_reader(stopped) == papers_by_reader(clean)
+
+
+def test_a_reader_turned_daily_keeps_the_held_days_when_the_date_is_run_again(
+    tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """reader00 is weekly on Monday (its day is held), daily from Tuesday: Tuesday's digest takes
+    the held day. Tuesday's run is killed after recording its plan; its re-run sends that digest
+    as recorded, not only Tuesday's papers (found by this session's state review)."""
+    weekly_first = PROFILES.replace(
+        'email = "reader00@example.org"', 'email = "reader00@example.org"\nall = true'
+    )
+    weekly_first = weekly_first.replace("max_papers = 3", "max_papers = 100", 1)  # reader00's
+    daily_after = weekly_first.replace('cadence = "weekly"', "")  # every weekly reader turns daily
+    got = {}
+    for name in ("clean", "killed"):
+        tmp = tmp_path / name
+        config = setup(tmp, httpserver)
+        (tmp / "subscribers.toml").write_text(weekly_first)
+        run(tmp, config, httpserver, DAY)
+        (tmp / "subscribers.toml").write_text(daily_after)
+        if name == "killed":
+            with planned(tmp, config, httpserver, monkeypatch, NEXT) as (store, _):
+                assert store.delivery(NEXT, "reader00@example.org") is not None
+        run(tmp, config, httpserver, NEXT)
+        got[name] = papers_by_reader(tmp)["reader00@example.org"]
+    assert got["killed"] == got["clean"]
+    ((_, papers),) = got["clean"]  # one email, Tuesday's, with Monday's held papers in it
+    assert len(papers) > 12
