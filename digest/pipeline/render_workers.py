@@ -36,7 +36,7 @@ from typing import Any
 
 from digest.config import Settings
 from digest.core.errors import DigestError
-from digest.core.models import Digest, Hit, Match, Paper, Subscriber
+from digest.core.models import Digest, Hit, Match, Subscriber
 from digest.core.tldr import TldrBook
 from digest.deliver import OutgoingMessage
 from digest.deliver.sender import Job
@@ -59,8 +59,8 @@ class Recipe:
         return message
 
 
-# What a worker's recipes name rather than carry: its own renderer, the settings it was forked
-# with, the run's TL;DRs and papers (sent once); filled in the worker only.
+# In a worker only: the run's papers (sent once, named by number in each recipe), its TL;DRs, its
+# own renderer, the settings it was forked with, and the run's builder of messages.
 _SHARED: dict[str, Any] = {}
 
 
@@ -68,9 +68,9 @@ _SHARED: dict[str, Any] = {}
 _SUBSCRIBER_FIELDS = tuple(f.name for f in dataclasses.fields(Subscriber))
 
 
-def _shared(kind: str, number: int = 0) -> Any:
-    """The worker's object a recipe names (unpickling calls this)."""
-    return _SHARED["papers"][number] if kind == "paper" else _SHARED[kind]
+def _shared(kind: str) -> Any:
+    """The worker's object the builder names (unpickling calls this)."""
+    return _SHARED[kind]
 
 
 class RenderWorkers:
@@ -85,8 +85,6 @@ class RenderWorkers:
         self.procs: list[Any] = []
         self.used = False  # one pool feeds them: replies are numbered by its positions
         self._papers: dict[int, int] = {}  # id(paper) -> its number in the worker
-        self._tldrs: TldrBook | None = None
-        self._table: dict[type, Any] = {}  # how the recipes name the run's objects (`_named`)
 
     def __enter__(self) -> RenderWorkers:
         if self.count < 1 or "fork" not in multiprocessing.get_all_start_methods():
@@ -134,14 +132,11 @@ class RenderWorkers:
         self.used = True
         papers = {id(m.paper): m.paper for r in recipes for m in r.digest.matches}
         self._papers = {key: number for number, key in enumerate(papers)}
-        self._tldrs = recipes[0].builder.tldrs if recipes else None
-        self._table = self._named()
-        buffer = io.BytesIO()  # the run's builder, its renderer, settings and TL;DRs named
-        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.dispatch_table = self._table
-        pickler.dump(recipes[0].builder if recipes else None)
+        builder = recipes[0].builder if recipes else None
+        tldrs = builder.tldrs if builder is not None else None
         start = pickle.dumps(
-            ("start", list(papers.values()), self._tldrs, buffer.getvalue()), protocol=pickle.HIGHEST_PROTOCOL
+            ("start", list(papers.values()), tldrs, self._builder(builder) if builder is not None else None),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
         for worker in range(len(self.requests)):
             self.unsent[worker] += _framed(start)
@@ -198,35 +193,23 @@ class RenderWorkers:
             with contextlib.suppress(Exception):
                 loop.remove_writer(conn.fileno())
 
-    def _named(self) -> dict[type, Any]:
-        """How a recipe names the run's objects (a reduce by type: the pickler asks nothing of
-        the recipe's other objects)."""
-        papers, settings, tldrs = self._papers, self.settings, self._tldrs
-
-        def paper(obj: Paper) -> Any:
-            number = papers.get(id(obj))
-            return (
-                (_shared, ("paper", number))
-                if number is not None
-                else obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-            )
+    def _builder(self, builder: Any) -> bytes:
+        """The run's builder pickled for the workers, its renderer, settings and TL;DRs named
+        (each worker has its own renderer, the settings it was forked with, the TL;DRs of
+        "start"), never copied."""
 
         def named(kind: str, own: Any) -> Any:
             return lambda obj: (_shared, (kind,)) if own is None or obj is own else obj.__reduce_ex__(5)
 
-        table = copyreg.dispatch_table.copy()
-        table |= {
-            Paper: paper,
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dispatch_table = copyreg.dispatch_table | {
             EmailRenderer: named("renderer", None),
-            type(settings): named("settings", settings),
-            # a digest's matches and their hits, a few dozen named tuples: as plain tuples, a
-            # third of the time their own reduce takes
-            Match: lambda m: (Match, tuple(m)),
-            Hit: lambda h: (Hit, tuple(h)),
+            type(self.settings): named("settings", self.settings),
+            TldrBook: named("tldrs", builder.tldrs),
         }
-        if tldrs is not None:
-            table[TldrBook] = named("tldrs", tldrs)
-        return table
+        pickler.dump(builder)
+        return buffer.getvalue()
 
 
 def _framed(payload: bytes) -> bytes:
@@ -253,7 +236,7 @@ def _serve(settings: Settings, recipes: Connection, conn: Connection, inherited:
                 _, papers, tldrs, builder = message
                 _SHARED.update(papers=papers, tldrs=tldrs, settings=settings)
                 _SHARED.setdefault("renderer", EmailRenderer(settings))
-                _SHARED["builder"] = pickle.loads(builder)
+                _SHARED["builder"] = pickle.loads(builder) if builder is not None else None
                 continue
             position, flat = message
             conn.send(_built(position, flat))
