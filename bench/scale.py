@@ -47,7 +47,9 @@ from bench.run import ARXIV, DATE, NOW, bench_settings, listings_server, load_pa
 BAR_RATIO, BAR_RSS_MB, BAR_AT = 1.3, 600.0, 100_000
 # (label, module, function): where `digest.pipeline.daily.run` finds each stage
 STAGES = (
-    ("load profiles", "digest.pipeline.daily", "load_readers"),
+    # the run's wait for the profiles, read by a child beside the fetch (`readers_fork`), called
+    # by the fetch before it stores the day
+    ("load profiles", "digest.pipeline.readers_fork:ReadersFork", "readers"),
     ("fetch+parse+store", "digest.pipeline.daily", "fetch_day"),
     ("diff", "digest.pipeline.fetching", "diff"),
     ("gather", "digest.pipeline.daily", "_extra_inputs"),
@@ -58,7 +60,8 @@ STAGES = (
     ("publish", "digest.pipeline.publishing", "publish"),
     ("retention", "digest.pipeline.retention", "apply"),
 )
-NESTED = {"diff": "fetch+parse+store"}  # timed inside the other: reported as its own line, taken out
+# timed inside the other: reported as its own line, taken out
+NESTED = {"diff": "fetch+parse+store", "load profiles": "fetch+parse+store"}
 
 
 def current_rss_mb() -> float:

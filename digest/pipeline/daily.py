@@ -44,7 +44,7 @@ from digest.pipeline import publishing, relevance, retention
 from digest.pipeline.channels import post_channels
 from digest.pipeline.fetching import fetch_day, new_on, run_date
 from digest.pipeline.joining import join_run, wait_for_joiners
-from digest.pipeline.readers import load_readers
+from digest.pipeline.readers_fork import ReadersFork
 from digest.pipeline.recording import record_plan
 from digest.pipeline.render_workers import RenderWorkers
 from digest.pipeline.sending import MessageBuilder, jobs_for, send_mail
@@ -94,23 +94,27 @@ def run(
     summary = RunSummary(date=date, dry_run=dry_run)
     timer = Timer(summary.timings)
 
-    # Forked first, while the run holds little: they render the emails (`render_workers`)
-    with RenderWorkers(settings, 0 if dry_run else settings.delivery.render_workers) as early:
-        # 1. everything that can fail without the network fails first
-        subscribers, renderer = _prepare(settings, subscribers_path, dry_run=dry_run)
-        summary.subscribers = sum(1 for sub in subscribers if not is_channel(sub.email))
-
-        store = Store.from_config(settings.state)
+    # Forked first, while the run holds little: one reads the profiles beside the checks and the
+    # fetch (`readers_fork`), the others render the emails (`render_workers`)
+    with ReadersFork(settings, subscribers_path) as reading, \
+            RenderWorkers(settings, 0 if dry_run else settings.delivery.render_workers) as early:  # fmt: skip
+        # 1. everything that can fail without the network fails first, the profiles' problems
+        # before any other (`first`), and nothing is stored before the profiles are read
+        with reading.first():
+            channels, renderer, store = _prepare(settings, dry_run=dry_run)
         signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
-        with store, store.run_lock(date, stop=stop) as joined, signals:
+        with store, reading.first(), store.run_lock(date, stop=stop) as joined, signals:
             if joined and not dry_run:  # a live runner planned this date (PostgreSQL)
-                return join_run(settings, store, subscribers, renderer, summary, now, stop=stop, progress=progress,
+                return join_run(settings, store, _readers(reading, channels, summary), renderer, summary, now, stop=stop, progress=progress,
                                 signals=signals if catch_signals else None, early=early)  # fmt: skip
-            key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
             # 2. fetch, parse, diff; a failed or stale source is left out of the snapshot and reported
             # (the others go on); only when every source failed does this raise, storing nothing
             with timer("fetch"):
-                result = _fetch(summary, settings, store, date, now, dry_run, transport, progress)
+                result = _fetch(
+                    summary, settings, store, date, now, dry_run, transport, progress, reading.readers
+                )
+                subscribers = _readers(reading, channels, summary)
+                key = signing_key(settings, notice=log or (lambda _msg: None), keep=not dry_run)
                 lists, tastes = _extra_inputs(summary, settings, store, subscribers, date, now, result, dry_run, transport)  # fmt: skip
             if not dry_run:
                 store.start_run(date, now)
@@ -146,16 +150,11 @@ def run(
         return summary
 
 
-def _prepare(
-    settings: Settings, subscribers_path: Path | str | None, *, dry_run: bool
-) -> tuple[list[Subscriber], EmailRenderer]:
-    """The profiles and the compiled email templates, and writable output folders: a mistake in
-    any of them ends the run before it fetches anything."""
+def _prepare(settings: Settings, *, dry_run: bool) -> tuple[list[Subscriber], EmailRenderer, Store]:
+    """The [[channels]] (planned as readers), the compiled email templates and the state, and
+    writable output folders: a mistake in any of them ends the run before it fetches anything."""
     names = [s.name for s in settings.sources]
-    subscribers = load_readers(settings, subscribers_path).all  # subscribers.toml's and the web's
-    subscribers += channel_subscribers(  # planned as readers
-        settings.channels, source_names=names, hf_sources=settings.hf_source_names
-    )
+    channels = channel_subscribers(settings.channels, source_names=names, hf_sources=settings.hf_source_names)
     renderer = EmailRenderer(settings)
     retention.check_window(settings)
     relevance.check_engine(settings)
@@ -163,7 +162,16 @@ def _prepare(
         check_writable(settings.output.dir, "[output] dir")
         if settings.transport == "outbox":
             check_writable(settings.delivery.outbox, "[delivery] outbox")
-    return subscribers, renderer
+    signing_key(settings, keep=False)  # its problem (a shared state needs DIGEST_SECRET) now
+    return channels, renderer, Store.from_config(settings.state)
+
+
+def _readers(reading: ReadersFork, channels: list[Subscriber], summary: RunSummary) -> list[Subscriber]:
+    """The run's readers: subscribers.toml's and the web's (read beside the fetch), then the
+    channels."""
+    readers = reading.readers().all
+    summary.subscribers = len(readers)
+    return readers + channels
 
 
 def read_ledger(store: Store, date: dt.date, result: DiffResult) -> LedgerView:
@@ -242,11 +250,13 @@ def _fetch(
     dry_run: bool,
     transport: Any,
     progress: Progress,
+    before_store: Callable[[], object],
 ) -> DiffResult:
     """The fetch stage (`fetching.fetch_day`); what it found of each source goes into the summary."""
     fetched = fetch_day(
-        settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress, plans=True
-    )
+        settings, store, date, now, dry_run=dry_run, transport=transport, progress=progress, plans=True,
+        before_store=before_store,
+    )  # fmt: skip
     result = fetched.result
     summary.new, summary.updates = len(result.new), len(result.updates)
     summary.failed_sources, summary.stale_sources = fetched.failed, fetched.stale

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,7 @@ def fetch_day(
     transport: Any = None,
     progress: Progress | None = None,
     plans: bool = False,
+    before_store: Callable[[], object] | None = None,
 ) -> FetchReport:
     """fetch → snapshot → diff: the first half of every run (`plans=True`: the run plans the
     date's digests right after) and all of `digest fetch`.
@@ -138,7 +139,8 @@ def fetch_day(
     validators, its papers, its days), and the others go on. A re-run of the date fetches the
     sources its snapshot lacks, as long as no digest of the date is recorded yet; after that the
     next run backfills them (the days each source listed are stored, so it knows what it missed).
-    Only when every source fails does it raise, with nothing stored.
+    Only when every source fails does it raise, with nothing stored. `before_store` is called
+    before anything is stored; whatever it raises, nothing is (a run's profiles, read meanwhile).
     """
     covered = store.snapshot_sources(date)
     if covered is not None:
@@ -168,6 +170,8 @@ def fetch_day(
     papers = merge_papers([*(stored or []), *(p for listing in listings for p in listing.papers)])
     report.result = diff(papers, store.seen_before(date, [p.id for p in papers]))
     if not dry_run and (stored is None or good):
+        if before_store is not None:
+            before_store()
         store.record_snapshot(
             date,
             papers,

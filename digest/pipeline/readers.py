@@ -66,8 +66,17 @@ def merge(toml: list[Subscriber], web: list[Subscriber]) -> tuple[list[Subscribe
 def load_readers(settings: Settings, subscribers_path: Path | str | None, *, warn: bool = True) -> Readers:
     """The TOML readers (ConfigError on any problem, as ever) and the web readers a run serves."""
     path = subscribers_path_from(subscribers_path, settings)
+    return with_web_readers(settings, path, toml_readers(settings, path), warn=warn)
+
+
+def toml_readers(settings: Settings, path: Path) -> list[Subscriber]:
+    """subscribers.toml's readers, checked against the configured sources (ConfigError)."""
     names = [s.name for s in settings.sources]
-    toml = load_subscribers(path, source_names=names, hf_sources=settings.hf_source_names)
+    return load_subscribers(path, source_names=names, hf_sources=settings.hf_source_names)
+
+
+def with_web_readers(settings: Settings, path: Path, toml: list[Subscriber], *, warn: bool = True) -> Readers:
+    """`toml` (the readers of the subscribers file at `path`) and the web readers beside them."""
     web: list[Subscriber] = []
     warnings: list[str] = []
     if settings.state.exists():

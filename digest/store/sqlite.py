@@ -235,6 +235,10 @@ class SqliteState:
             )
         for number in range(current, known):
             with self.transaction():
+                # Another process opening the state at the same moment (a run's profiles are read
+                # by a child that opens it too) may have run this one while this one waited.
+                if self.conn.execute("PRAGMA user_version").fetchone()[0] > number:
+                    continue
                 # executescript would COMMIT on its own, so run statement by statement
                 for statement in self.migrations[number].split(";"):
                     if statement.strip():

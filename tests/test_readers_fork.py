@@ -1,0 +1,202 @@
+"""A big subscribers.toml is read by a forked child beside the run's checks and fetch
+(`digest.pipeline.readers_fork`, issue 20): the same readers, the same errors first, nothing
+stored before they are read, and a child that dies costs only time.
+
+Real files (a seeded draw of `bench/scenario.py` over the real listings), real processes (the
+child is killed with a real SIGKILL), `digest run` through the CLI against the local HTTP server
+of tests/test_run.py, and the real SQLite state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_runner import digest
+from pytest_httpserver import HTTPServer
+from test_bench_scenario import papers  # noqa: F401 - the fixture
+from test_run import DATE, serve_listings, state_bytes, write_config
+
+from bench import scenario
+from digest.config import load_settings
+from digest.core.errors import ConfigError
+from digest.core.models import Paper
+from digest.pipeline.readers import load_readers
+from digest.pipeline.readers_fork import FORK_AT, ReadersFork
+from digest.store import Store
+
+
+def big_profiles(listing: list[Paper], count: int = 2_500) -> str:
+    text = scenario.to_toml(scenario.generate(listing, count, seed=3))
+    assert len(text.encode()) >= FORK_AT, "the file must be big enough to be read by a child"
+    return text
+
+
+def test_a_big_file_is_read_by_a_child_into_the_same_readers(
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    papers: list[Paper],  # noqa: F811
+) -> None:
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "subscribers.toml").write_text(big_profiles(papers))
+    settings = load_settings(config)
+    os.chdir(tmp_path)  # [state] path and the subscribers file are relative to it
+    here = load_readers(settings, None)
+    with ReadersFork(settings, None) as reading:
+        assert reading.process is not None  # forked: the file is big
+        child = reading.process.pid
+        readers = reading.readers()
+    assert readers.toml == here.toml and readers.web == here.web and readers.path == here.path
+    assert len(readers.toml) == 2_500
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # waited for, not left behind
+    # Values the readers share are one object in the run (the memory the child saves it)
+    by_keyword: dict[str, list[str]] = {}
+    for sub in readers.toml:
+        for keyword in sub.keywords:
+            by_keyword.setdefault(keyword, []).append(keyword)
+    shared = [same for same in by_keyword.values() if len(same) > 1]
+    assert shared and all(all(k is same[0] for k in same) for same in shared)
+    assert not any(all(k is same[0] for k in same) for same in _not_shared(here.toml))
+
+
+def _not_shared(subscribers: list) -> list[list[str]]:  # type: ignore[type-arg]
+    """Read in the process, the same keyword of two readers is two objects."""
+    by_keyword: dict[str, list[str]] = {}
+    for sub in subscribers:
+        for keyword in sub.keywords:
+            by_keyword.setdefault(keyword, []).append(keyword)
+    return [same for same in by_keyword.values() if len(same) > 1][:50]
+
+
+def test_a_child_killed_before_it_answers_costs_only_time(
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    papers: list[Paper],  # noqa: F811
+) -> None:
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "subscribers.toml").write_text(big_profiles(papers))
+    settings = load_settings(config)
+    os.chdir(tmp_path)
+    with ReadersFork(settings, None) as reading:
+        assert reading.process is not None
+        os.kill(reading.process.pid, signal.SIGKILL)
+        readers = reading.readers()
+    assert readers.toml == load_readers(settings, None).toml
+
+
+def test_a_big_bad_file_fails_the_run_with_its_own_error_and_stores_nothing(
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    papers: list[Paper],  # noqa: F811
+) -> None:
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    assert digest("fetch", "--config", str(config), "--date", "2026-06-11", cwd=tmp_path).returncode == 0
+    before = state_bytes(tmp_path)
+    text = big_profiles(papers)
+    cut = text.index("[[subscribers]]", len(text) // 2)  # a typo in a profile halfway down
+    typo = '[[subscribers]]\nemail = "typo@example.org"\nkeywords = ["graph"]\nkeyowrds = ["x"]\n\n'
+    bad = text[:cut] + typo + text[cut:]
+    (tmp_path / "subscribers.toml").write_text(bad)
+    line = bad[:cut].count("\n") + 4
+
+    failed = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert failed.returncode == 1
+    errors = [row for row in failed.stderr.splitlines() if row.startswith("error:")]
+    assert len(errors) == 1, failed.stderr
+    assert f"subscribers.toml:{line}: subscriber typo@example.org: keyowrds: unknown key" in errors[0]
+    assert "Traceback" not in failed.stderr
+    assert state_bytes(tmp_path) == before  # the day's snapshot was not stored
+    with Store.open(tmp_path / "state" / "digest.sqlite3") as store:
+        assert store.snapshot(dt.date.fromisoformat(DATE)) is None
+    # the same words as reading the file in the run's process
+    with pytest.raises(ConfigError) as here:
+        load_readers(load_settings(config), tmp_path / "subscribers.toml")
+    assert str(here.value) in errors[0]
+
+    # Every source down too: the profiles' error is the one reported, as when they were read first
+    httpserver.clear()
+    serve_listings(httpserver, arxiv_status=500, hf_status=500)
+    down = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert down.returncode == 1
+    assert [row for row in down.stderr.splitlines() if row.startswith("error:")] == errors
+    assert state_bytes(tmp_path) == before
+
+
+def test_a_big_good_file_runs_and_sends_as_a_small_one_would(
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    papers: list[Paper],  # noqa: F811
+) -> None:
+    """The same digests whether the file is read by a child or by the run: a comment makes the
+    file big without changing a profile."""
+    serve_listings(httpserver)
+    outboxes = []
+    for name, padding in (("small", ""), ("big", "#" * 100 + "\n")):
+        home = tmp_path / name
+        home.mkdir()
+        config = write_config(home, httpserver, None)
+        profiles = scenario.to_toml(scenario.generate(papers, 40, seed=5))
+        (home / "subscribers.toml").write_text(padding * (FORK_AT // 100 if padding else 0) + profiles)
+        done = digest("run", "--config", str(config), "--date", DATE, cwd=home)
+        assert done.returncode == 0, done.stderr
+        outboxes.append(sorted(_mail(p) for p in (home / "outbox").glob("*.eml")))
+    assert len(outboxes[0]) > 10 and outboxes[0] == outboxes[1]
+
+
+def _mail(path: Path) -> tuple[str, str, str]:
+    """Who a message went to, its subject and its text part: what a reader gets."""
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    text = message.get_body(("plain",))
+    assert text is not None
+    return str(message["To"]), str(message["Subject"]), text.get_content()
+
+
+def _open_store(path: str, go: Any, ready: Any, results: Any) -> None:
+    go.wait(10)
+    ready.set()
+    try:
+        with Store.open(Path(path)):
+            results.put("ok")
+    except Exception as exc:  # reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_two_processes_opening_a_new_state_at_once_both_open_it(tmp_path: Path) -> None:
+    """Two processes may open the state at the same moment (a new one, or one an upgrade must
+    migrate: `digest serve` and a `digest run` from cron): both read its schema version, and the
+    second to get the write lock must find the migrations run, not run them again."""
+    path = tmp_path / "digest.sqlite3"
+    context = multiprocessing.get_context("fork")
+    results, go = context.Queue(), context.Event()
+    openers = []
+    for _ in range(2):  # forked before this process opens the file: SQLite's locks do not cross a fork
+        ready = context.Event()
+        opener = context.Process(target=_open_store, args=(str(path), go, ready, results))
+        opener.start()
+        openers.append((opener, ready))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")  # both openers read the version (0), then wait for the lock
+    go.set()
+    assert all(ready.wait(10) for _, ready in openers)
+    time.sleep(1.0)  # both past reading the version, waiting for BEGIN IMMEDIATE
+    conn.execute("COMMIT")
+    conn.close()
+    outcomes = [results.get(timeout=60) for _ in openers]
+    for opener, _ in openers:
+        opener.join(10)
+    assert outcomes == ["ok", "ok"]
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == len(Store.migrations)
+    check.close()
