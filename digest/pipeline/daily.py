@@ -3,8 +3,9 @@
 A thin orchestrator: each stage lives in its own module, every decision in `digest.plan`, and this
 one only calls them in the order that makes a run safe to kill and re-run:
 
-1. everything that can be checked before touching the network is (config, profiles, templates,
-   writable folders);
+1. everything that can be checked before storing anything is (config, profiles, templates,
+   writable folders), and before touching the network but the profiles of a big
+   subscribers.toml, which a child reads beside the checks and the fetch (`readers_fork`);
 2. all sources are fetched and parsed before anything is stored; the snapshot and its HTTP
    validators are stored in one transaction (`fetching`); a source that fails or is stale is
    left out of it and reported, and only when every source fails is nothing stored;

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import operator
 import pickle
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -48,6 +49,13 @@ log = logging.getLogger("digest.readers")
 # subscribers.toml from this size (~1,800 readers, a quarter of a second to read) is read in a child
 FORK_AT = 512 * 1024
 _FIELDS = tuple(field.name for field in dataclasses.fields(Subscriber))
+_GET = operator.attrgetter(*_FIELDS)  # a reader's values in one call
+# What readers may have alike, by position in `_FIELDS`: their lists of terms, and a few words.
+# (A field left out is sent as it is, only not shared: values never change, only objects do.)
+_SHARED_LISTS = [_FIELDS.index(name) for name in ("keywords", "exclude", "authors", "categories", "sources", "like", "dislike")]  # fmt: skip
+_SHARED_WORDS = [
+    _FIELDS.index(name) for name in ("empty", "language", "cadence", "weekday", "trending", "mode")
+]
 
 
 class ReadersFork:
@@ -150,17 +158,20 @@ def _child(settings: Settings, path: Path, answer: Connection) -> None:
 
 
 def _row(sub: Subscriber, shared: dict[Any, Any]) -> tuple[Any, ...]:
-    """A reader's fields in `Subscriber(*row)` order, each string and tuple of strings the one
-    `shared` holds: pickle writes an object it has written once as a reference to it."""
-    return tuple(_one(getattr(sub, name), shared) for name in _FIELDS)
-
-
-def _one(value: Any, shared: dict[Any, Any]) -> Any:
-    if isinstance(value, tuple):
-        value = tuple(_one(item, shared) for item in value)
-    elif not isinstance(value, str):
-        return value
-    return shared.setdefault(value, value)
+    """A reader's fields in `Subscriber(*row)` order, each value readers may share (their lists
+    and their strings but the address, name and query) the one `shared` holds: pickle writes an
+    object it has written once as a reference to it."""
+    row = list(_GET(sub))
+    for i in _SHARED_LISTS:
+        if row[i]:
+            known = shared.get(row[i])
+            if known is None:
+                known = shared[row[i]] = tuple([shared.setdefault(item, item) for item in row[i]])
+            row[i] = known
+    for i in _SHARED_WORDS:
+        if row[i]:
+            row[i] = shared.setdefault(row[i], row[i])
+    return tuple(row)
 
 
 def _patience(path: Path) -> float:
