@@ -5,11 +5,15 @@ answer must stay email-validator's, word for word, whichever address of a domain
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest.core.errors import ConfigError
+from digest.profiles import load_subscribers
 from digest.profiles.schema import _checked_domain, check_email
 
 pytestmark = pytest.mark.unit
@@ -100,3 +104,26 @@ def test_an_address_too_long_only_with_its_domain_is_refused() -> None:
 def test_any_local_part_gets_email_validators_answer(local: str, domain: str) -> None:
     address = f"{local}@{domain}"
     assert answer(address) == expected(address)
+
+
+def test_a_problem_in_each_of_thousands_of_profiles_names_each_ones_line(tmp_path: Path) -> None:
+    """Every problem's line, in a big file with one in each profile (`tomlfile.locate` indexes
+    the file's lines once: it searched the whole file for each problem, minutes at 100,000)."""
+    count = 3_000
+    text = "".join(
+        f'\n[[subscribers]]\n# reader {n}\nemail = "r{n}@example.org"\nkeywords = ["graph"]\nsources = ["nowhere"]\n'
+        for n in range(count)
+    )
+    path = tmp_path / "subscribers.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_subscribers(path, source_names=["arxiv"])
+    problems = raised.value.problems
+    assert len(problems) == count
+    lines = text.splitlines()
+    for n, problem in zip(range(count), problems, strict=True):
+        where = int(problem.split(":")[1])
+        assert (
+            lines[where - 1] == 'sources = ["nowhere"]' and lines[where - 3] == f'email = "r{n}@example.org"'
+        )
+        assert f"subscriber r{n}@example.org: sources: unknown source 'nowhere'" in problem
