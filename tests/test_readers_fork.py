@@ -16,15 +16,18 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import digest
+from cli_runner import ROOT, base_env, digest
 from pytest_httpserver import HTTPServer
 from test_bench_scenario import papers  # noqa: F401 - the fixture
 from test_run import DATE, serve_listings, state_bytes, write_config
+from werkzeug import Request, Response
 
 from bench import scenario
 from digest.config import load_settings
@@ -200,3 +203,50 @@ def test_two_processes_opening_a_new_state_at_once_both_open_it(tmp_path: Path) 
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == len(Store.migrations)
     check.close()
+
+
+@pytest.mark.e2e
+def test_ctrl_c_while_the_child_reads_ends_both_and_stores_nothing(
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    papers: list[Paper],  # noqa: F811
+) -> None:
+    """Ctrl-C as the run fetches, its profiles' child still reading 6,000 readers: the run ends
+    (as it always did before sending), the child with it, quietly, and nothing is stored."""
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "subscribers.toml").write_text(big_profiles(papers, 6_000))
+    proc: list[subprocess.Popen[str]] = []
+
+    def interrupt(request: Request) -> Response:  # the run is fetching: Ctrl-C, to its process group
+        os.killpg(proc[0].pid, signal.SIGINT)
+        time.sleep(0.5)
+        return Response("[]", content_type="application/json")
+
+    httpserver.expect_request("/api/daily_papers").respond_with_handler(interrupt)
+    env = base_env() | {"PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE]
+    pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    proc.append(subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, **pipes))
+    _, err = proc[0].communicate(timeout=120)
+    assert proc[0].returncode == 130, err  # as Ctrl-C before sending always ended a run
+    assert "Traceback" not in err and "digest-readers" not in err, err
+    with Store.open(tmp_path / "state" / "digest.sqlite3") as store:
+        assert store.snapshot_dates(limit=1) == []
+    # no copy of the run left reading (a forked child has the run's command line)
+    deadline = time.monotonic() + 10
+    while _processes_of(config) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_of(config) == []
+
+
+def _processes_of(config: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(config).encode() in cmdline:
+                found.append(int(entry.name))
+    return found

@@ -32,6 +32,7 @@ import logging
 import multiprocessing
 import operator
 import pickle
+import signal
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -148,6 +149,7 @@ class ReadersFork:
 def _child(settings: Settings, path: Path, answer: Connection) -> None:
     """In the child: the file's readers as rows of shared values, or the ConfigError's words.
     Anything else ends it without an answer, and the run reads the file itself (and meets it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it ends this one
     try:
         shared: dict[Any, Any] = {}
         reply: tuple[Any, ...] = ("readers", [_row(sub, shared) for sub in toml_readers(settings, path)])
