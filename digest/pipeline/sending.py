@@ -325,9 +325,14 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set():
-            _log.info("already stopping; the message being sent is finished and recorded first")
+            _log.info("already stopping; what is in hand is finished and recorded first")
         else:
-            _log.info("%s received: stopping after the message being sent", signal.Signals(signum).name)
+            # also while publishing, once the emails are out: the feeds in hand are written too
+            _log.info(
+                "%s received: finishing what is in hand (the message being sent, or the feeds being "
+                "written), then stopping; digests not sent yet stay pending",
+                signal.Signals(signum).name,
+            )
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
