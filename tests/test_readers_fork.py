@@ -206,19 +206,29 @@ def test_two_processes_opening_a_new_state_at_once_both_open_it(tmp_path: Path) 
 
 
 @pytest.mark.e2e
-def test_ctrl_c_while_the_child_reads_ends_both_and_stores_nothing(
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGINT, True), (signal.SIGKILL, False), (signal.SIGTERM, False)],
+    ids=["Ctrl-C", "SIGKILL to the run", "SIGTERM to the run"],
+)
+def test_a_run_stopped_while_its_child_reads_leaves_no_process_and_stores_nothing(
     tmp_path: Path,
     httpserver: HTTPServer,
     papers: list[Paper],  # noqa: F811
+    signum: int,
+    group: bool,
 ) -> None:
-    """Ctrl-C as the run fetches, its profiles' child still reading 6,000 readers: the run ends
-    (as it always did before sending), the child with it, quietly, and nothing is stored."""
+    """The run stopped as it fetches, its profiles' child still reading 6,000 readers: Ctrl-C to
+    the process group ends both, quietly (as Ctrl-C before sending always ended a run); a run
+    killed alone leaves its child no reader for its answer, and the child ends too, instead of
+    waiting forever (holding the run's stdout, a cron job's pipe) for it. Nothing is stored."""
     config = write_config(tmp_path, httpserver, None)
     (tmp_path / "subscribers.toml").write_text(big_profiles(papers, 6_000))
+    Store.open(tmp_path / "state" / "digest.sqlite3").close()  # a state to open: the fetch goes ahead
     proc: list[subprocess.Popen[str]] = []
 
-    def interrupt(request: Request) -> Response:  # the run is fetching: Ctrl-C, to its process group
-        os.killpg(proc[0].pid, signal.SIGINT)
+    def interrupt(request: Request) -> Response:  # the run is fetching: stop it
+        (os.killpg if group else os.kill)(proc[0].pid, signum)
         time.sleep(0.5)
         return Response("[]", content_type="application/json")
 
@@ -227,16 +237,70 @@ def test_ctrl_c_while_the_child_reads_ends_both_and_stores_nothing(
     command = [sys.executable, "-m", "digest", "run", "--config", str(config), "--date", DATE]
     pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     proc.append(subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, **pipes))
-    _, err = proc[0].communicate(timeout=120)
-    assert proc[0].returncode == 130, err  # as Ctrl-C before sending always ended a run
-    assert "Traceback" not in err and "digest-readers" not in err, err
+    try:
+        proc[0].wait(timeout=120)
+        # no copy of the run left reading (a forked child has the run's command line)
+        deadline = time.monotonic() + 30
+        while _processes_of(config) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _processes_of(config)
+    finally:
+        for pid in _processes_of(config):
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+    _, err = proc[0].communicate(timeout=30)  # its stdout and stderr closed: no child holds them
+    if signum == signal.SIGINT:
+        assert proc[0].returncode == 130, err
+        assert "Traceback" not in err and "digest-readers" not in err, err
+    else:
+        assert proc[0].returncode == -signum
     with Store.open(tmp_path / "state" / "digest.sqlite3") as store:
         assert store.snapshot_dates(limit=1) == []
-    # no copy of the run left reading (a forked child has the run's command line)
-    deadline = time.monotonic() + 10
-    while _processes_of(config) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _processes_of(config) == []
+
+
+def test_bad_profiles_create_no_state_and_a_small_file_fetches_nothing(
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    papers: list[Paper],  # noqa: F811
+) -> None:
+    """With no state yet, a bad profile creates none, big file or small; a small file is read
+    before the run touches the network, as it always was (a big one beside the fetch)."""
+    serve_listings(httpserver)
+    text = big_profiles(papers)
+    cut = text.index("[[subscribers]]", len(text) // 2)
+    bad = (
+        text[:cut] + '[[subscribers]]\nemail = "typo@example.org"\nkeywords = ["graph"]\nkeyowrds = ["x"]\n\n'
+    )
+    for name, profiles in (("big", bad + text[cut:]), ("small", bad[cut:])):
+        home = tmp_path / name
+        home.mkdir()
+        config = write_config(home, httpserver, None)
+        (home / "subscribers.toml").write_text(profiles)
+        failed = digest("run", "--config", str(config), "--date", DATE, cwd=home)
+        assert failed.returncode == 1 and "keyowrds: unknown key" in failed.stderr, failed.stderr
+        assert not (home / "state").exists() or not any((home / "state").iterdir()), name
+        # With a state to open, the small file is read before the fetch all the same
+        Store.open(home / "state" / "digest.sqlite3").close()
+        httpserver.clear_log()
+        again = digest("run", "--config", str(config), "--date", DATE, cwd=home)
+        assert again.returncode == 1 and "keyowrds: unknown key" in again.stderr, again.stderr
+        if name == "small":
+            assert httpserver.log == []  # nothing fetched
+
+
+def test_a_state_at_this_schema_is_told_from_one_to_create_or_migrate(tmp_path: Path) -> None:
+    """`Store.is_current` reads the schema version from the file's header, without opening it."""
+    path = tmp_path / "digest.sqlite3"
+    assert not Store.is_current(path)  # none yet
+    Store.open(path).close()
+    assert Store.is_current(path)
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(Store.migrations) - 1}")  # one migration behind
+    conn.commit()
+    conn.close()
+    assert not Store.is_current(path)
+    (tmp_path / "text.sqlite3").write_text("not a database, but long enough to have a header. " * 3)
+    assert not Store.is_current(tmp_path / "text.sqlite3")
 
 
 def _processes_of(config: Path) -> list[int]:

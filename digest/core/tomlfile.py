@@ -8,7 +8,6 @@ right line; when it cannot tell, the message simply has no line number.
 from __future__ import annotations
 
 import bisect
-import functools
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,8 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         return tomllib.loads(text), text
+    except RecursionError:  # arrays or tables nested thousands deep: tomllib recurses into each
+        raise ConfigError(f"{path}: invalid TOML: values nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already ends with "(at line N, column M)"
         message = str(exc)
@@ -44,11 +45,12 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}: invalid TOML: {message}") from None
 
 
-def locate(text: str, loc: Sequence[str | int]) -> int | None:
-    """1-based line of the key at `loc` (("smtp", "port") or ("subscribers", 2, "keywords"))."""
+def locate(text: str | Lines, loc: Sequence[str | int]) -> int | None:
+    """1-based line of the key at `loc` (("smtp", "port") or ("subscribers", 2, "keywords")).
+    `text`: the file's text, or its `Lines` (found once for all of a file's problems)."""
     if not text:
         return None
-    index = _indexed(text)
+    index = text if isinstance(text, Lines) else Lines(text)
     parts = list(loc)
     key = str(parts.pop()) if parts and isinstance(parts[-1], str) else None
     table = ".".join(str(p) for p in parts if isinstance(p, str))
@@ -60,7 +62,7 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
     return _locate_top_level(index, key)
 
 
-class _Lines:
+class Lines:
     """A file's lines and where its table headers are, found once: a subscribers file of 100,000
     readers with a problem in each of a thousand of them is a million lines searched per problem."""
 
@@ -79,12 +81,7 @@ class _Lines:
         return self.headers[found] if found < len(self.headers) else len(self.lines)
 
 
-@functools.lru_cache(maxsize=4)
-def _indexed(text: str) -> _Lines:
-    return _Lines(text)  # a str caches its hash: the same text is found again at once
-
-
-def _locate_in_table(index: _Lines, table: str, position: int | None, key: str | None) -> int | None:
+def _locate_in_table(index: Lines, table: str, position: int | None, key: str | None) -> int | None:
     """The line of `key` in the `position`-th `[[table]]` (the first `[table]`), else the header's."""
     lines, headers = index.lines, index.tables.get(table, [])
     if position is not None:
@@ -100,7 +97,7 @@ def _locate_in_table(index: _Lines, table: str, position: int | None, key: str |
     return _find_key(lines, key, start, index.next_header(start + 1)) or start + 1
 
 
-def _locate_top_level(index: _Lines, key: str) -> int | None:
+def _locate_top_level(index: Lines, key: str) -> int | None:
     """A whole section (("smtp",)) points at its header; a top-level key at its line."""
     if key in index.tables:
         return index.tables[key][0] + 1

@@ -3,9 +3,9 @@
 A thin orchestrator: each stage lives in its own module, every decision in `digest.plan`, and this
 one only calls them in the order that makes a run safe to kill and re-run:
 
-1. everything that can be checked before storing anything is (config, profiles, templates,
-   writable folders), and before touching the network but the profiles of a big
-   subscribers.toml, which a child reads beside the checks and the fetch (`readers_fork`);
+1. everything that can be checked before touching the network is (config, profiles, templates,
+   writable folders); only a big subscribers.toml is read beside the fetch, by a child
+   (`readers_fork`), and the run waits for it before it creates, migrates or stores anything;
 2. all sources are fetched and parsed before anything is stored; the snapshot and its HTTP
    validators are stored in one transaction (`fetching`); a source that fails or is stale is
    left out of it and reported, and only when every source fails is nothing stored;
@@ -99,10 +99,10 @@ def run(
     # fetch (`readers_fork`), the others render the emails (`render_workers`)
     with ReadersFork(settings, subscribers_path) as reading, \
             RenderWorkers(settings, 0 if dry_run else settings.delivery.render_workers) as early:  # fmt: skip
-        # 1. everything that can fail without the network fails first, the profiles' problems
-        # before any other (`first`), and nothing is stored before the profiles are read
+        # 1. what can fail without the network fails first, the profiles' problems first of all
         with reading.first():
-            channels, renderer, store = _prepare(settings, dry_run=dry_run)
+            channels, renderer = _prepare(settings, dry_run=dry_run)
+            store = _opened(settings, reading)
         signals = contextlib.ExitStack()  # puts the signal handlers back, when sending installed them
         with store, reading.first(), store.run_lock(date, stop=stop) as joined, signals:
             if joined and not dry_run:  # a live runner planned this date (PostgreSQL)
@@ -151,9 +151,9 @@ def run(
         return summary
 
 
-def _prepare(settings: Settings, *, dry_run: bool) -> tuple[list[Subscriber], EmailRenderer, Store]:
-    """The [[channels]] (planned as readers), the compiled email templates and the state, and
-    writable output folders: a mistake in any of them ends the run before it fetches anything."""
+def _prepare(settings: Settings, *, dry_run: bool) -> tuple[list[Subscriber], EmailRenderer]:
+    """The [[channels]] (planned as readers) and the compiled email templates, and writable
+    output folders: a mistake in any of them ends the run before it fetches anything."""
     names = [s.name for s in settings.sources]
     channels = channel_subscribers(settings.channels, source_names=names, hf_sources=settings.hf_source_names)
     renderer = EmailRenderer(settings)
@@ -163,8 +163,17 @@ def _prepare(settings: Settings, *, dry_run: bool) -> tuple[list[Subscriber], Em
         check_writable(settings.output.dir, "[output] dir")
         if settings.transport == "outbox":
             check_writable(settings.delivery.outbox, "[delivery] outbox")
-    signing_key(settings, keep=False)  # its problem (a shared state needs DIGEST_SECRET) now
-    return channels, renderer, Store.from_config(settings.state)
+    return channels, renderer
+
+
+def _opened(settings: Settings, reading: ReadersFork) -> Store:
+    """The state, once what else can be wrong with it is checked (a shared one needs DIGEST_SECRET).
+    When opening it would change it (a new state, one to migrate) or wait for another runner's
+    lock (PostgreSQL), the profiles are waited for first: a bad one must not cause either."""
+    signing_key(settings, keep=False)
+    if not Store.opens_unchanged(settings.state):
+        reading.ready()
+    return Store.from_config(settings.state)
 
 
 def _readers(reading: ReadersFork, channels: list[Subscriber], summary: RunSummary) -> list[Subscriber]:

@@ -60,27 +60,33 @@ _SHARED_WORDS = [
 
 
 class ReadersFork:
-    """`load_readers(settings, path)`, its file read by a child forked on enter when it is big;
-    `readers()` waits for it."""
+    """`load_readers(settings, path)`, its file read by a child forked on enter when it is big
+    (else read on enter, as a run always read it first); `readers()` waits for it."""
 
     def __init__(self, settings: Settings, subscribers_path: Path | str | None) -> None:
         self.settings = settings
         self.path = subscribers_path_from(subscribers_path, settings)
         self.process: Any = None
         self.conn: Connection | None = None
+        self.toml: list[Subscriber] | None = None  # the file's readers, once read
+        self.failed: ConfigError | None = None  # the file's problems, once found: raised again
         self.loaded: Readers | None = None
 
     def __enter__(self) -> ReadersFork:
         if "fork" not in multiprocessing.get_all_start_methods() or _size(self.path) < FORK_AT:
+            self.toml = self._read_here()  # a small file: its problems before anything else
             return self
         context = multiprocessing.get_context("fork")
         conn, answer = context.Pipe(duplex=False)
         process = context.Process(
             target=_child,
-            args=(self.settings, self.path, answer),
+            args=(self.settings, self.path, answer, conn),
             name="digest-readers",
             daemon=True,
         )
+        # A Ctrl-C between the fork and the child's own handler would print its traceback: held
+        # until the child ignores it (the mask is inherited), then delivered here as usual.
+        masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             process.start()
         except OSError as exc:  # no memory or no process left for a fork: read here instead
@@ -88,6 +94,8 @@ class ReadersFork:
             conn.close()
             answer.close()
             return self
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, masked)
         answer.close()
         self.process, self.conn = process, conn
         return self
@@ -97,13 +105,27 @@ class ReadersFork:
 
     def readers(self) -> Readers:
         """The readers: the file's (the child's when it has them, else read here; ConfigError as
-        ever) and the web's."""
+        ever, the same one again on a later call) and the web's."""
         if self.loaded is None:
-            toml = self._answer()
-            if toml is None:
-                toml = toml_readers(self.settings, self.path)
-            self.loaded = with_web_readers(self.settings, self.path, toml)
+            self.loaded = with_web_readers(self.settings, self.path, self.ready())
         return self.loaded
+
+    def ready(self) -> list[Subscriber]:
+        """The file's readers (ConfigError), waited for: before the run creates or migrates the
+        state, or waits for another runner's lock, none of which a bad profile may cause."""
+        if self.toml is None:
+            self.toml = self._answer()
+        if self.toml is None:
+            self.toml = self._read_here()
+        return self.toml
+
+    def _read_here(self) -> list[Subscriber]:
+        if self.failed is None:
+            try:
+                return toml_readers(self.settings, self.path)
+            except ConfigError as exc:
+                self.failed = exc
+        raise self.failed
 
     @contextlib.contextmanager
     def first(self) -> Iterator[None]:
@@ -118,6 +140,8 @@ class ReadersFork:
     def _answer(self) -> list[Subscriber] | None:
         """The readers the child sent (its ConfigError raised as it was), or None: none, or none
         to read."""
+        if self.failed is not None:
+            raise self.failed
         if self.conn is None:
             return None
         try:
@@ -127,13 +151,14 @@ class ReadersFork:
                 kind, *rest = pickle.loads(self.conn.recv_bytes())
                 if kind == "readers":
                     return [Subscriber(*row) for row in rest[0]]
-        except (EOFError, OSError, pickle.UnpicklingError, ValueError) as exc:
+        except Exception as exc:  # no answer (dead, stuck, garbled): read here
             log.debug("the profiles' child gave no answer (%s): read in the run's process", exc)
             return None
         finally:
             self._end()
         message, problems = rest
-        raise ConfigError(message, problems)
+        self.failed = ConfigError(message, problems)
+        raise self.failed
 
     def _end(self) -> None:
         if self.conn is not None:
@@ -146,17 +171,25 @@ class ReadersFork:
             self.process = None
 
 
-def _child(settings: Settings, path: Path, answer: Connection) -> None:
+def _child(settings: Settings, path: Path, answer: Connection, ours: Connection) -> None:
     """In the child: the file's readers as rows of shared values, or the ConfigError's words.
-    Anything else ends it without an answer, and the run reads the file itself (and meets it)."""
+    Anything else ends it without an answer, quietly: the run reads the file itself, and meets it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it ends this one
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # The run's end of the pipe: with it closed here, a run that dies (SIGKILL) makes the answer's
+    # write fail, and this process ends, instead of waiting forever for a reader of its answer.
+    ours.close()
     try:
-        shared: dict[Any, Any] = {}
-        reply: tuple[Any, ...] = ("readers", [_row(sub, shared) for sub in toml_readers(settings, path)])
-    except ConfigError as exc:
-        reply = ("error", str(exc), exc.problems)
-    answer.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
-    answer.close()
+        try:
+            shared: dict[Any, Any] = {}
+            reply: tuple[Any, ...] = ("readers", [_row(sub, shared) for sub in toml_readers(settings, path)])
+        except ConfigError as exc:
+            reply = ("error", str(exc), exc.problems)
+        answer.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # the run reads the file itself (or is gone)
+        pass
+    finally:
+        answer.close()
 
 
 def _row(sub: Subscriber, shared: dict[Any, Any]) -> tuple[Any, ...]:

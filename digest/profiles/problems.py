@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from digest.core.errors import ConfigError
 from digest.core.models import Subscriber
-from digest.core.tomlfile import locate
+from digest.core.tomlfile import Lines, locate
 from digest.profiles.schema import ITEM_ERROR, KNOWN_KEYS, MATCHING_KEYS, bad_chars, validate
 
 SHAPE = "subscribers: write each profile as a [[subscribers]] table"
@@ -47,10 +47,13 @@ class Report:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.text = text
+        self.lines: Lines | None = None  # the text's lines and headers, found at the first problem
         self.found: list[tuple[int, str]] = []
 
     def add(self, loc: Loc, who: str | None, message: str) -> None:
-        line = locate(self.text, loc)
+        if self.lines is None:
+            self.lines = Lines(self.text)
+        line = locate(self.lines, loc) if self.text else None
         parts = [f"{self.path}:{line}" if line else str(self.path)]
         if who:
             parts.append(f"subscriber {who}")

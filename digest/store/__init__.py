@@ -63,6 +63,13 @@ class Store(
             return super().from_config(state, create=create)
         return cast(Self, postgres_store().from_config(state, create=create))
 
+    @classmethod
+    def opens_unchanged(cls, state: StateConfig) -> bool:
+        """Whether opening `state` and taking its run lock change nothing and wait for nobody: a
+        SQLite file already at this digest's schema (not a new one, not one to migrate, not a
+        PostgreSQL database, whose run lock waits for another runner's plan)."""
+        return state.url is None and cls.is_current(state.path)
+
 
 @functools.cache
 def postgres_store() -> type[Store]:

@@ -226,6 +226,21 @@ class SqliteState:
             raise
         return store
 
+    @classmethod
+    def is_current(cls, path: Path) -> bool:
+        """Whether the file at `path` is a state at this digest's schema, read from its header
+        without opening it. The header may lag the write-ahead log (a migration not checkpointed
+        yet): then this says no, never yes wrongly, as versions only grow."""
+        try:
+            with open(path, "rb") as file:
+                header = file.read(100)
+        except OSError:
+            return False
+        # SQLite's file format: the magic string, and the user_version at offset 60 (big-endian)
+        return header.startswith(b"SQLite format 3\x00") and int.from_bytes(header[60:64], "big") >= len(
+            cls.migrations
+        )
+
     def _migrate(self) -> None:
         current = self.conn.execute("PRAGMA user_version").fetchone()[0]
         known = len(self.migrations)
@@ -235,8 +250,8 @@ class SqliteState:
             )
         for number in range(current, known):
             with self.transaction():
-                # Another process opening the state at the same moment (a run's profiles are read
-                # by a child that opens it too) may have run this one while this one waited.
+                # Another process opening the state at the same moment (`digest serve` and a run
+                # from cron, after an upgrade) may have run this one while this one waited.
                 if self.conn.execute("PRAGMA user_version").fetchone()[0] > number:
                     continue
                 # executescript would COMMIT on its own, so run statement by statement
