@@ -1,7 +1,7 @@
 """Scale: where a run's time and memory go at 10,000 to 100,000 readers (issue 20, "Scale").
 
 Benchmark support only; no product logic. For each S, in `--runs` fresh processes: serve the
-listings over HTTP, run `digest.pipeline.run` on a fresh state to the SMTP sink (4 connections),
+listings over HTTP, run `digest.pipeline.run` on a fresh (empty) state to the SMTP sink (4 connections),
 timing each stage it calls (the stage functions are wrapped where `digest.pipeline.daily` calls
 them), then send as many messages as the sink accepted, of the run's mean size, with a bare
 aiosmtplib client over 4 reused connections (the raw limit), in the same process (as
@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.run import ARXIV, DATE, NOW, bench_settings, listings_server, load_papers  # noqa: E402
+from digest.store import Store  # noqa: E402
 
 BAR_RATIO, BAR_RSS_MB, BAR_AT = 1.3, 600.0, 100_000
 # (label, module, function): where `digest.pipeline.daily.run` finds each stage
@@ -196,6 +197,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             SourceConfig(name="hf", kind="hf_daily", url=f"{base}/api/daily_papers"),
         ]
         settings = bench_settings(work, smtp_host=sink.host, smtp_port=sink.port, sources=sources)
+        # The state exists, empty, as on every day but a list's first: a run reads a big
+        # subscribers.toml beside its fetch only when opening the state changes nothing
+        Store.from_config(settings.state).close()
         clock = Clock(spec.get("profile_dir"), f"S{spec['subscribers']}-")
         sent_by: list[float] = []
         with contextlib.ExitStack() as undo:

@@ -314,3 +314,23 @@ def _processes_of(config: Path) -> list[int]:
             if str(config).encode() in cmdline:
                 found.append(int(entry.name))
     return found
+
+
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_values_nested_too_deeply_are_one_line_whichever_process_reads_them(
+    tmp_path: Path, httpserver: HTTPServer, size: str
+) -> None:
+    """tomllib recurses into nested arrays: thousands deep, a RecursionError, which was a
+    traceback (two, with the child's) and is now a one-line error naming the file."""
+    serve_listings(httpserver)
+    config = write_config(tmp_path, httpserver, None)
+    padding = ("# padding\n" * (FORK_AT // 10 + 1)) if size == "big" else ""
+    profiles = (
+        "deep = " + "[" * 5_000 + "]" * 5_000 + '\n[[subscribers]]\nemail = "a@example.org"\nall = true\n'
+    )
+    (tmp_path / "subscribers.toml").write_text(padding + profiles)
+    failed = digest("run", "--config", str(config), "--date", DATE, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr and "digest-readers" not in failed.stderr, failed.stderr[-3000:]
+    errors = [row for row in failed.stderr.splitlines() if row.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'subscribers.toml'}: invalid TOML: values nested too deeply"]
