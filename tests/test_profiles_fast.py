@@ -127,3 +127,12 @@ def test_a_problem_in_each_of_thousands_of_profiles_names_each_ones_line(tmp_pat
             lines[where - 1] == 'sources = ["nowhere"]' and lines[where - 3] == f'email = "r{n}@example.org"'
         )
         assert f"subscriber r{n}@example.org: sources: unknown source 'nowhere'" in problem
+
+
+def test_a_folder_given_as_the_subscribers_file_is_called_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_subscribers(tmp_path)
+    assert str(raised.value) == (
+        f"{tmp_path}: a folder, not a subscribers file; point --subscribers (or [subscribers] path "
+        "in digest.toml) at the file itself"
+    )

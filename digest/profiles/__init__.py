@@ -51,6 +51,11 @@ def load_subscribers(
     `hf_sources` those of them that are Hugging Face's (a `trending` profile needs one).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path}: a folder, not a subscribers file; point --subscribers (or [subscribers] path "
+            "in digest.toml) at the file itself"
+        )
     if not path.is_file():
         raise ConfigError(
             f"{path}: no such subscribers file; copy {EXAMPLE_NAME} to {path} and edit it, "
