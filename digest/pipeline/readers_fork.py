@@ -134,7 +134,7 @@ class ReadersFork:
         try:
             yield
         except DigestError:
-            self.readers()
+            self.ready()
             raise
 
     def _answer(self) -> list[Subscriber] | None:
