@@ -30,7 +30,7 @@ from test_run import DATE, serve_listings, state_bytes, write_config
 from werkzeug import Request, Response
 
 from bench import scenario
-from digest.config import load_settings
+from digest.config import Settings, load_settings
 from digest.core.errors import ConfigError
 from digest.core.models import Paper, Subscriber
 from digest.pipeline.readers import load_readers
@@ -44,16 +44,24 @@ def big_profiles(listing: list[Paper], count: int = 2_500) -> str:
     return text
 
 
+def big_settings(
+    tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, listing: list[Paper]
+) -> Settings:
+    """tests/test_run.py's digest.toml with a big subscribers.toml, in `tmp_path`, made the
+    current folder ([state] path and the subscribers file are relative to it)."""
+    config = write_config(tmp_path, httpserver, None)
+    (tmp_path / "subscribers.toml").write_text(big_profiles(listing))
+    monkeypatch.chdir(tmp_path)
+    return load_settings(config)
+
+
 def test_a_big_file_is_read_by_a_child_into_the_same_readers(
     tmp_path: Path,
     httpserver: HTTPServer,
     monkeypatch: pytest.MonkeyPatch,
     papers: list[Paper],  # noqa: F811
 ) -> None:
-    config = write_config(tmp_path, httpserver, None)
-    (tmp_path / "subscribers.toml").write_text(big_profiles(papers))
-    settings = load_settings(config)
-    monkeypatch.chdir(tmp_path)  # [state] path and the subscribers file are relative to it
+    settings = big_settings(tmp_path, httpserver, monkeypatch, papers)
     here = load_readers(settings, None)
     with ReadersFork(settings, None) as reading:
         assert reading.process is not None  # forked: the file is big
@@ -85,10 +93,7 @@ def test_a_child_killed_before_it_answers_costs_only_time(
     monkeypatch: pytest.MonkeyPatch,
     papers: list[Paper],  # noqa: F811
 ) -> None:
-    config = write_config(tmp_path, httpserver, None)
-    (tmp_path / "subscribers.toml").write_text(big_profiles(papers))
-    settings = load_settings(config)
-    monkeypatch.chdir(tmp_path)
+    settings = big_settings(tmp_path, httpserver, monkeypatch, papers)
     with ReadersFork(settings, None) as reading:
         assert reading.process is not None
         os.kill(reading.process.pid, signal.SIGKILL)

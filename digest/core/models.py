@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -214,6 +215,12 @@ class Subscriber:
                 del profile[key]
         canonical = json.dumps(profile, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(b"profile-v1\0" + canonical.encode()).hexdigest()[:32]
+
+
+# A reader as plain values, the way it crosses to another process (render workers, the profiles'
+# reader): its fields' values in the order `Subscriber(*values)` takes them, in one call.
+SUBSCRIBER_FIELDS = tuple(f.name for f in dataclasses.fields(Subscriber))
+subscriber_values = operator.attrgetter(*SUBSCRIBER_FIELDS)
 
 
 Field = Literal["title", "abstract", "keywords", "author", "category"]

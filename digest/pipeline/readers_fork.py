@@ -6,12 +6,13 @@ Helper for `daily.run`; no business logic. Two reasons, both measured at 100,000
 - Memory. Parsing subscribers.toml and validating it allocates ~230 MB of small objects, of which
   the `Subscriber`s keep about half. Read in the run's own process, the rest stays as freed memory
   the allocator keeps and the plan does not fill: 295 MB after loading. The child sends each
-  reader as the tuple of its fields, every string and tuple shared with the readers that have the
-  same one (a keyword a thousand readers wrote is pickled once, and is one object in the run):
-  133 MB after loading.
+  reader as the tuple of its fields, its lists of terms and its few words shared with the readers
+  that have the same ones (a keyword a thousand readers wrote is pickled once, and is one object
+  in the run): 131 MB after loading.
 - Time. The fetch waits on the network, and on a second core the profiles load meanwhile. The run
-  waits for them before it stores anything (`fetch_day`'s `before_store`), so bad profiles still
-  leave the state as it was; and an error the run meets before that (templates, the state, every
+  waits for them before it stores anything (`fetch_day`'s `before_store`), and before it opens a
+  state it would create or migrate (or a PostgreSQL one, whose lock may wait for another runner:
+  `daily._opened`), so bad profiles still leave the state as it was; and an error the run meets before that (templates, the state, every
   source down) waits for the profiles first, so a run still reports a profile error first
   (`first`), as it did when it read them before anything else.
 
@@ -19,7 +20,8 @@ The child reads the file and nothing else: the web readers (`readers.with_web_re
 by the run, from the state, which a forked copy of the process must not touch (SQLite's locks are
 the process's: a child's view of them is the parent's at the fork).
 
-A small file (under `FORK_AT` bytes) is read in the run's process: a fork is not worth it there.
+A small file (under `FORK_AT` bytes) is read in the run's process on enter, before anything else:
+a fork is not worth it there.
 A child that dies or answers what cannot be read costs only time: the run reads the file itself,
 and whatever goes wrong then is raised as it always was.
 """
@@ -27,10 +29,8 @@ and whatever goes wrong then is raised as it always was.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
-import operator
 import pickle
 import signal
 from collections.abc import Iterator
@@ -40,7 +40,7 @@ from typing import Any
 
 from digest.config import Settings
 from digest.core.errors import ConfigError, DigestError
-from digest.core.models import Subscriber
+from digest.core.models import SUBSCRIBER_FIELDS, Subscriber, subscriber_values
 from digest.core.speed import gc_paused
 from digest.pipeline.readers import Readers, toml_readers, with_web_readers
 from digest.profiles import subscribers_path_from
@@ -49,13 +49,11 @@ log = logging.getLogger("digest.readers")
 
 # subscribers.toml from this size (~1,800 readers, a quarter of a second to read) is read in a child
 FORK_AT = 512 * 1024
-_FIELDS = tuple(field.name for field in dataclasses.fields(Subscriber))
-_GET = operator.attrgetter(*_FIELDS)  # a reader's values in one call
-# What readers may have alike, by position in `_FIELDS`: their lists of terms, and a few words.
+# What readers may have alike, by position in `SUBSCRIBER_FIELDS`: their lists of terms, and a few words.
 # (A field left out is sent as it is, only not shared: values never change, only objects do.)
-_SHARED_LISTS = [_FIELDS.index(name) for name in ("keywords", "exclude", "authors", "categories", "sources", "like", "dislike")]  # fmt: skip
+_SHARED_LISTS = [SUBSCRIBER_FIELDS.index(name) for name in ("keywords", "exclude", "authors", "categories", "sources", "like", "dislike")]  # fmt: skip
 _SHARED_WORDS = [
-    _FIELDS.index(name) for name in ("empty", "language", "cadence", "weekday", "trending", "mode")
+    SUBSCRIBER_FIELDS.index(name) for name in ("empty", "language", "cadence", "weekday", "trending", "mode")
 ]
 
 
@@ -196,7 +194,7 @@ def _row(sub: Subscriber, shared: dict[Any, Any]) -> tuple[Any, ...]:
     """A reader's fields in `Subscriber(*row)` order, each value readers may share (their lists
     and their strings but the address, name and query) the one `shared` holds: pickle writes an
     object it has written once as a reference to it."""
-    row = list(_GET(sub))
+    row = list(subscriber_values(sub))
     for i in _SHARED_LISTS:
         if row[i]:
             known = shared.get(row[i])

@@ -36,7 +36,7 @@ from typing import Any
 
 from digest.config import Settings
 from digest.core.errors import DigestError
-from digest.core.models import Digest, Hit, Match, Subscriber
+from digest.core.models import Digest, Hit, Match, Subscriber, subscriber_values
 from digest.core.tldr import TldrBook
 from digest.deliver import OutgoingMessage
 from digest.deliver.sender import Job
@@ -62,10 +62,6 @@ class Recipe:
 # In a worker only: the run's papers (sent once, named by number in each recipe), its TL;DRs, its
 # own renderer, the settings it was forked with, and the run's builder of messages.
 _SHARED: dict[str, Any] = {}
-
-
-# A reader goes to a worker as its fields' values, in the order `Subscriber(*values)` takes them.
-_SUBSCRIBER_FIELDS = tuple(f.name for f in dataclasses.fields(Subscriber))
 
 
 def _shared(kind: str) -> Any:
@@ -161,7 +157,7 @@ class RenderWorkers:
         return (
             recipe.builder.date,
             recipe.message_id,
-            tuple([getattr(sub, name) for name in _SUBSCRIBER_FIELDS]),
+            subscriber_values(sub),
             digest.date,
             digest.total_matched,
             dict(digest.similar),
