@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import email
 import email.policy
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from smtp_servers import (
 
 from digest.config import Settings, SmtpConfig
 from digest.core.models import RenderedEmail, Subscriber
-from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, printable
+from digest.deliver import ConnectionFailure, Outcome, OutgoingMessage, dot_lines, printable
 from digest.deliver.message import build_message
 from digest.deliver.outbox import OutboxTransport, eml_name
 from digest.deliver.smtp import SmtpTransport, data_content
@@ -310,6 +311,61 @@ def test_data_content_stuffs_dots_and_normalises_line_endings():
     assert data_content(b".first\r\nlast") == b"..first\r\nlast\r\n.\r\n"
     assert data_content(b"bare\nlf\r.x\n") == b"bare\r\nlf\r\n..x\r\n.\r\n"
     assert data_content(b"") == b"\r\n.\r\n"
+
+
+def test_dots_found_when_built_give_the_same_data_without_reading_the_message():
+    """`dot_lines` (the render worker's) and `data_content` with them equal `data_content` alone,
+    for any bytes: CRLF, bare CR or LF, dots at the start, at the end, doubled, none."""
+    rng = random.Random(20)
+    cases = [
+        b"a\r\n.b\r\n..c\r\n",
+        b".first\r\n",
+        b".\r\n",
+        b"\r\n",
+        b"x\r\n.\r\n.\r\n",
+        b"bare\nlf\r\n",
+        b"",
+    ]
+    pieces = [b".", b"..", b"\r\n", b"a", b"\r", b"\n"]
+    for _ in range(3000):  # mostly CRLF throughout; a bare CR or LF in some
+        some = pieces if rng.random() < 0.3 else pieces[:4]
+        cases.append(
+            b"".join(rng.choice(some) for _ in range(rng.randrange(0, 20))) + rng.choice([b"", b"\r\n"])
+        )
+    found = 0
+    for data in cases:
+        dots = dot_lines(data)
+        if dots is None:  # not CRLF throughout: DATA normalises it first, as before
+            assert (
+                b"\n" in data.replace(b"\r\n", b"")
+                or b"\r" in data.replace(b"\r\n", b"")
+                or not data.endswith(b"\r\n")
+            )
+            continue
+        found += 1
+        assert [
+            i for i in range(len(data)) if data[i : i + 1] == b"." and (i == 0 or data[i - 2 : i] == b"\r\n")
+        ] == list(dots)
+        assert data_content(data, dots) == data_content(data)
+    assert found > 100
+    assert dot_lines(b"a\r\n.b\r\n..c\r\n") == (3, 7)
+
+
+def test_a_built_message_whose_lines_start_with_dots_arrives_exactly():
+    """MJML's CSS puts lines that start with "." in the 7-bit HTML part: `build_message` finds them,
+    and the transport doubles exactly those."""
+    html = "<html><head><style>\n.mj-column { width:100% }\n</style></head><body>\n.\n..two\n</body></html>"
+    msg = build_message(
+        dataclasses.replace(RENDERED, html=html), Subscriber(email="ada@example.org"), SETTINGS,
+        date=NOW.date(), key=b"k", now=NOW,
+    )  # fmt: skip
+    assert msg.dots is not None and len(msg.dots) == 3
+    assert msg.dots == dot_lines(msg.data)
+    with smtp_server(AcceptAll()) as (host, port, handler):
+        (outcome,) = asyncio.run(send_many(plain(host, port), [msg]))
+        assert handler.wait_for(1)
+    assert outcome.status == "sent"
+    assert handler.received[0].raw == msg.data
 
 
 def test_any_bytes_arrive_as_they_were_sent():

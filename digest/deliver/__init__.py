@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from types import TracebackType
 from typing import Literal, Protocol, Self
@@ -66,6 +66,9 @@ class OutgoingMessage:
 
     `data` has CRLF line endings and is not dot-stuffed (that is the SMTP transport's job).
     `sender` and `recipient` are the addr-specs of From and To, for MAIL FROM and RCPT TO.
+    `dots`, when known (`dot_lines`), are where `data`'s lines that start with "." start: the SMTP
+    transport doubles those dots without reading the whole message again. `build_message` finds
+    them, in the render workers; the run's event loop, which drives every connection, does not.
     """
 
     sender: str
@@ -73,6 +76,7 @@ class OutgoingMessage:
     message_id: str  # "<...@domain>", as in the Message-ID header
     date: dt.datetime  # as in the Date header
     data: bytes
+    dots: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def smtputf8(self) -> bool:
@@ -88,6 +92,20 @@ class OutgoingMessage:
     def as_bytes(self, policy: object = None) -> bytes:
         """`data`, under the name callers of the `EmailMessage` this replaced used (policy is moot)."""
         return self.data
+
+
+def dot_lines(data: bytes) -> tuple[int, ...] | None:
+    """The offset of each line of `data` that starts with ".", which DATA doubles; None unless
+    every line ending in `data` is CRLF and it ends with one (DATA then normalises it first)."""
+    crlf = data.count(b"\r\n")
+    if not data.endswith(b"\r\n") or data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        return None
+    found = [0] if data.startswith(b".") else []
+    at = data.find(b"\r\n.")
+    while at >= 0:
+        found.append(at + 2)
+        at = data.find(b"\r\n.", at + 3)
+    return tuple(found)
 
 
 class ConnectionFailure(SendError):

@@ -47,7 +47,7 @@ from digest.config import Settings
 from digest.core.addresses import addr_spec, domain_of, sanitize_header, sender_address
 from digest.core.models import RenderedEmail, Subscriber
 from digest.core.tokens import FEEDBACK_DIRECTIONS, feedback_token, timed_token, unsubscribe_token
-from digest.deliver import OutgoingMessage
+from digest.deliver import OutgoingMessage, dot_lines
 
 __all__ = [
     "POLICY",
@@ -194,7 +194,9 @@ def build_message(
             f"\r\n--{boundary}--\r\n".encode(),
         )
     )
-    return OutgoingMessage(sender=sender, recipient=recipient, message_id=message_id, date=now, data=data)
+    return OutgoingMessage(
+        sender=sender, recipient=recipient, message_id=message_id, date=now, data=data, dots=dot_lines(data)
+    )
 
 
 # formataddr's rule: a display name with any of these is quoted.

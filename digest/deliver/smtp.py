@@ -207,7 +207,7 @@ class SmtpTransport:
         try:
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost")
-            protocol.write(data_content(message.data))
+            protocol.write(data_content(message.data, message.dots))
             response = await protocol.read_response(timeout=self.config.timeout)
         except _LOST as exc:
             slot.drop()
@@ -332,14 +332,16 @@ def _is_cert_error(exc: BaseException | None) -> bool:
     return False
 
 
-def data_content(data: bytes) -> bytes:
+def data_content(data: bytes, dots: tuple[int, ...] | None = None) -> bytes:
     """`data` as DATA carries it: CRLF line endings, a "." doubled at the start of a line, and the
     closing ".".
 
-    aiosmtplib does this with two regular expressions over the whole message, about a millisecond
-    for a 60 KB digest; with the CRLF line endings `build_message` writes, a few passes of
-    `bytes.count` and `bytes.replace` (C, memchr speed) give the same bytes.
+    aiosmtplib does this with two regular expressions, ~1 ms for a 60 KB digest; `bytes.count` and
+    `bytes.replace` give the same bytes in ~0.1 ms; given `dots` (`OutgoingMessage.dots`), ~5 µs.
     """
+    if dots is not None:  # the render worker read the message already: just copy it, once
+        view = memoryview(data)
+        return b".".join([view[a:b] for a, b in zip((0, *dots), (*dots, len(data)), strict=True)]) + b".\r\n"
     crlf = data.count(b"\r\n")
     if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare CR or LF somewhere
         data = normalize_message_line_endings(data)
