@@ -210,6 +210,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             undo.enter_context(clock)
             undo.callback(clock_stage_start(sent_by))
             sink_cpu, start, cpu = sink.cpu(), time.perf_counter(), time.process_time()
+            reaped = _children_cpu()
             stage = lambda: clock.active[-1] if clock.active else "between stages"  # noqa: E731
             with Uss({c.pid for c in psutil.Process().children()}, stage) as uss:
                 summary = pipeline.run(
@@ -217,17 +218,21 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                     transport=httpx.HTTPTransport(),
                 )  # fmt: skip
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            # the run's children, all ended with it: the render worker, the profiles' child, the
+            # publish worker (the sink and the listings' server are still running: not counted)
+            children_cpu = _children_cpu() - reaped
         sink_cpu = sink.cpu() - sink_cpu
         rss, children = peak_rss_mb(), children_peak_mb()
         accepted = sink.count()[0]
-        raw_wall, raw_kb, mean_kb = 0.0, 0.0, 0.0
+        raw_wall, raw_kb, mean_kb, raw_cpu, raw_sink = 0.0, 0.0, 0.0, 0.0, 0.0
         if accepted:
             mean_kb = int(sink.ask("bytes")) / accepted / 1024
             raw_kb = int(sink.ask(f"typical {work / 'typical.eml'}")) / 1024
             payload = (work / "typical.eml").read_bytes()
-            raw_start = time.perf_counter()
+            raw_start, raw_cpu, raw_sink = time.perf_counter(), time.process_time(), sink.cpu()
             asyncio.run(raw_send(sink.host, sink.port, payload, accepted))
             raw_wall = time.perf_counter() - raw_start
+            raw_cpu, raw_sink = time.process_time() - raw_cpu, sink.cpu() - raw_sink
     feeds = work / "public" / "feeds"
     to_sent = (sent_by[0] - start) if sent_by else wall
     return {
@@ -239,6 +244,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu": cpu,
         "to_sent": to_sent,
         "sink_cpu": sink_cpu,
+        "children_cpu": children_cpu,
+        "raw_cpu": raw_cpu,
+        "raw_sink_cpu": raw_sink,
         "sent": summary.sent,
         "accepted": accepted,
         "failed": len(summary.failed),
@@ -259,6 +267,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "timeline": clock.timeline,
         "timings": summary.timings,
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (and been waited for)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def clock_stage_start(sent_by: list[float]) -> Callable[[], None]:
@@ -355,7 +369,8 @@ def line(r: dict[str, Any]) -> str:
     walls = ", ".join(f"{k} {v:.1f}" for k, v in stage_walls(r).items())
     return (
         f"S={r['subscribers']:,}: wall {r['wall']:.1f} s (to sent {r['to_sent']:.1f} s, cpu {r['cpu']:.1f} s, "
-        f"sink cpu {r['sink_cpu']:.1f} s), raw {r['raw_wall']:.1f} s for {r['accepted']:,} x {r['raw_kb']:.1f} KB: "
+        f"sink cpu {r['sink_cpu']:.1f} s, children cpu {r['children_cpu']:.1f} s), raw {r['raw_wall']:.1f} s "
+        f"(client cpu {r['raw_cpu']:.1f} s, sink cpu {r['raw_sink_cpu']:.1f} s) for {r['accepted']:,} x {r['raw_kb']:.1f} KB: "
         f"{r['ratio_to_sent']:.2f}x to sent, {r['ratio_wall']:.2f}x whole; rss {r['peak_rss_mb']:.0f} MB "
         f"(+ worker uss {r['children_peak_uss_mb']:.0f} MB, together {r['together_peak_mb']:.0f} MB); "
         f"{r['private_feeds']:,} private feeds; load {r['load']}; stages: {walls}"

@@ -20,6 +20,7 @@ from digest.config import Settings, load_settings
 from digest.core.errors import ConfigError, SendError
 from digest.core.models import RenderedEmail, Subscriber
 from digest.core.tokens import verify_unsubscribe
+from digest.deliver import dot_lines
 from digest.deliver.message import OutgoingMessage, build_message, message_domain, sanitize_header
 
 KEY = b"test-key"
@@ -63,6 +64,8 @@ def roundtrip(msg: OutgoingMessage) -> EmailMessage:
     assert str(parsed["Message-ID"]) == msg.message_id
     assert [a.addr_spec for a in parsed["From"].addresses] == [msg.sender]
     assert [a.addr_spec for a in parsed["To"].addresses] == [msg.recipient]
+    # CRLF throughout, and the dots SMTP must double are where build_message found them
+    assert msg.dots is not None and msg.dots == dot_lines(msg.data)
     return parsed
 
 
@@ -333,6 +336,20 @@ def test_any_html_arrives_as_the_same_html(html):
         assert got.isascii() and _same_html(got, want)
     else:
         assert got == want
+
+
+@pytest.mark.parametrize(
+    "html", [".first\n.mj-column { width:100% }\n<p>x</p>", "<p>\n..\n.</p>", "." * 1200 + " ."]
+)
+def test_the_html_lines_that_start_with_a_dot_are_found_where_they_are(html):
+    """The lines DATA dot-stuffs are found by build_message (in the render worker), in the HTML
+    part alone: the text part is quoted-printable ("=2E"), the headers start with names."""
+    msg = build(rendered=RenderedEmail(subject=". s", html=html, text=".t\n..u"))
+    rich = list(roundtrip(msg).iter_parts())[1]  # checks `dots` against the whole message
+    assert msg.dots is not None and all(msg.data[i : i + 1] == b"." for i in msg.dots)
+    assert len(msg.dots) == (
+        html.count("\n.") + html.startswith(".") if rich["Content-Transfer-Encoding"] == "7bit" else 0
+    )
 
 
 def test_bare_carriage_returns_and_no_final_newline_are_normalised():

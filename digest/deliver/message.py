@@ -185,17 +185,17 @@ def build_message(
         'Content-Type: text/html; charset="utf-8"\r\n'
         f"Content-Transfer-Encoding: {html_encoding}\r\n\r\n"
     )
-    data = b"".join(
-        (
-            "\r\n".join(head).encode(),  # ASCII, or UTF-8 where an address is not ASCII (SMTPUTF8)
-            _quoted_printable(rendered.text),
-            middle.encode(),
-            html,
-            f"\r\n--{boundary}--\r\n".encode(),
-        )
+    before_html = (
+        "\r\n".join(head).encode(),  # ASCII, or UTF-8 where an address is not ASCII (SMTPUTF8)
+        _quoted_printable(rendered.text),
+        middle.encode(),
     )
+    data = b"".join((*before_html, html, f"\r\n--{boundary}--\r\n".encode()))
+    # Every line ends in CRLF, and only the 7-bit HTML can start one with "." (header lines start
+    # with a name or a fold's space, quoted-printable writes "=2E"): the dots are looked for there.
+    dots = dot_lines(data, sum(map(len, before_html)), crlf=True)
     return OutgoingMessage(
-        sender=sender, recipient=recipient, message_id=message_id, date=now, data=data, dots=dot_lines(data)
+        sender=sender, recipient=recipient, message_id=message_id, date=now, data=data, dots=dots
     )
 
 
