@@ -123,8 +123,13 @@ class _Cursor(sqlite3.Cursor):
     connection: _Connection
 
     def execute(self, sql: str, parameters: Any = (), /) -> Self:
-        with self.connection.errors():
+        # store_errors() spelt out, as in __next__: the sender runs seven statements a message
+        try:
             return super().execute(sql, parameters)
+        except _BUGS:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(describe(exc, self.connection.path, opening=self.connection.opening)) from exc
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Self:
         with self.connection.errors():
