@@ -387,6 +387,7 @@ def test_printable_makes_any_server_text_safe_to_store_and_show():
     assert printable("lone \ud800 surrogate") == "lone ? surrogate"
     assert printable("red \x1b[31m\r\nnext\u202eline\x00") == "red [31m next line"
     assert printable("x" * 10_000) == "x" * 499 + "…"
+    assert printable(" 250  2.0.0 Ok:\u00a0queued ") == "250 2.0.0 Ok: queued"  # printable, or a space
     assert printable("x" * 10_000).encode("utf-8")  # and every result encodes
 
 

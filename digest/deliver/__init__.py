@@ -39,7 +39,9 @@ def printable(text: str, limit: int = _REPLY_CHARS) -> str:
     except UnicodeEncodeError:  # a surrogate surrogateescape did not make
         raw = text.encode("utf-8", "replace")
     decoded = raw.decode("utf-8", "replace")
-    shown = " ".join("".join(c if c.isprintable() else " " for c in decoded).split())
+    if not decoded.isprintable():  # what servers send is (a reply a message): no pass per character
+        decoded = "".join(c if c.isprintable() else " " for c in decoded)
+    shown = " ".join(decoded.split())
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 

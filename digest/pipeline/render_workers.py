@@ -225,6 +225,8 @@ def _serve(settings: Settings, recipes: Connection, conn: Connection, inherited:
     os.closerange(low + 1, high)
     os.closerange(high + 1, os.sysconf("SC_OPEN_MAX"))
     gc.freeze()
+    with contextlib.suppress(Exception):  # its templates compiled while the run fetches and plans
+        _SHARED["renderer"] = EmailRenderer(settings)  # (the run checked them: this never fails)
     try:
         while True:
             message = pickle.loads(recipes.recv_bytes())
