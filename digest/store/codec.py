@@ -14,17 +14,32 @@ Why each form (a year of the full arXiv listing and 1,000 readers, bench/state_g
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import lzma
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from digest.core.models import Paper
 
 _ARXIV = re.compile(r"\d{4}\.\d{5}", re.ASCII)  # ASCII digits only, as the migration's GLOB
 _LZMA_PRESET = 2
+CHUNK = 500  # ids per "IN (...)" query, well below SQLite's limit on parameters
+
+
+def iso(now: dt.datetime) -> str:
+    """A moment as the state keeps it: UTC, to the second."""
+    return now.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def chunked(ids: Iterable[str]) -> Iterator[tuple[list[str], str]]:
+    """`ids` in slices of CHUNK, each with its "?,?,…" placeholders."""
+    ids = list(ids)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def paper_key(paper_id: str) -> int | str:

@@ -14,9 +14,9 @@ from typing import Any, NamedTuple
 
 from digest.core.models import Delivery, Suppression
 from digest.core.status import DeliveryStatus, SuppressionKind
-from digest.store.codec import pack_json, unpack_json
+from digest.store.codec import CHUNK, chunked, iso, pack_json, unpack_json
 from digest.store.retention import EPOCH as _EPOCH
-from digest.store.sqlite import CHUNK, SqliteState, chunked, iso
+from digest.store.sqlite import SqliteState
 
 _DELIVERY = "SELECT date, email, status, attempts, reply, message_id, papers FROM deliveries"
 # not finished, and not given up on: sent again by a later run (unknown ones only when asked)

@@ -42,11 +42,11 @@ from digest.config.urls import redacted
 from digest.core.errors import LockedError, StoreError
 from digest.core.status import DeliveryStatus
 from digest.store import pg_schema
+from digest.store.codec import iso
 from digest.store.ledger import LedgerStore
 from digest.store.pg_connection import PgConnection
 from digest.store.queue import QueueStore
 from digest.store.retention import Shrink, epoch_day
-from digest.store.sqlite import iso
 
 # Advisory lock spaces (the first of the two int4 keys); the second is 0, a day, or a runner.
 _PLAN, _DAY, _RUNNER, _MIGRATE = 0x64670001, 0x64670002, 0x64670003, 0x64670004

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from digest.core.models import Paper
-from digest.store.codec import pack_papers, unpack_papers
+from digest.store.codec import chunked, iso, pack_papers, unpack_papers
 from digest.store.retention import epoch_day
-from digest.store.sqlite import SqliteState, chunked, iso
+from digest.store.sqlite import SqliteState
 
 
 class Feedback(NamedTuple):

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 from digest.core.errors import StoreError
 from digest.core.status import DeliveryStatus
-from digest.store.codec import bitmap, members, unpack_json
-from digest.store.sqlite import SqliteState, chunked, iso
+from digest.store.codec import bitmap, chunked, iso, members, unpack_json
+from digest.store.sqlite import SqliteState
 
 EPOCH = dt.date(1970, 1, 1)
 _FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED)

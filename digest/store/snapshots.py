@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from digest.core.models import CachedResponse, FetchResult, Paper, Seen
 from digest.core.status import RunStatus
-from digest.store.codec import pack_body, pack_papers, paper_id, unpack_body, unpack_papers
+from digest.store.codec import chunked, iso, pack_body, pack_papers, paper_id, unpack_body, unpack_papers
 from digest.store.retention import EPOCH, epoch_day
-from digest.store.sqlite import SqliteState, chunked, iso
+from digest.store.sqlite import SqliteState
 
 
 class SnapshotStore(SqliteState):

@@ -27,19 +27,6 @@ from digest.store import codec
 # The primary result codes (the low byte of the extended code Python reports).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _PERM, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 3, 26
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
-CHUNK = 500  # ids per "IN (...)" query, well below SQLite's limit on parameters
-
-
-def iso(now: dt.datetime) -> str:
-    return now.astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
-def chunked(ids: Iterable[str]) -> Iterator[tuple[list[str], str]]:
-    """`ids` in slices of CHUNK, each with its "?,?,…" placeholders."""
-    ids = list(ids)
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        yield chunk, ",".join("?" * len(chunk))
 
 
 def _writable(path: Path) -> bool:
@@ -123,13 +110,12 @@ class _Cursor(sqlite3.Cursor):
     connection: _Connection
 
     def execute(self, sql: str, parameters: Any = (), /) -> Self:
-        # store_errors() spelt out, as in __next__: the sender runs seven statements a message
-        try:
+        try:  # store_errors() spelt out, as in __next__: the sender runs seven statements a message
             return super().execute(sql, parameters)
         except _BUGS:
             raise
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(describe(exc, self.connection.path, opening=self.connection.opening)) from exc
+            raise self._failed(exc) from exc
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Self:
         with self.connection.errors():
@@ -142,7 +128,10 @@ class _Cursor(sqlite3.Cursor):
         except _BUGS:
             raise
         except sqlite3.Error as exc:
-            raise StoreError(describe(exc, self.connection.path, opening=self.connection.opening)) from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: BaseException) -> StoreError:
+        return StoreError(describe(exc, self.connection.path, opening=self.connection.opening))
 
     def fetchone(self) -> Any:
         with self.connection.errors():

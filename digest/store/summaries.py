@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from digest.core.tldr import Tldr
+from digest.store.codec import chunked
 from digest.store.retention import epoch_day
-from digest.store.sqlite import SqliteState, chunked
+from digest.store.sqlite import SqliteState
 
 
 class SummaryRow(NamedTuple):

@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from digest.store.sqlite import SqliteState, iso
+from digest.store.codec import iso
+from digest.store.sqlite import SqliteState
 
 
 class WebReader(NamedTuple):
