@@ -124,11 +124,19 @@ def test_killed_after_the_servers_250_before_the_commit_is_unknown_not_resent(
             # and commit 'sent' with the next message's 'sending'.)
             if event == "data_end" and server.counts["data_end"] == 1:
                 os.kill(proc.pid, signal.SIGSTOP)
+                stopped_by = time.monotonic() + 5
+                while Path(f"/proc/{proc.pid}/stat").read_text().split(")")[-1].split()[0] != "T":
+                    assert time.monotonic() < stopped_by, "the run did not stop"
+                    time.sleep(0.001)
             if event == "replied" and server.counts["replied"] == 1:
                 os.kill(proc.pid, signal.SIGKILL)
 
         server.on_event = on_event
-        proc.communicate(timeout=60)
+        try:
+            proc.communicate(timeout=60)
+        finally:  # a stopped run that was never killed must not outlive the test
+            proc.kill()
+            proc.communicate()
         assert proc.returncode == -signal.SIGKILL
         server.on_event = None
         assert statuses(tmp_path) == Counter({"sending": 1, "pending": 2})

@@ -233,7 +233,8 @@ def _serve(settings: Settings, recipes: Connection, conn: Connection, inherited:
             if message[0] == "start":
                 _, papers, tldrs, builder = message
                 _SHARED.update(papers=papers, tldrs=tldrs, settings=settings)
-                _SHARED.setdefault("renderer", EmailRenderer(settings))
+                if "renderer" not in _SHARED:  # (setdefault would build one each time)
+                    _SHARED["renderer"] = EmailRenderer(settings)
                 _SHARED["builder"] = pickle.loads(builder) if builder is not None else None
                 continue
             position, flat = message
