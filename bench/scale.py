@@ -370,7 +370,7 @@ def line(r: dict[str, Any]) -> str:
     return (
         f"S={r['subscribers']:,}: wall {r['wall']:.1f} s (to sent {r['to_sent']:.1f} s, cpu {r['cpu']:.1f} s, "
         f"sink cpu {r['sink_cpu']:.1f} s, children cpu {r['children_cpu']:.1f} s), raw {r['raw_wall']:.1f} s "
-        f"(client cpu {r['raw_cpu']:.1f} s, sink cpu {r['raw_sink_cpu']:.1f} s) for {r['accepted']:,} x {r['raw_kb']:.1f} KB: "
+        f"(client cpu {r['raw_cpu']:.1f} s, raw sink cpu {r['raw_sink_cpu']:.1f} s) for {r['accepted']:,} x {r['raw_kb']:.1f} KB: "
         f"{r['ratio_to_sent']:.2f}x to sent, {r['ratio_wall']:.2f}x whole; rss {r['peak_rss_mb']:.0f} MB "
         f"(+ worker uss {r['children_peak_uss_mb']:.0f} MB, together {r['together_peak_mb']:.0f} MB); "
         f"{r['private_feeds']:,} private feeds; load {r['load']}; stages: {walls}"

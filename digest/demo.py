@@ -101,6 +101,8 @@ def run_demo(out: Path, *, base_url: str = DEMO_BASE_URL) -> Iterator[str]:
     settings = demo_settings(out, base_url)
     subscribers = example_subscribers()
     yield f"digest demo: two days of real listings, the profiles in {subscribers.name}, everything under {out}"
+    if settings.state.exists():  # a run of a date it sent sends nothing again: say why it is quiet
+        yield f"(an earlier demo's state is in {out}: what it sent is not sent again; delete it or use --out to start over)"
     for index, day in enumerate(DAYS):
         now = dt.datetime.combine(day, dt.time(7, 0), tzinfo=dt.UTC)
         summary = run(

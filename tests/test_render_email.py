@@ -318,6 +318,19 @@ def test_hostile_text_is_escaped_everywhere() -> None:
     assert "Subject: injected" in title_line  # the title stays on one line
 
 
+def test_text_direction_overrides_never_reach_the_email() -> None:
+    """A reader's name (a web reader can set one) or a title with a bidi override would show its
+    text reversed: they become spaces, like control characters."""
+    r = EmailRenderer(Settings(delivery={"subject": "{count} papers for {name}"}))  # type: ignore[arg-type]
+    reader = Subscriber(email="e@example.org", name="\U0001f999 Llama \u202efan\u2066")
+    paper = dataclasses.replace(HOSTILE, title="Attention \u202eis all\u2069 you need")
+    out = r.render(Digest(reader, DATE, (Match(paper, 1.0),)), links())
+    for part in (out.html, out.text, out.subject, out.preheader):
+        assert not re.search("[\u202a-\u202e\u2066-\u2069]|&#82(3[4-8]);|&#(8294|8295|8296|8297);", part)
+    assert "Llama  fan" in out.subject or "Llama fan" in out.subject
+    assert "Attention  is all" in out.html or "Attention is all" in out.html
+
+
 # -- templates and errors ---------------------------------------------------------------------------
 def test_user_template_overrides_by_name(tmp_path: Path) -> None:
     (tmp_path / "digest.txt.j2").write_text("Hello {{ subscriber.name }}: {{ count }} <raw>\n")

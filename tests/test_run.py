@@ -346,6 +346,16 @@ def test_demo_runs_offline_and_writes_emails_and_site(tmp_path: Path) -> None:
     assert "day 2" in result.stdout and "digest.example.toml" in result.stdout
 
 
+def test_demo_run_again_in_the_same_folder_says_why_it_sends_nothing(tmp_path: Path) -> None:
+    first = digest("demo", "--out", str(tmp_path / "demo"), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "earlier demo" not in first.stdout
+    again = digest("demo", "--out", str(tmp_path / "demo"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "an earlier demo's state is in" in again.stdout and "0 digests written" in again.stdout
+    assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) == 8  # nobody got a second copy
+
+
 def test_demo_ignores_the_environment_of_the_real_digest(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DIGEST_SMTP__PORT=abc\n")  # a deployment's .env, say
     env = {"DIGEST_SECRET": "", "DIGEST_SOURCES": "garbage", "DIGEST_SMTP__HOST": "mail.example.org"}

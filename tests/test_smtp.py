@@ -349,6 +349,13 @@ def test_dots_found_when_built_give_the_same_data_without_reading_the_message():
         assert data_content(data, dots) == data_content(data)
     assert found > 100
     assert dot_lines(b"a\r\n.b\r\n..c\r\n") == (3, 7)
+    # dots that do not fit the data (a message changed after they were found) are not trusted
+    assert (
+        data_content(b"a\r\nb\r\n.c\r\n", (3,))
+        == data_content(b"a\r\nb\r\n.c\r\n")
+        == b"a\r\nb\r\n..c\r\n.\r\n"
+    )
+    assert data_content(b"a\r\n.b", (3,)) == b"a\r\n..b\r\n.\r\n"
 
 
 def test_a_built_message_whose_lines_start_with_dots_arrives_exactly():

@@ -339,8 +339,8 @@ def data_content(data: bytes, dots: tuple[int, ...] | None = None) -> bytes:
     aiosmtplib does this with two regular expressions, ~1 ms for a 60 KB digest; `bytes.count` and
     `bytes.replace` give the same bytes in ~0.1 ms; given `dots` (`OutgoingMessage.dots`), ~5 µs.
     """
-    if dots is not None:  # the render worker read the message already: just copy it, once
-        view = memoryview(data)
+    if dots is not None and data.endswith(b"\r\n") and all(data[i : i + 1] == b"." for i in dots):
+        view = memoryview(data)  # the render worker read the message already: just copy it, once
         return b".".join([view[a:b] for a, b in zip((0, *dots), (*dots, len(data)), strict=True)]) + b".\r\n"
     crlf = data.count(b"\r\n")
     if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare CR or LF somewhere

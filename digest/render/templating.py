@@ -245,8 +245,12 @@ def render(template: jinja2.Template, context: dict[str, Any]) -> str:
 # C0 controls, DEL, C1 controls, the XML non-characters and lone surrogates: each becomes one
 # space, so that match offsets into the original text stay valid. What templates print keeps its
 # newlines and tabs (the text part is laid out with them).
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
-_OUTPUT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+# Also the bidi embeddings, overrides and isolates (U+202A-202E, U+2066-2069): a name or a title
+# with one could show its text reversed ("Trojan Source"), in the reader's mail and feeds alike.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff\ud800-\udfff]")
+_OUTPUT_CONTROL_RE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff\ud800-\udfff]"
+)
 _SPACES = re.compile(r"\s+")
 
 
