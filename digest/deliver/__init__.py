@@ -39,7 +39,7 @@ def printable(text: str, limit: int = _REPLY_CHARS) -> str:
     except UnicodeEncodeError:  # a surrogate surrogateescape did not make
         raw = text.encode("utf-8", "replace")
     decoded = raw.decode("utf-8", "replace")
-    if not decoded.isprintable():  # what servers send is (a reply a message): no pass per character
+    if not decoded.isprintable():  # a server's reply nearly always is: then no pass per character
         decoded = "".join(c if c.isprintable() else " " for c in decoded)
     shown = " ".join(decoded.split())
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -1,5 +1,6 @@
 """How the state packs what it keeps in the `[state] keep_days` window and past it: compressed
-JSON, a day's papers in one block, reader sets as bitmaps, arXiv ids as integers. No SQL.
+JSON, a day's papers in one block, reader sets as bitmaps, arXiv ids as integers; and how every
+table module writes a moment (`iso`) and slices ids for "IN (...)" (`chunked`). No statements.
 
 Why each form (a year of the full arXiv listing and 1,000 readers, bench/state_growth.py):
 - a day's papers compress to 0.45 KB a paper as one lzma block (level 2: a quarter of a second
