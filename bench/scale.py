@@ -367,8 +367,10 @@ def stage_walls(r: dict[str, Any], key: str = "wall") -> dict[str, float]:
 
 def line(r: dict[str, Any]) -> str:
     walls = ", ".join(f"{k} {v:.1f}" for k, v in stage_walls(r).items())
+    sending = r["stages"].get("send", {}).get("cpu", 0.0)  # the run's process: its event loop
+    per_message = f", loop {sending / r['sent'] * 1000:.2f} ms a message" if r["sent"] else ""
     return (
-        f"S={r['subscribers']:,}: wall {r['wall']:.1f} s (to sent {r['to_sent']:.1f} s, cpu {r['cpu']:.1f} s, "
+        f"S={r['subscribers']:,}: wall {r['wall']:.1f} s (to sent {r['to_sent']:.1f} s, cpu {r['cpu']:.1f} s{per_message}, "
         f"sink cpu {r['sink_cpu']:.1f} s, children cpu {r['children_cpu']:.1f} s), raw {r['raw_wall']:.1f} s "
         f"(client cpu {r['raw_cpu']:.1f} s, raw sink cpu {r['raw_sink_cpu']:.1f} s) for {r['accepted']:,} x {r['raw_kb']:.1f} KB: "
         f"{r['ratio_to_sent']:.2f}x to sent, {r['ratio_wall']:.2f}x whole; rss {r['peak_rss_mb']:.0f} MB "
