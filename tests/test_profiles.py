@@ -104,6 +104,20 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
     assert f"{path}:2:" in str(info.value)
 
 
+
+def test_the_file_is_toml_1_1_and_its_errors_still_name_the_line(tmp_path: Path) -> None:
+    """tomli reads TOML 1.1: an inline table over several lines, ending in a comma."""
+    path = write(
+        tmp_path,
+        'subscribers = [\n  {\n    email = "a@example.org",\n    keywords = ["LLM"],\n  },\n]\n',
+    )
+    [sub] = load_subscribers(path, source_names=SOURCES)
+    assert (sub.email, sub.keywords) == ("a@example.org", ("LLM",))
+    assert problems(tmp_path, '[[subscribers]]\nemail = "a@example.org"\nkeywords = ["x" "y"]\n') == [
+        "subscribers.toml:3: invalid TOML: Unclosed array (column 17)"
+    ]
+
+
 BAD = """\
 [[subscribers]]
 email = "ada@example.org"

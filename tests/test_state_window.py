@@ -26,7 +26,7 @@ from digest.profiles import load_subscribers
 from digest.render.views import Views
 from digest.sources.arxiv import parse_arxiv_rss
 from digest.store import MIGRATIONS, Store
-from digest.store.codec import bitmap, members, paper_id, paper_key, unpack_json
+from digest.store.codec import bitmap, members, pack_json, paper_id, paper_key, unpack_json
 
 D1 = dt.date(2027, 3, 1)
 NOW = dt.datetime(2027, 3, 1, 7, tzinfo=dt.UTC)
@@ -45,6 +45,19 @@ def test_bitmaps_hold_exactly_their_members() -> None:
     for numbers in ([], [0], [1, 7, 8, 9, 1000], list(range(0, 5000, 3))):
         assert members(bitmap(numbers)) == sorted(numbers)
     assert len(bitmap(range(1, 1001))) == 126  # 1,000 readers sent a digest: 126 bytes
+
+
+def test_compressed_json_round_trips_and_reads_every_older_form() -> None:
+    value = [0.5, "Schrödinger 🐈", {"near": ["Ünïcode “quotes”", 0.25]}, None, 2**40]
+    packed = pack_json(value)
+    assert packed[:1] == b"x" and unpack_json(packed) == value  # zlib-compressed, read back the same
+    assert len(zlib.decompress(packed)) < len(json.dumps(value))  # compact UTF-8, not \u escapes
+    # rows written by json.dumps before: compressed or plain text, NaN among them
+    old = json.dumps([float("nan"), "é", 1.5])
+    for form in (zlib.compress(old.encode()), old, old.encode()):
+        got = unpack_json(form)
+        assert got[0] != got[0] and got[1:] == ["é", 1.5]
+    assert unpack_json(b'{"a":[1,2]}') == {"a": [1, 2]}
 
 
 def _schema_8_state(path: Path, papers: list[Paper]) -> None:

