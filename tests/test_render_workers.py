@@ -5,6 +5,7 @@ never wait on the run while it waits on them (large recipes one way, large messa
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import re
 import subprocess
 import sys
@@ -53,6 +54,9 @@ def test_early_workers_build_the_messages_the_run_builds(
             there = asyncio.run(rendered(pool))
         assert pool.early is early and not pool.broken  # the early worker built every one
         workers = list(early.procs)
+        if hasattr(fcntl, "F_GETPIPE_SZ"):  # Linux: each pipe holds many ~50 KB messages, each written whole
+            sizes = [fcntl.fcntl(c.fileno(), fcntl.F_GETPIPE_SZ) for c in (*early.conns, *early.requests)]
+            assert sizes and min(sizes) >= 256 * 1024, sizes
     assert there == here
     assert len(workers) == 1 and not workers[0].is_alive()  # stopped with the run
 
