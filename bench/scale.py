@@ -210,6 +210,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             undo.enter_context(clock)
             undo.callback(clock_stage_start(sent_by))
             sink_cpu, start, cpu = sink.cpu(), time.perf_counter(), time.process_time()
+            sink_queued = sink.queued()
             reaped = _children_cpu()
             stage = lambda: clock.active[-1] if clock.active else "between stages"  # noqa: E731
             with Uss({c.pid for c in psutil.Process().children()}, stage) as uss:
@@ -221,18 +222,20 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             # the run's children, all ended with it: the render worker, the profiles' child, the
             # publish worker (the sink and the listings' server are still running: not counted)
             children_cpu = _children_cpu() - reaped
-        sink_cpu = sink.cpu() - sink_cpu
+        sink_cpu, sink_queued = sink.cpu() - sink_cpu, sink.queued() - sink_queued
         rss, children = peak_rss_mb(), children_peak_mb()
         accepted = sink.count()[0]
-        raw_wall, raw_kb, mean_kb, raw_cpu, raw_sink = 0.0, 0.0, 0.0, 0.0, 0.0
+        raw_wall, raw_kb, mean_kb, raw_cpu, raw_sink, raw_queued = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
         if accepted:
             mean_kb = int(sink.ask("bytes")) / accepted / 1024
             raw_kb = int(sink.ask(f"typical {work / 'typical.eml'}")) / 1024
             payload = (work / "typical.eml").read_bytes()
             raw_start, raw_cpu, raw_sink = time.perf_counter(), time.process_time(), sink.cpu()
+            raw_queued = sink.queued()
             asyncio.run(raw_send(sink.host, sink.port, payload, accepted))
             raw_wall = time.perf_counter() - raw_start
             raw_cpu, raw_sink = time.process_time() - raw_cpu, sink.cpu() - raw_sink
+            raw_queued = sink.queued() - raw_queued
     feeds = work / "public" / "feeds"
     to_sent = (sent_by[0] - start) if sent_by else wall
     return {
@@ -247,6 +250,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "children_cpu": children_cpu,
         "raw_cpu": raw_cpu,
         "raw_sink_cpu": raw_sink,
+        "sink_queued": sink_queued,  # the sink ready to run, waiting for a core (Linux)
+        "raw_sink_queued": raw_queued,
         "sent": summary.sent,
         "accepted": accepted,
         "failed": len(summary.failed),
@@ -371,8 +376,8 @@ def line(r: dict[str, Any]) -> str:
     per_message = f", loop {sending / r['sent'] * 1000:.2f} ms a message" if r["sent"] else ""
     return (
         f"S={r['subscribers']:,}: wall {r['wall']:.1f} s (to sent {r['to_sent']:.1f} s, cpu {r['cpu']:.1f} s{per_message}, "
-        f"sink cpu {r['sink_cpu']:.1f} s, children cpu {r['children_cpu']:.1f} s), raw {r['raw_wall']:.1f} s "
-        f"(client cpu {r['raw_cpu']:.1f} s, raw sink cpu {r['raw_sink_cpu']:.1f} s) for {r['accepted']:,} x {r['raw_kb']:.1f} KB: "
+        f"sink cpu {r['sink_cpu']:.1f} s (waited for a core {r.get('sink_queued', 0.0):.1f} s), children cpu {r['children_cpu']:.1f} s), raw {r['raw_wall']:.1f} s "
+        f"(client cpu {r['raw_cpu']:.1f} s, raw sink cpu {r['raw_sink_cpu']:.1f} s, waited {r.get('raw_sink_queued', 0.0):.1f} s) for {r['accepted']:,} x {r['raw_kb']:.1f} KB: "
         f"{r['ratio_to_sent']:.2f}x to sent, {r['ratio_wall']:.2f}x whole; rss {r['peak_rss_mb']:.0f} MB "
         f"(+ worker uss {r['children_peak_uss_mb']:.0f} MB, together {r['together_peak_mb']:.0f} MB); "
         f"{r['private_feeds']:,} private feeds; load {r['load']}; stages: {walls}"

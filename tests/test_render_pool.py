@@ -32,6 +32,7 @@ from digest.deliver.sender import Job, SendReport, send_all
 from digest.deliver.smtp import SmtpTransport
 from digest.pipeline import render_pool
 from digest.pipeline.render_pool import RenderPool
+from digest.pipeline.render_workers import NICER
 from digest.store import Store
 
 DATE = dt.date(2024, 11, 28)
@@ -209,6 +210,19 @@ def test_the_worker_keeps_no_descriptor_of_the_run(store: Store, tmp_path: Path)
     (eml,) = (tmp_path / "outbox").iterdir()
     fds = eml.read_bytes().split(b"Subject: ")[1].split(b"\r\n")[0].split()
     assert len(fds) <= 5  # stdin, stdout, stderr, the pipe, and listdir's own
+
+
+
+def test_the_worker_renders_behind_the_event_loop(store: Store, tmp_path: Path) -> None:
+    """Nicer than the run (`render_workers.NICER`): it renders ahead, the loop drives the connections."""
+
+    def build(addr: str) -> OutgoingMessage:
+        rendered = RenderedEmail(subject=f"nice {os.nice(0)}", html="<p/>", text="-")
+        return build_message(rendered, Subscriber(email=addr), SETTINGS, date=DATE, key=b"k", now=NOW)
+
+    send(store, jobs(readers(1), build), OutboxTransport(tmp_path / "outbox"))
+    (eml,) = (tmp_path / "outbox").iterdir()
+    assert f"Subject: nice {min(19, os.nice(0) + NICER)}\r\n".encode() in eml.read_bytes()
 
 
 KILLED = textwrap.dedent(

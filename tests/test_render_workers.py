@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from test_recording import DAY, NOW, planned, setup
 from digest.config import load_settings
 from digest.deliver import OutgoingMessage
 from digest.pipeline.render_pool import RenderPool
-from digest.pipeline.render_workers import Recipe, RenderWorkers
+from digest.pipeline.render_workers import NICER, Recipe, RenderWorkers
 from digest.pipeline.sending import MessageBuilder, jobs_for
 from digest.render.email import EmailRenderer
 
@@ -54,6 +55,8 @@ def test_early_workers_build_the_messages_the_run_builds(
             there = asyncio.run(rendered(pool))
         assert pool.early is early and not pool.broken  # the early worker built every one
         workers = list(early.procs)
+        # behind the run's event loop for the CPU
+        assert os.getpriority(os.PRIO_PROCESS, workers[0].pid) == min(19, os.nice(0) + NICER)
         if hasattr(fcntl, "F_GETPIPE_SZ"):  # Linux: each pipe holds many ~50 KB messages, each written whole
             sizes = [fcntl.fcntl(c.fileno(), fcntl.F_GETPIPE_SZ) for c in (*early.conns, *early.requests)]
             assert sizes and min(sizes) >= 256 * 1024, sizes
@@ -96,7 +99,7 @@ BIG = textwrap.dedent(
     from digest.core.models import Digest, Hit, Match, Paper, Subscriber
     from digest.deliver.sender import Job
     from digest.pipeline.render_pool import RenderPool
-    from digest.pipeline.render_workers import Recipe, RenderWorkers
+    from digest.pipeline.render_workers import NICER, Recipe, RenderWorkers
     from digest.pipeline.sending import MessageBuilder
     from digest.render.email import EmailRenderer
 

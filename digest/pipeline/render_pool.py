@@ -41,7 +41,7 @@ from typing import Any
 from digest.core.errors import DigestError, RenderError
 from digest.deliver import OutgoingMessage
 from digest.deliver.sender import Job
-from digest.pipeline.render_workers import RenderWorkers
+from digest.pipeline.render_workers import RenderWorkers, nicer
 
 _log = logging.getLogger("digest")
 
@@ -240,6 +240,7 @@ def _serve(jobs: Sequence[Job], conn: Connection, inherited: list[Connection]) -
     os.closerange(3, keep)
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
     gc.freeze()  # what we inherited is never walked by our collector: its pages stay shared
+    nicer()
     try:
         while True:
             position, index = conn.recv()
