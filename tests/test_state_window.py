@@ -58,6 +58,9 @@ def test_compressed_json_round_trips_and_reads_every_older_form() -> None:
         got = unpack_json(form)
         assert got[0] != got[0] and got[1:] == ["é", 1.5]
     assert unpack_json(b'{"a":[1,2]}') == {"a": [1, 2]}
+    # what orjson refuses to write: a lone surrogate (an emoji cut in half), an int past 64 bits
+    for odd in (["Truncated emoji \ud83d", 0.5], [2**70], {"near": ["\udfff", 1.0]}):
+        assert unpack_json(pack_json(odd)) == odd
 
 
 def _schema_8_state(path: Path, papers: list[Paper]) -> None:

@@ -64,8 +64,13 @@ def paper_id(key: int | str) -> str:
 
 def pack_json(value: Any) -> bytes:
     """`value` as compact UTF-8 JSON, compressed. Its floats must be finite (scores are): orjson
-    writes NaN as null."""
-    return zlib.compress(orjson.dumps(value), 6)
+    writes NaN as null. What orjson refuses (a lone surrogate in a title cut inside an emoji,
+    an int past 64 bits) is written by json.dumps, as it always was."""
+    try:
+        text = orjson.dumps(value)
+    except TypeError:
+        text = json.dumps(value, separators=(",", ":")).encode()
+    return zlib.compress(text, 6)
 
 
 def unpack_json(value: str | bytes) -> Any:
