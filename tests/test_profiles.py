@@ -116,6 +116,11 @@ def test_the_file_is_toml_1_1_and_its_errors_still_name_the_line(tmp_path: Path)
     assert problems(tmp_path, '[[subscribers]]\nemail = "a@example.org"\nkeywords = ["x" "y"]\n') == [
         "subscribers.toml:3: invalid TOML: Unclosed array (column 17)"
     ]
+    # a profile written inline: the reader and the key, no line (docs/matching.md says so)
+    inline = 'subscribers = [\n  {\n    email = "eve@example.org",\n    keywords = ["ok"],\n    max_papers = 0,\n  },\n]\n'
+    assert problems(tmp_path, inline) == [
+        "subscribers.toml: subscriber eve@example.org: max_papers: must be at least 1, got 0"
+    ]
 
 
 BAD = """\
