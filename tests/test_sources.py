@@ -31,6 +31,7 @@ from digest.sources.text import (
     split_authors,
     strip_html,
 )
+from digest.store import Store
 
 DATA = Path(__file__).parent / "data"  # the same paths as conftest.py
 ARXIV_ALL = DATA / "arxiv_rss_2024-11-28_all.xml"
@@ -665,6 +666,28 @@ def test_the_arxiv_kind_counts_the_items_it_skips() -> None:
     whole, mixed = source.parse(body), source.parse(body.replace(b"</channel>", lab))
     assert (whole.skipped, mixed.skipped) == (0, 1)
     assert mixed.papers == whole.papers
+
+
+def test_half_an_emoji_escaped_in_json_becomes_a_replacement_character(tmp_path: Path) -> None:
+    """JSON may escape a lone surrogate ("\\ud83d", an emoji cut in half): no UTF-8 holds one,
+    and the state refused a paper id with one (a traceback). Whole pairs stay as they are."""
+    feed = (
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "item-\\ud800-1",'
+        b' "url": "https://example.org/a", "title": "Cut \\ud83d, whole \\ud83d\\ude00", "content_text": "x"}]}'
+    )
+    [paper] = parse_feed(feed, "j")
+    assert (paper.id, paper.title) == ("item-\ufffd-1", "Cut \ufffd, whole \U0001f600")
+    hf = json.loads(HF_DAY.read_bytes())[:2]
+    hf[0]["paper"]["title"] = "Truncated \ud83d"
+    hf[1]["paper"]["summary"] = "Also \udfff here"
+    hf_papers = parse_hf_daily(json.dumps(hf).encode(), "hf")  # json.dumps escapes them as JSON may
+    assert [hf_papers[0].title, hf_papers[1].abstract[:11]] == ["Truncated \ufffd", "Also \ufffd here"]
+    with Store.open(tmp_path / "state.db") as store:  # the state takes them (it raised before)
+        day = dt.date(2026, 6, 12)
+        store.record_snapshot(
+            day, [paper, *hf_papers], [], sources=["j", "hf"], now=dt.datetime(2026, 6, 12, 7, tzinfo=dt.UTC)
+        )
+        assert "item-\ufffd-1" in {p.id for p in store.snapshot(day) or []}
 
 
 def test_a_json_feed_that_is_not_utf8_or_not_an_object() -> None:

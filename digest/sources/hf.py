@@ -22,6 +22,7 @@ from digest.core.models import Paper, merge_papers
 from digest.sources.base import Parsed, first_of_each
 from digest.sources.entries import arxiv_urls
 from digest.sources.fetch import Fetcher, FetchResult
+from digest.sources.jsonfeed import without_lone_surrogates
 from digest.sources.text import arxiv_id_from, collapse_ws, join_wraps
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def _load(body: bytes, source: str) -> list[Any]:
     if body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         raise ParseError(source, "expected JSON from the API, got HTML or XML; check [[sources]] url")
     try:
-        data = json.loads(body)
+        data = without_lone_surrogates(json.loads(body), body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ParseError(source, f"the response is not valid JSON ({exc}); check [[sources]] url") from None
     if isinstance(data, dict):

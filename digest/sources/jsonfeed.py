@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from typing import Any
 
@@ -48,6 +49,33 @@ def load_json_feed(body: bytes, source: str) -> FeedParserDict:
     return FeedParserDict(feed=feed, entries=entries, version=f"json{number}", bozo=False)
 
 
+# A JSON string may escape half of a UTF-16 pair ("\ud83d": an emoji cut in half by a truncated
+# title), which json.loads gives as a lone surrogate: no UTF-8 can hold one, so the state refused
+# a paper id with one (a traceback). Each becomes U+FFFD, as an undecodable byte would.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any, body: bytes) -> Any:
+    """`value` (json.loads of `body`) with every lone surrogate in its strings U+FFFD.
+
+    Walked only when `body` escapes a surrogate at all; a structure too deep to walk is a
+    RecursionError, as json.loads's own."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return value
+    return _scrubbed(value)
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrubbed(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrubbed(key): _scrubbed(item) for key, item in value.items()}
+    return value
+
+
 def _decode(body: bytes, source: str) -> Any:
     try:
         text = body.decode("utf-8-sig")  # JSON is UTF-8 (RFC 8259)
@@ -56,7 +84,9 @@ def _decode(body: bytes, source: str) -> Any:
             source, f"the JSON Feed is not UTF-8 (byte {exc.start}); tell its publisher"
         ) from None
     try:
-        return json.loads(text)
+        return without_lone_surrogates(json.loads(text), body)
+    except RecursionError:
+        raise ParseError(source, "the JSON Feed is nested too deeply; tell its publisher") from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
         # A string left open runs to the end: the text stops inside it.
