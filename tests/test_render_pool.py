@@ -212,7 +212,6 @@ def test_the_worker_keeps_no_descriptor_of_the_run(store: Store, tmp_path: Path)
     assert len(fds) <= 5  # stdin, stdout, stderr, the pipe, and listdir's own
 
 
-
 def test_the_worker_renders_behind_the_event_loop(store: Store, tmp_path: Path) -> None:
     """Nicer than the run (`render_workers.NICER`): it renders ahead, the loop drives the connections."""
 

@@ -3,8 +3,8 @@
 The parser is tomli, the project tomllib was taken from, whose wheels are compiled (mypyc): the
 same messages, three times faster (subscribers.toml at 100,000 readers, 28 MB: 8.7 s with
 tomllib, 2.8 s with tomli, the same 230 MB at its peak). It reads TOML 1.1, which reads every
-TOML 1.0 file alike and more besides (inline tables over several lines, an escape for ESC, times without
-seconds).
+TOML 1.0 file alike and more besides (inline tables over several lines, an escape for ESC,
+times without seconds).
 
 tomli gives no positions for values, so `locate` finds the line of a key by scanning the text:
 the n-th `[[table]]` header, then the first `key =` below it. Good enough to point a user at the

@@ -235,7 +235,7 @@ def _roomy(conn: Connection) -> None:
 # sets the pace, waited 6.2-6.3 s for one while sending to 10,000 readers on two cores, and
 # 1.3-6.2 s with this (fetch -> last message accepted: 31.3-32.7 s -> 26.9-31.5 s). On a free
 # core it changes nothing; on a machine busy with other work it gets a tenth of a core from each
-# busy process. (SCHED_IDLE did as well, but there it would get almost nothing.)
+# busy process. (SCHED_IDLE did a little better, but there it would get almost nothing.)
 NICER = 10
 
 
