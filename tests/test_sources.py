@@ -690,6 +690,22 @@ def test_half_an_emoji_escaped_in_json_becomes_a_replacement_character(tmp_path:
         assert "item-\ufffd-1" in {p.id for p in store.snapshot(day) or []}
 
 
+def test_a_character_reference_to_half_an_emoji_becomes_a_replacement_character() -> None:
+    """XML forbids "&#xD83D;": feedparser's lenient reader raised UnicodeEncodeError on one (a
+    traceback for the run). Other references, whole emoji among them, read as ever."""
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+        b"<title>Cut &#xD83D;, &#55357;, whole &#x1F600;</title><guid>id-&#xd800;-1</guid>"
+        b"<link>https://example.org/a</link><description>caf&#233;</description></item></channel></rss>"
+    )
+    [paper] = parse_feed(rss, "x")
+    assert (paper.id, paper.title, paper.abstract) == (
+        "id-\ufffd-1",
+        "Cut \ufffd, \ufffd, whole \U0001f600",
+        "caf\u00e9",
+    )
+
+
 def test_a_json_feed_that_is_not_utf8_or_not_an_object() -> None:
     with pytest.raises(ParseError, match="not a JSON Feed"):
         parse_feed(b'[{"version": "https://jsonfeed.org/version/1.1"}]', "j")

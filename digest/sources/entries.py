@@ -82,6 +82,7 @@ def load_feed(body: bytes, source: str) -> Any:
         )
     if looks_like_json(head):
         return load_json_feed(body, source)
+    body = _without_surrogate_refs(body)
     parsed = feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
     if parsed.get("bozo"):
         exc = parsed.get("bozo_exception")
@@ -99,6 +100,24 @@ def load_feed(body: bytes, source: str) -> Any:
     if not parsed.get("version"):
         raise ParseError(source, "the response is not an RSS, Atom or JSON Feed; check [[sources]] url")
     return parsed
+
+
+# A character reference to half of a UTF-16 pair ("&#xD83D;", an emoji cut in half): XML forbids
+# it, so expat stops, and feedparser's lenient reader then raised UnicodeEncodeError (a traceback
+# for the run). Each becomes U+FFFD, as a lone surrogate in JSON does (`jsonfeed`).
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def _without_surrogate_refs(body: bytes) -> bytes:
+    """`body` with every character reference to a surrogate (U+D800-DFFF) one to U+FFFD."""
+    if b"&#" not in body:
+        return body
+
+    def replaced(m: re.Match[bytes]) -> bytes:
+        code = int(m.group(1), 16) if m.group(1) else int(m.group(2))
+        return b"&#xFFFD;" if 0xD800 <= code <= 0xDFFF else m.group()
+
+    return _CHAR_REF.sub(replaced, body)
 
 
 def _trim_head(body: bytes) -> bytes:
