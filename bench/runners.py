@@ -8,9 +8,14 @@ and times them from the start to the last exit. Checks every reader was served o
 accepted exactly as many messages as the ledger holds sent digests, and none is left to send.
 
     python bench/runners.py --subscribers 10000 --runners 1,3 --runs 2
+    python bench/runners.py --subscribers 10000 --runners 1,3 --runs 2 --relay-ms 50
 
-Reports per runner count the median wall, the ratio to one runner's, each runner's share, and the
-sink's CPU over the wall (near 1.0: the sink, not the runners, sets the pace).
+Reports per runner count the median wall, the ratio to one runner's, each runner's share, the
+sink's CPU over the wall (near 1.0: the sink, not the runners, sets the pace) and the runners' CPU
+(with their render workers) over the wall (near the machine's cores: the CPU sets it).
+`--relay-ms` has the sink answer each message that much later, as a real relay does (Postfix
+writing its queue file, a provider's SMTP endpoint): a runner's connections then wait on the
+relay, which is what several runners (more connections, more hosts) are for.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,10 +84,15 @@ def _file_ledger(path: Path) -> dict[str, int]:
     import sqlite3
 
     with sqlite3.connect(path) as db:
-        return {status: int(n) for status, n in db.execute("SELECT status, count(*) FROM deliveries GROUP BY status")}
+        return {
+            status: int(n)
+            for status, n in db.execute("SELECT status, count(*) FROM deliveries GROUP BY status")
+        }
 
 
-def one_case(server: PgServer, base: str, sink: Sink, profiles: Path, work: Path, runners: int) -> dict[str, Any]:
+def one_case(
+    server: PgServer, base: str, sink: Sink, profiles: Path, work: Path, runners: int
+) -> dict[str, Any]:
     """`runners` runs at once on a fresh PostgreSQL database; 0: one run on a fresh SQLite file
     (the same work, for the cost of the server's round trips)."""
     url = server.new_database()
@@ -95,13 +106,18 @@ def one_case(server: PgServer, base: str, sink: Sink, profiles: Path, work: Path
     command = [sys.executable, "-m", "digest", "run", "--config", str(config), "--subscribers", str(profiles)]
     command += ["--date", DATE.isoformat()]
     accepted, sink_cpu = sink.count()[0], sink.cpu()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     procs = [
-        subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(runners)
     ]
     outs = [p.communicate(timeout=3600) for p in procs]
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the runners, their workers with them
+    runners_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     sent_here = sink.count()[0] - accepted
     rows = ledger(url) if "path =" not in text else _file_ledger(work / f"{config.stem}.sqlite3")
     shares = [int(m.group(1)) if (m := re.search(r"emails sent\D+(\d+)", out)) else -1 for out, _ in outs]
@@ -112,6 +128,7 @@ def one_case(server: PgServer, base: str, sink: Sink, profiles: Path, work: Path
         "runners": runners,
         "wall": wall,
         "sink_cpu_share": (sink.cpu() - sink_cpu) / wall,
+        "runners_cpu_share": runners_cpu / wall,
         "accepted": sent_here,
         "shares": shares,
         "ledger": rows,
@@ -122,13 +139,23 @@ def one_case(server: PgServer, base: str, sink: Sink, profiles: Path, work: Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
-    parser.add_argument("--runners", default="1,3", help="runner counts, comma-separated; 0: one run on SQLite")
+    parser.add_argument(
+        "--runners", default="1,3", help="runner counts, comma-separated; 0: one run on SQLite"
+    )
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--relay-ms", type=float, default=0.0, help="the sink answers each message this much later"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.runners.split(",")]
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as folder, PgServer() as server, listings_server(ARXIV) as base, Sink() as sink:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        PgServer() as server,
+        listings_server(ARXIV) as base,
+        Sink(delay_ms=args.relay_ms) as sink,
+    ):
         work = Path(folder)
         profiles = write_toml(generate(load_papers(ARXIV), args.subscribers), work / "subscribers.toml")
         for _ in range(args.runs):
@@ -139,14 +166,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result), flush=True)
     failed = [p for r in results for p in r["problems"]]
     one = statistics.median(r["wall"] for r in results if r["runners"] == counts[0])
-    print(f"\nS = {args.subscribers:,}, {args.runs} runs each, load {Path('/proc/loadavg').read_text().split()[:3]}")
-    print("| runners | wall (median) | vs first | shares (last run) | sink CPU / wall |")
-    print("|---|---|---|---|---|")
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(
+        f"\nS = {args.subscribers:,}, {args.runs} runs each, relay {args.relay_ms:g} ms a message, load {load}"
+    )
+    print(
+        "| runners | wall (median) | vs first | shares (last run) | sink CPU / wall | runners' CPU / wall |"
+    )
+    print("|---|---|---|---|---|---|")
     for runners in counts:
         mine = [r for r in results if r["runners"] == runners]
         wall = statistics.median(r["wall"] for r in mine)
         share = statistics.median(r["sink_cpu_share"] for r in mine)
-        print(f"| {runners} | {wall:.1f} s | {wall / one:.2f}x | {mine[-1]['shares']} | {share:.2f} |")
+        cpu = statistics.median(r["runners_cpu_share"] for r in mine)
+        print(
+            f"| {runners} | {wall:.1f} s | {wall / one:.2f}x | {mine[-1]['shares']} | {share:.2f} | {cpu:.2f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     for problem in failed:

@@ -3,12 +3,15 @@
 Benchmark support only; no product logic. It runs in its own process so that the server's work
 does not share a core (or a GIL) with the client being measured:
 
-    python bench/smtp_sink.py [--host 127.0.0.1] [--port 0]
+    python bench/smtp_sink.py [--host 127.0.0.1] [--port 0] [--delay-ms 0]
 
 prints `READY <host> <port>` on stdout once it listens, then answers one line on stdout for each
 line read on stdin: `count` gives `<messages accepted> <connections>`, `bytes` the bytes of DATA
 accepted, `typical PATH` writes the one of the last 101 messages whose size is nearest the mean
-of all to PATH and gives its size; end of input (or SIGTERM) stops it. `Sink()` does all of that from Python:
+of all to PATH and gives its size; end of input (or SIGTERM) stops it. `--delay-ms` makes it answer
+each message that much later, as a real relay does (it writes the message to its queue on disk, or
+forwards it, before it says 250): the client then waits on the relay, not on the sink's CPU.
+`Sink()` does all of that from Python:
 
     with Sink() as sink:
         ...  # send to sink.host, sink.port
@@ -34,7 +37,8 @@ HOST = "127.0.0.1"
 class Discard:
     """Accepts every recipient and message, keeps nothing but counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay  # seconds before each message's 250
         self.messages = 0
         self.connections = 0
         self.bytes = 0
@@ -51,13 +55,15 @@ class Discard:
         self.messages += 1
         self.bytes += len(envelope.original_content)
         self.recent.append(envelope.original_content)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 2.0.0 OK: queued as discarded"
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, delay: float = 0.0) -> None:
     from aiosmtpd.smtp import SMTP
 
-    handler = Discard()
+    handler = Discard(delay)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=50_000_000, hostname="sink.local"),
@@ -100,14 +106,23 @@ async def _answer(handler: Discard, command: str, arg: str) -> str:
 class Sink:
     """The sink as a child process (started on enter, stopped on exit)."""
 
-    def __init__(self, host: str = HOST, port: int = 0) -> None:
+    def __init__(self, host: str = HOST, port: int = 0, delay_ms: float = 0.0) -> None:
         self.host = host
         self.port = port
+        self.delay_ms = delay_ms
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Sink:
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--host", self.host, "--port", str(self.port)],
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                *self.relay,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -119,6 +134,10 @@ class Sink:
             raise RuntimeError("the SMTP sink did not start")
         self.host, self.port = line[1], int(line[2])
         return self
+
+    @property
+    def relay(self) -> list[str]:
+        return ["--delay-ms", str(self.delay_ms)] if self.delay_ms else []
 
     def count(self) -> tuple[int, int]:
         """(messages accepted, connections opened) so far."""
@@ -171,8 +190,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="An SMTP server that accepts every message and discards it.")
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed on stdout)")
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.0, help="answer each message this much later (a relay)"
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.delay_ms / 1000))
 
 
 if __name__ == "__main__":
