@@ -21,6 +21,7 @@ __all__ = [
     "escape_for_output",
     "escape_text",
     "gc_paused",
+    "give_back_freed_memory",
     "markup_unchecked",
     "plain_escape_in",
     "tuple_maker",
@@ -58,6 +59,22 @@ def gc_paused() -> Iterator[None]:
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()
+
+
+def give_back_freed_memory() -> None:
+    """Return to the system the memory of objects the program has already let go of.
+
+    Relies on: CPython keeping freed objects of its commonest kinds for reuse (up to 2,000
+    tuples of each length from 1 to 19, and some lists, dicts and floats), each in the 1 MB arena
+    of small objects it was made in, and an arena going back to the system only once nothing in it
+    is used; and a collection of the oldest generation emptying those lists (`gc.collect()`; so in
+    3.11 to 3.13 at least).
+
+    Buys: after a run's digests are freed, the last 2,000 tuples of each length freed are spread
+    over hundreds of arenas that are otherwise empty. At 100,000 readers the run held 503 MB going
+    into publishing, 256 MB after this (0.12 s), and its publish worker, forked there, shares less.
+    """
+    gc.collect()
 
 
 # -- NamedTuples -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from digest.core.errors import DigestError, StoreError
 from digest.core.files import check_writable
 from digest.core.models import DiffResult, Digest, Subscriber, utcnow
 from digest.core.progress import Progress, QuietProgress
+from digest.core.speed import give_back_freed_memory
 from digest.core.status import RunStatus
 from digest.core.tldr import TldrBook
 from digest.digests import Tastes
@@ -142,6 +143,7 @@ def run(
             # which reads what it needs back from the ledger (the run's peak memory is here).
             del plan, mail, build
             renderer.clear()
+            give_back_freed_memory()
 
             # 5. publish feeds and archive. The emails are out and recorded: a failure here (a full
             # disk) is reported and makes the run partial; the next run publishes again.
