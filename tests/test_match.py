@@ -289,6 +289,21 @@ def test_build_digest_caps_and_counts() -> None:
     assert digest.matches == tuple(matches[:2])
 
 
+def test_readers_share_what_is_the_same_in_their_digests() -> None:
+    """A run holds a million matches at 100,000 readers: a score is one float object whoever
+    it went to, and a digest with nothing similar holds no dict of its own."""
+    a = sub(email="a@example.org", keywords=["prompt tuning"])
+    b = sub(email="b@example.org", keywords=["prompt tuning"], authors=["Nobody Here"])
+    result = Matcher([a, b]).match(ABCD)
+    scores = [m.score for m in result["a@example.org"] + result["b@example.org"]]
+    assert len(scores) >= 2
+    assert len({id(s) for s in scores}) == len(set(scores))  # equal scores: the same object
+    first, second = (build_digest(s, result[s.email], dt.date(2024, 11, 28)) for s in (a, b))
+    assert first.similar == {} and first.similar is second.similar
+    with pytest.raises(TypeError):
+        first.similar["x"] = ("y", 1.0)  # type: ignore[index]
+
+
 def test_every_subscriber_is_present() -> None:
     subs = [sub(email="a@example.org", keywords=["nothing-like-this"]), sub(email="b@example.org", all=True)]
     result = Matcher(subs).match(ABCD)
