@@ -139,8 +139,7 @@ def run(
             early.stop()  # the emails are out
             if not dry_run:  # after the emails: a channel's trouble never holds them up
                 _post_channels(settings, store, plan, summary, timer)
-            # Every digest is out: let the matches and the renderer's caches go before publishing,
-            # which reads what it needs back from the ledger (the run's peak memory is here).
+            # Every digest is out: the matches and caches go (publishing reads the ledger), memory back
             del plan, mail, build
             renderer.clear()
             give_back_freed_memory()
