@@ -171,16 +171,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\nS = {args.subscribers:,}, {args.runs} runs each, relay {args.relay_ms:g} ms a message, load {load}"
     )
     print(
-        "| runners | wall (median) | vs first | shares (last run) | sink CPU / wall | runners' CPU / wall |"
+        "| runners | wall (median) | wall ÷ the first count's | shares (last run) | sink CPU / wall "
+        "| runners' CPU / wall | every reader once |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for runners in counts:
         mine = [r for r in results if r["runners"] == runners]
         wall = statistics.median(r["wall"] for r in mine)
         share = statistics.median(r["sink_cpu_share"] for r in mine)
         cpu = statistics.median(r["runners_cpu_share"] for r in mine)
+        once = "no" if any(r["problems"] for r in mine) else "yes"
         print(
-            f"| {runners} | {wall:.1f} s | {wall / one:.2f}x | {mine[-1]['shares']} | {share:.2f} | {cpu:.2f} |"
+            f"| {runners} | {wall:.1f} s | {wall / one:.2f}x | {mine[-1]['shares']} | {share:.2f} "
+            f"| {cpu:.2f} | {once} |"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

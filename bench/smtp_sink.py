@@ -8,7 +8,7 @@ does not share a core (or a GIL) with the client being measured:
 prints `READY <host> <port>` on stdout once it listens, then answers one line on stdout for each
 line read on stdin: `count` gives `<messages accepted> <connections>`, `bytes` the bytes of DATA
 accepted, `typical PATH` writes the one of the last 101 messages whose size is nearest the mean
-of all to PATH and gives its size; end of input (or SIGTERM) stops it. `--delay-ms` makes it answer
+of all to PATH and gives its size, anything else a line saying so; end of input (or SIGTERM) stops it. `--delay-ms` makes it answer
 each message that much later, as a real relay does (it writes the message to its queue on disk, or
 forwards it, before it says 250): the client then waits on the relay, not on the sink's CPU.
 `Sink()` does all of that from Python:
@@ -82,6 +82,8 @@ async def serve(host: str, port: int, delay: float = 0.0) -> None:
             if command in ("count", "bytes", "typical"):
                 fut = asyncio.run_coroutine_threadsafe(_answer(handler, command, arg), loop)
                 print(fut.result(), flush=True)
+            else:  # still one line, so that a reader waiting for it does not wait forever
+                print(f"unknown command {command!r}: count, bytes or typical PATH", flush=True)
         loop.call_soon_threadsafe(done.set)
 
     threading.Thread(target=control, daemon=True).start()
