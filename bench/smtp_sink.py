@@ -8,10 +8,10 @@ does not share a core (or a GIL) with the client being measured:
 prints `READY <host> <port>` on stdout once it listens, then answers one line on stdout for each
 line read on stdin: `count` gives `<messages accepted> <connections>`, `bytes` the bytes of DATA
 accepted, `typical PATH` writes the one of the last 101 messages whose size is nearest the mean
-of all to PATH and gives its size, anything else a line saying so; end of input (or SIGTERM) stops it. `--delay-ms` makes it answer
-each message that much later, as a real relay does (it writes the message to its queue on disk, or
-forwards it, before it says 250): the client then waits on the relay, not on the sink's CPU.
-`Sink()` does all of that from Python:
+of all to PATH and gives its size, anything else a line saying so; end of input (or SIGTERM)
+stops it. `--delay-ms` makes it answer each message that much later, as a real relay does (it
+writes the message to its queue on disk, or forwards it, before it says 250): the client then
+waits on the relay, not on the sink's CPU. `Sink()` does all of that from Python:
 
     with Sink() as sink:
         ...  # send to sink.host, sink.port
