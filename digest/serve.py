@@ -27,6 +27,7 @@ from digest import pipeline
 from digest.config import ScheduleConfig, Settings
 from digest.config.cron import make_trigger, scheduled_time_today
 from digest.core.errors import DigestError, LockedError
+from digest.core.speed import give_back_freed_memory
 from digest.store import Store
 from digest.web.server import WebThread
 
@@ -162,6 +163,10 @@ class _Runs:
         finally:
             with self._guard:
                 self._running.discard(run_stop)
+            # This process lives on between runs: what the run freed goes back to the system now,
+            # not whenever a full collection happens to come (a run gives its digests' memory
+            # back before publishing; publishing's, and a joiner's run, it does not)
+            give_back_freed_memory()
         if not self.stop.is_set():
             log.info("next run at %s", self.next_fire())
 

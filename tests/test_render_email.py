@@ -536,3 +536,16 @@ def test_the_text_part_links_the_days_papers_as_the_html_footer_does(renderer: E
     out = renderer.render(everything, links())
     assert "All of the day's papers" in out.html
     assert f"All of the day's papers: {links().archive}" in out.text
+
+
+def test_a_custom_template_can_print_similar_as_json(tmp_path: Path) -> None:
+    """Digests without similar papers share one read-only empty mapping (memory at 100,000
+    readers); a template still gets a dict, which `tojson` prints."""
+    shipped = Path(email_module.__file__).resolve().parents[2] / "templates" / "digest.txt.j2"
+    (tmp_path / "digest.txt.j2").write_text(
+        shipped.read_text(encoding="utf-8") + "\nsimilar: {{ similar|tojson }}\n", encoding="utf-8"
+    )
+    ours = EmailRenderer(Settings(output={"base_url": BASE}, templates={"dir": tmp_path}))  # type: ignore[arg-type]
+    digest = golden_digest()
+    assert not digest.similar
+    assert "similar: {}" in ours.render(digest, links()).text

@@ -33,7 +33,7 @@ def test_the_scale_harness_times_every_stage(tmp_path: Path) -> None:
     assert "| **whole run** |" in done.stdout
 
 
-def test_the_bench_sink_answers_like_a_relay_when_asked(tmp_path: Path) -> None:
+def test_the_bench_sink_answers_like_a_relay_when_asked() -> None:
     """bench/runners.py --relay-ms: each message's 250 comes that much later (a relay writing its
     queue), which is what several runners' extra connections are measured against."""
     import asyncio
@@ -42,7 +42,6 @@ def test_the_bench_sink_answers_like_a_relay_when_asked(tmp_path: Path) -> None:
 
     import aiosmtplib
 
-    sys.path.insert(0, str(ROOT))
     from bench.smtp_sink import Sink
 
     async def send_two(host: str, port: int) -> float:

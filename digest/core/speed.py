@@ -71,8 +71,9 @@ def give_back_freed_memory() -> None:
     3.11 to 3.13 at least).
 
     Buys: after a run's digests are freed, the last 2,000 tuples of each length freed are spread
-    over hundreds of arenas that are otherwise empty. At 100,000 readers the run held 503 MB going
-    into publishing, 256 MB after this (0.12 s), and its publish worker, forked there, shares less.
+    over hundreds of arenas that are otherwise empty. At 100,000 readers (sending stood in for by
+    ledger marks) the run held 503 MB where publishing starts, 256 MB after this (0.12 s); the
+    publish worker forked next starts from the smaller run.
     """
     gc.collect()
 

@@ -27,7 +27,7 @@ __all__ = ["Profile", "Run"]
 def score_of(half: int) -> float:
     """A match's score from the count of half points it ranked by. The same few dozen values go
     into a run's million Matches: each one float, not one for every reader and part (300,000 of
-    them, ~10 MB, at 100,000 readers)."""
+    them, ~8 MB, at 100,000 readers)."""
     return half / 2
 
 

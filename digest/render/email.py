@@ -148,7 +148,9 @@ class EmailRenderer:
             "empty": not digest.matches,
             "subscriber": digest.subscriber,
             "why_all": why_all(digest.subscriber),
-            "similar": digest.similar,  # paper id -> (nearest liked title, similarity)
+            # paper id -> (nearest liked title, similarity); a dict for the templates (`tojson`),
+            # not the read-only empty mapping every digest without any shares
+            "similar": digest.similar or {},
             "trending": digest.subscriber.trending,  # "week" | "month": the period's most upvoted
             "links": _clean_links(links),
             "tldrs": tldrs,
