@@ -44,7 +44,7 @@ from bench.scenario import generate, write_toml  # noqa: E402
 from bench.smtp_sink import Sink  # noqa: E402
 
 
-def config_text(url: str, base: str, sink: Sink, out: Path) -> str:
+def config_text(url: str, base: str, sink: Sink, out: Path, concurrency: int = CONCURRENCY) -> str:
     return f"""
 [state]
 url = "{url}"
@@ -67,7 +67,7 @@ base_url = "https://digest.example.org/"
 host = "{sink.host}"
 port = {sink.port}
 security = "none"
-concurrency = {CONCURRENCY}
+concurrency = {concurrency}
 from = "{SENDER}"
 """
 
@@ -91,13 +91,19 @@ def _file_ledger(path: Path) -> dict[str, int]:
 
 
 def one_case(
-    server: PgServer, base: str, sink: Sink, profiles: Path, work: Path, runners: int
+    server: PgServer,
+    base: str,
+    sink: Sink,
+    profiles: Path,
+    work: Path,
+    runners: int,
+    concurrency: int = CONCURRENCY,
 ) -> dict[str, Any]:
     """`runners` runs at once on a fresh PostgreSQL database; 0: one run on a fresh SQLite file
     (the same work, for the cost of the server's round trips)."""
     url = server.new_database()
     config = work / f"digest-{runners}-{time.monotonic_ns()}.toml"
-    text = config_text(url, base, sink, work / f"public-{config.stem}")
+    text = config_text(url, base, sink, work / f"public-{config.stem}", concurrency)
     if runners == 0:
         text = text.replace(f'url = "{url}"', f'path = "{work / config.stem}.sqlite3"')
     config.write_text(text)
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--relay-ms", type=float, default=0.0, help="the sink answers each message this much later"
     )
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="SMTP connections a runner")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.runners.split(",")]
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         profiles = write_toml(generate(load_papers(ARXIV), args.subscribers), work / "subscribers.toml")
         for _ in range(args.runs):
             for runners in counts:
-                result = one_case(server, base, sink, profiles, work, runners)
+                result = one_case(server, base, sink, profiles, work, runners, args.concurrency)
                 result["runners"] = runners  # 0 stays 0 (SQLite) in the table
                 results.append(result)
                 print(json.dumps(result), flush=True)
@@ -168,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     one = statistics.median(r["wall"] for r in results if r["runners"] == counts[0])
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(
-        f"\nS = {args.subscribers:,}, {args.runs} runs each, relay {args.relay_ms:g} ms a message, load {load}"
+        f"\nS = {args.subscribers:,}, {args.runs} runs each, relay {args.relay_ms:g} ms a message, "
+        f"{args.concurrency} connections a runner, load {load}"
     )
     print(
         "| runners | wall (median) | wall ÷ the first count's | shares (last run) | sink CPU / wall "
